@@ -1,0 +1,337 @@
+//! The configuration file: one TOML document, every field optional.
+//!
+//! `Config::default()` is the built-in default that runs on a laptop with no camera (the media
+//! sources are `auto`: a camera and microphone when GStreamer finds them, else a test pattern and
+//! a tone). Parsing is pure (`Config::parse`) so errors can be tested without files; every error
+//! names the offending field and, where the field is in the file, its line.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// The whole configuration. Unknown fields are errors, so a typo never silently does nothing.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `error`, `warn`, `info`, `debug` or `trace`; `RUST_LOG` wins when set.
+    pub log_level: Option<String>,
+    /// Where the generated certificate lives; `--state-dir` wins when given.
+    pub state_dir: Option<PathBuf>,
+    pub http: HttpConfig,
+    pub media: MediaConfig,
+    pub ice: IceConfig,
+    pub signaling: SignalingConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address both listeners bind; `::` also accepts IPv4 on Linux.
+    pub bind: IpAddr,
+    /// HTTPS port for the page and the WebSocket; 0 picks a free port.
+    pub https_port: u16,
+    /// Plain HTTP port that only redirects to HTTPS; 0 picks a free port.
+    pub http_port: u16,
+    /// Whether the plain HTTP redirect listener runs at all.
+    pub redirect: bool,
+    /// PEM certificate chain; with `private_key`, replaces the generated self-signed one.
+    pub certificate: Option<PathBuf>,
+    pub private_key: Option<PathBuf>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            bind: IpAddr::from([0u16; 8]),
+            https_port: 8443,
+            http_port: 8080,
+            redirect: true,
+            certificate: None,
+            private_key: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// `auto` (first camera GStreamer finds, else a test pattern) or GStreamer launch syntax.
+    pub video_source: String,
+    /// `auto` (first microphone, else a tone) or GStreamer launch syntax.
+    pub audio_source: String,
+    /// Where the caller's voice plays: `auto` (first speaker, else discarded) or launch syntax.
+    pub audio_sink: String,
+    /// `auto` (probe hardware, then software encoders) or launch syntax producing H.264.
+    pub video_encoder: String,
+    pub width: u32,
+    pub height: u32,
+    pub framerate: u32,
+    pub video_bitrate_kbps: u32,
+    pub audio_bitrate_kbps: u32,
+    /// Frames between natural keyframes; keyframe requests from the browser are answered at once.
+    pub keyframe_interval: u32,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            video_source: AUTO.into(),
+            audio_source: AUTO.into(),
+            audio_sink: AUTO.into(),
+            video_encoder: AUTO.into(),
+            width: 1280,
+            height: 720,
+            framerate: 30,
+            video_bitrate_kbps: 2000,
+            audio_bitrate_kbps: 48,
+            keyframe_interval: 60,
+        }
+    }
+}
+
+/// The value that asks peercam to choose for itself.
+pub const AUTO: &str = "auto";
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IceConfig {
+    /// Extra local addresses for the device's ICE agent. libnice skips loopback by default, so a
+    /// same-machine test adds `127.0.0.1` here.
+    pub local_addresses: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignalingConfig {
+    /// Largest signaling message accepted; larger ones get an `error` reply.
+    pub max_message_bytes: usize,
+}
+
+impl Default for SignalingConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}{}: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    Syntax {
+        origin: String,
+        line: Option<usize>,
+        message: String,
+    },
+    #[error("{origin}{}: field `{field}`: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    Field {
+        origin: String,
+        field: String,
+        line: Option<usize>,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates TOML text; `origin` names the source in error messages.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let document = toml_edit::ImDocument::parse(text).map_err(|e| ConfigError::Syntax {
+            origin: origin.to_owned(),
+            line: e.span().map(|span| line_at(text, span.start)),
+            message: e.message().trim().to_owned(),
+        })?;
+        let config: Config = serde_path_to_error::deserialize(toml::Deserializer::new(text))
+            .map_err(|e| {
+                let field = e.path().to_string();
+                let line = e
+                    .inner()
+                    .span()
+                    .map(|span| line_at(text, span.start))
+                    .or_else(|| line_of_field(&document, &field, text));
+                ConfigError::Field {
+                    origin: origin.to_owned(),
+                    field,
+                    line,
+                    message: e.inner().message().trim().to_owned(),
+                }
+            })?;
+        config.validate().map_err(|(field, message)| ConfigError::Field {
+            origin: origin.to_owned(),
+            line: line_of_field(&document, field, text),
+            field: field.to_owned(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks the values the types alone cannot: returns the field and what is wrong with it.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let m = &self.media;
+        let in_range = |field, value: u32, low: u32, high: u32| {
+            if (low..=high).contains(&value) {
+                Ok(())
+            } else {
+                Err((field, format!("{value} is out of range {low}..={high}")))
+            }
+        };
+        in_range("media.width", m.width, 16, 7680)?;
+        in_range("media.height", m.height, 16, 4320)?;
+        if m.width % 2 != 0 || m.height % 2 != 0 {
+            let field = if m.width % 2 != 0 { "media.width" } else { "media.height" };
+            return Err((field, "must be even for 4:2:0 video".into()));
+        }
+        in_range("media.framerate", m.framerate, 1, 120)?;
+        in_range("media.video_bitrate_kbps", m.video_bitrate_kbps, 50, 50_000)?;
+        in_range("media.audio_bitrate_kbps", m.audio_bitrate_kbps, 6, 510)?;
+        in_range("media.keyframe_interval", m.keyframe_interval, 1, 10_000)?;
+        for (field, value) in [
+            ("media.video_source", &m.video_source),
+            ("media.audio_source", &m.audio_source),
+            ("media.audio_sink", &m.audio_sink),
+            ("media.video_encoder", &m.video_encoder),
+        ] {
+            if value.trim().is_empty() {
+                return Err((field, "must be `auto` or a GStreamer launch line".into()));
+            }
+        }
+        if self.signaling.max_message_bytes < 1024 || self.signaling.max_message_bytes > 1 << 20 {
+            return Err((
+                "signaling.max_message_bytes",
+                "must be between 1024 and 1048576".into(),
+            ));
+        }
+        if self.http.certificate.is_some() != self.http.private_key.is_some() {
+            return Err((
+                "http.certificate",
+                "`certificate` and `private_key` must be given together".into(),
+            ));
+        }
+        if let Some(level) = &self.log_level {
+            if level.parse::<log::LevelFilter>().is_err() {
+                return Err((
+                    "log_level",
+                    format!("`{level}` is not one of off, error, warn, info, debug, trace"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// 1-based line number of a byte offset.
+fn line_at(text: &str, offset: usize) -> usize {
+    text.get(..offset).unwrap_or(text).matches('\n').count() + 1
+}
+
+/// Line of a dotted field path such as `media.width`, when the key is present in the file.
+fn line_of_field(document: &toml_edit::ImDocument<&str>, field: &str, text: &str) -> Option<usize> {
+    let mut table: &dyn toml_edit::TableLike = document.as_table();
+    let mut span = None;
+    for part in field.split('.') {
+        let (key, item) = table.get_key_value(part)?;
+        span = key.span().or_else(|| item.span());
+        match item.as_table_like() {
+            Some(inner) => table = inner,
+            None => break,
+        }
+    }
+    span.map(|s| line_at(text, s.start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_error(text: &str) -> (String, Option<usize>, String) {
+        match Config::parse(text, "test.toml") {
+            Err(ConfigError::Field {
+                field,
+                line,
+                message,
+                ..
+            }) => (field, line, message),
+            other => panic!("expected a field error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_file_is_the_default() {
+        assert_eq!(Config::parse("", "x").ok(), Some(Config::default()));
+    }
+
+    #[test]
+    fn every_field_is_optional_per_section() {
+        let config = Config::parse("[media]\nwidth = 640\n", "x").expect("valid");
+        assert_eq!(config.media.width, 640);
+        assert_eq!(config.media.height, 720);
+        assert_eq!(config.http.https_port, 8443);
+    }
+
+    #[test]
+    fn wrong_type_names_field_and_line() {
+        let (field, line, message) = field_error("[http]\n\nhttps_port = \"high\"\n");
+        assert_eq!(field, "http.https_port");
+        assert_eq!(line, Some(3));
+        assert!(message.contains("u16"), "{message}");
+    }
+
+    #[test]
+    fn unknown_field_is_an_error_with_its_line() {
+        let (field, line, message) = field_error("[media]\nwidth = 640\nwidht = 640\n");
+        assert!(field.starts_with("media"), "{field}");
+        assert_eq!(line, Some(3));
+        assert!(message.contains("widht"), "{message}");
+    }
+
+    #[test]
+    fn out_of_range_value_names_field_and_line() {
+        let (field, line, _) = field_error("[media]\nframerate = 0\n");
+        assert_eq!(field, "media.framerate");
+        assert_eq!(line, Some(2));
+    }
+
+    #[test]
+    fn odd_width_is_rejected() {
+        let (field, _, message) = field_error("[media]\nwidth = 641\n");
+        assert_eq!(field, "media.width");
+        assert!(message.contains("even"));
+    }
+
+    #[test]
+    fn bad_address_names_the_field() {
+        let (field, line, _) = field_error("[ice]\nlocal_addresses = [\"127.0.0.1\", \"nope\"]\n");
+        assert!(field.starts_with("ice.local_addresses"), "{field}");
+        assert_eq!(line, Some(2));
+    }
+
+    #[test]
+    fn syntax_error_gives_a_line() {
+        match Config::parse("[media\nwidth = 1\n", "x") {
+            Err(ConfigError::Syntax { line, .. }) => assert_eq!(line, Some(1)),
+            other => panic!("expected syntax error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn certificate_without_key_is_rejected() {
+        let (field, line, _) = field_error("[http]\ncertificate = \"/a.pem\"\n");
+        assert_eq!(field, "http.certificate");
+        assert_eq!(line, Some(2));
+    }
+}

@@ -1,0 +1,22 @@
+//! peercam: the firmware daemon of a camera appliance you call from a browser.
+//!
+//! # Layout
+//! - `config`: the TOML file, every field optional, errors that name field and line.
+//! - `signaling`: the JSON wire protocol of `/ws` (mirrored by `web/signaling.js`).
+//! - `rooms`: the device's room as a pure state machine, and the task that owns it.
+//! - `media`: the GStreamer pipeline ending in `webrtcbin`, owned by one task.
+//! - `web`: the page, the WebSocket sessions, the HTTPS and redirect listeners.
+//! - `tls`: the certificate, configured or self-signed and kept in the state directory.
+//! - `host`: the machine's name and addresses.
+//! - `metrics`: counters served at `/metrics`.
+//!
+//! The binary (`main.rs`) only wires these together: listeners, channels and tasks.
+
+pub mod config;
+pub mod host;
+pub mod media;
+pub mod metrics;
+pub mod rooms;
+pub mod signaling;
+pub mod tls;
+pub mod web;

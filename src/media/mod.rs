@@ -1,0 +1,209 @@
+//! Media: the device's side of a call, one GStreamer pipeline ending in `webrtcbin`.
+//!
+//! One owner task (`run`) holds the current `Peer` and is the only code that changes it. The
+//! room owner talks to it with `MediaCommand`s and hears back through `MediaEvent`s. GStreamer
+//! callbacks never decide anything: they push a `Notice` tagged with their call id onto a
+//! channel, and this task acts on it, dropping notices of calls that have already ended.
+//!
+//! Submodules: `plan` (pure: codec and encoder choice, launch descriptions), `devices` (what
+//! `auto` means on this machine), `peer` (one call's pipeline), `talkback` (the caller's voice to
+//! the speaker).
+
+mod devices;
+mod peer;
+pub mod plan;
+mod talkback;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+use crate::config::{AUTO, IceConfig, MediaConfig};
+use crate::metrics::Metrics;
+use crate::rooms::{CallId, Input};
+use crate::signaling::IceCandidate;
+
+pub use peer::Notice;
+
+/// Media settings with every `auto` resolved to a concrete GStreamer description.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaSettings {
+    pub video_source: String,
+    pub audio_source: String,
+    pub audio_sink: String,
+    /// A configured encoder launch line; `None` means probe for one.
+    pub video_encoder: Option<String>,
+    pub width: u32,
+    pub height: u32,
+    pub framerate: u32,
+    pub video_bitrate_kbps: u32,
+    pub audio_bitrate_kbps: u32,
+    pub keyframe_interval: u32,
+    /// Local addresses for the ICE agent, besides those of the network interfaces.
+    pub extra_ice_addresses: Vec<IpAddr>,
+}
+
+impl MediaSettings {
+    /// Resolves `auto` sources and sinks by asking GStreamer which devices exist.
+    pub fn resolve(media: &MediaConfig, ice: &IceConfig) -> Self {
+        let video_source = devices::resolve_video_source(&media.video_source);
+        let audio_source = devices::resolve_audio_source(&media.audio_source);
+        let audio_sink = devices::resolve_audio_sink(&media.audio_sink);
+        for (what, choice) in [
+            ("video source", &video_source),
+            ("audio source", &audio_source),
+            ("talkback sink", &audio_sink),
+        ] {
+            log::info!("{what}: {} ({})", choice.description, choice.reason);
+        }
+        Self {
+            video_source: video_source.description,
+            audio_source: audio_source.description,
+            audio_sink: audio_sink.description,
+            video_encoder: (media.video_encoder != AUTO).then(|| media.video_encoder.clone()),
+            width: media.width,
+            height: media.height,
+            framerate: media.framerate,
+            video_bitrate_kbps: media.video_bitrate_kbps,
+            audio_bitrate_kbps: media.audio_bitrate_kbps,
+            keyframe_interval: media.keyframe_interval,
+            extra_ice_addresses: ice.local_addresses.clone(),
+        }
+    }
+
+    #[cfg(test)]
+    pub fn test_default() -> Self {
+        Self {
+            video_source: devices::TEST_VIDEO_SOURCE.into(),
+            audio_source: devices::TEST_AUDIO_SOURCE.into(),
+            audio_sink: "fakesink".into(),
+            video_encoder: None,
+            width: 1280,
+            height: 720,
+            framerate: 30,
+            video_bitrate_kbps: 2000,
+            audio_bitrate_kbps: 48,
+            keyframe_interval: 60,
+            extra_ice_addresses: vec![],
+        }
+    }
+}
+
+/// What the room owner asks of the media owner.
+#[derive(Debug)]
+pub enum MediaCommand {
+    Start { call: CallId, codecs: Vec<String> },
+    End { call: CallId },
+    Answer { call: CallId, sdp: String },
+    Candidate { call: CallId, candidate: IceCandidate },
+}
+
+#[derive(Debug, Error)]
+pub enum MediaError {
+    #[error("GStreamer is missing element `{0}`; install the GStreamer plugin packages (see README)")]
+    MissingElement(&'static str),
+    #[error("cannot build {what}: {reason}")]
+    Build { what: &'static str, reason: String },
+    #[error("{0}")]
+    Plan(#[from] plan::PlanError),
+    #[error("the pipeline would not start: {0}")]
+    StateChange(String),
+    #[error("the caller's answer is not valid SDP")]
+    BadAnswer,
+}
+
+/// Initialises GStreamer and checks, once, that the elements every call needs exist.
+pub fn init() -> Result<(), MediaError> {
+    gstreamer::init().map_err(|e| MediaError::Build {
+        what: "GStreamer",
+        reason: e.to_string(),
+    })?;
+    for factory in peer::REQUIRED_ELEMENTS {
+        if gstreamer::ElementFactory::find(factory).is_none() {
+            return Err(MediaError::MissingElement(factory));
+        }
+    }
+    Ok(())
+}
+
+/// Builds a call's pipeline once and throws it away, so that plugin loading, encoder set-up and
+/// the DTLS certificate are paid for before the first caller rather than during its call.
+pub fn warm_up(settings: &MediaSettings, metrics: &Arc<Metrics>) {
+    let started = std::time::Instant::now();
+    let (notices, _ignored) = mpsc::unbounded_channel();
+    match peer::Peer::start(0, settings, &[], notices, Arc::clone(metrics)) {
+        Ok(peer) => {
+            peer.wait_for_offer_caps(std::time::Duration::from_secs(2));
+            peer.stop();
+            log::info!("media warmed up in {} ms", started.elapsed().as_millis());
+        }
+        Err(e) => log::warn!("media warm-up failed: {e}"),
+    }
+}
+
+/// The media owner: runs until the command channel closes.
+pub async fn run(
+    settings: MediaSettings,
+    mut commands: mpsc::UnboundedReceiver<MediaCommand>,
+    room: mpsc::UnboundedSender<Input>,
+    metrics: Arc<Metrics>,
+) {
+    let (notice_tx, mut notices) = mpsc::unbounded_channel::<(CallId, Notice)>();
+    let mut current: Option<peer::Peer> = None;
+    let fail = |call: CallId, reason: String| {
+        let _ = room.send(Input::PeerFailed { call, reason });
+    };
+    loop {
+        tokio::select! {
+            command = commands.recv() => {
+                let Some(command) = command else { break };
+                match command {
+                    MediaCommand::Start { call, codecs } => {
+                        if let Some(old) = current.take() {
+                            tokio::task::block_in_place(|| old.stop());
+                        }
+                        let started = tokio::task::block_in_place(|| {
+                            peer::Peer::start(call, &settings, &codecs, notice_tx.clone(), Arc::clone(&metrics))
+                        });
+                        match started {
+                            Ok(peer) => current = Some(peer),
+                            Err(e) => {
+                                log::error!("call {call}: {e}");
+                                fail(call, e.to_string());
+                            }
+                        }
+                    }
+                    MediaCommand::End { call } => {
+                        if let Some(peer) = current.take_if(|p| p.call() == call) {
+                            tokio::task::block_in_place(|| peer.stop());
+                        }
+                    }
+                    MediaCommand::Answer { call, sdp } => {
+                        if let Some(peer) = current.as_mut().filter(|p| p.call() == call) {
+                            if let Err(e) = peer.set_answer(&sdp) {
+                                fail(call, e.to_string());
+                            }
+                        }
+                    }
+                    MediaCommand::Candidate { call, candidate } => {
+                        if let Some(peer) = current.as_mut().filter(|p| p.call() == call) {
+                            peer.add_candidate(&candidate);
+                        }
+                    }
+                }
+            }
+            Some((call, notice)) = notices.recv() => {
+                if let Some(peer) = current.as_mut().filter(|p| p.call() == call) {
+                    for input in peer.on_notice(notice) {
+                        let _ = room.send(input);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(peer) = current.take() {
+        peer.stop();
+    }
+}

@@ -1,0 +1,403 @@
+//! One call's pipeline: video and audio send branches into `webrtcbin`, and the caller's voice
+//! out of it (see `talkback`).
+//!
+//! Owned by the media task; every method runs there. Callbacks connected here run on GStreamer
+//! threads and only send a `Notice` tagged with this call's id; the one exception is linking the
+//! caller's incoming audio pad, which must happen inside `pad-added` before data flows.
+//!
+//! The offer is made once, after `on-negotiation-needed` *and* after caps have reached every
+//! webrtcbin sink pad: only then does the SDP carry the complete H.264 `fmtp` line, and no
+//! renegotiation follows.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_sdp as gst_sdp;
+use gstreamer_webrtc as gst_webrtc;
+use gst_webrtc::{WebRTCICEConnectionState, WebRTCRTPTransceiverDirection, WebRTCSessionDescription};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::plan::{self, VideoPlan};
+use super::{MediaError, MediaSettings, talkback};
+use crate::metrics::Metrics;
+use crate::rooms::{CallId, Input};
+use crate::signaling::IceCandidate;
+
+/// Elements every call needs whatever the codec; checked once at start.
+pub const REQUIRED_ELEMENTS: [&str; 14] = [
+    "webrtcbin",
+    "nicesrc",
+    "dtlssrtpenc",
+    "srtpenc",
+    "opusenc",
+    "rtpopuspay",
+    "rtpopusdepay",
+    "opusdec",
+    "videoconvert",
+    "videoscale",
+    "videorate",
+    "audioconvert",
+    "audioresample",
+    "rtph264pay",
+];
+
+/// What a GStreamer callback saw; handled by [`Peer::on_notice`] on the media task.
+#[derive(Debug)]
+pub enum Notice {
+    NegotiationNeeded,
+    CapsReady,
+    OfferCreated(Result<WebRTCSessionDescription, String>),
+    IceCandidate { mline: u32, candidate: String },
+    IceState(WebRTCICEConnectionState),
+    Error(String),
+    Eos,
+}
+
+type Notices = UnboundedSender<(CallId, Notice)>;
+
+pub struct Peer {
+    call: CallId,
+    pipeline: gst::Pipeline,
+    webrtc: gst::Element,
+    sink_pads: Vec<gst::Pad>,
+    notices: Notices,
+    negotiation_needed: bool,
+    offer_requested: bool,
+    connected: bool,
+    started: Instant,
+}
+
+impl Peer {
+    /// Builds the pipeline for a caller who can receive `codecs` and sets it playing.
+    pub fn start(
+        call: CallId,
+        settings: &MediaSettings,
+        codecs: &[String],
+        notices: Notices,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, MediaError> {
+        let started = Instant::now();
+        let plan = plan::plan_video(settings, codecs, |f| {
+            gst::ElementFactory::find(f).is_some()
+        })?;
+        log::info!(
+            "call {call}: video {} via {:?} ({})",
+            plan.codec,
+            plan.encoder,
+            plan.reason
+        );
+        let pipeline = gst::Pipeline::with_name(&format!("call-{call}"));
+        let webrtc = gst::ElementFactory::make("webrtcbin")
+            .name("webrtc")
+            .property_from_str("bundle-policy", "max-bundle")
+            .property("latency", 100u32)
+            .build()
+            .map_err(|_| MediaError::MissingElement("webrtcbin"))?;
+        pipeline
+            .add(&webrtc)
+            .map_err(|e| build_error("webrtcbin", e))?;
+        add_ice_addresses(&webrtc, &settings.extra_ice_addresses);
+
+        let mut peer = Self {
+            call,
+            pipeline,
+            webrtc,
+            sink_pads: Vec::new(),
+            notices,
+            negotiation_needed: false,
+            offer_requested: false,
+            connected: false,
+            started,
+        };
+        peer.add_video(&plan, &metrics)?;
+        peer.add_branch(
+            "audio branch",
+            &plan::audio_description(settings),
+            WebRTCRTPTransceiverDirection::Sendrecv,
+        )?;
+        peer.connect_callbacks(settings.audio_sink.clone(), metrics);
+        peer.pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| MediaError::StateChange(e.to_string()))?;
+        Ok(peer)
+    }
+
+    pub fn call(&self) -> CallId {
+        self.call
+    }
+
+    fn add_video(&mut self, plan: &VideoPlan, metrics: &Arc<Metrics>) -> Result<(), MediaError> {
+        let src = self.add_branch(
+            "video branch",
+            &plan.description,
+            WebRTCRTPTransceiverDirection::Sendonly,
+        )?;
+        let metrics = Arc::clone(metrics);
+        src.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            Metrics::add(&metrics.video_packets_sent, 1);
+            gst::PadProbeReturn::Ok
+        });
+        Ok(())
+    }
+
+    /// Adds a send branch from a launch description and links it to a new webrtcbin sink pad
+    /// whose transceiver gets `direction`. Returns the branch's source pad.
+    fn add_branch(
+        &mut self,
+        what: &'static str,
+        description: &str,
+        direction: WebRTCRTPTransceiverDirection,
+    ) -> Result<gst::Pad, MediaError> {
+        let bin = gst::parse::bin_from_description(description, true)
+            .map_err(|e| build_error(what, e))?;
+        self.pipeline.add(&bin).map_err(|e| build_error(what, e))?;
+        let src = bin
+            .static_pad("src")
+            .ok_or_else(|| build_error(what, "the description has no unlinked source pad"))?;
+        let sink = self
+            .webrtc
+            .request_pad_simple("sink_%u")
+            .ok_or_else(|| build_error(what, "webrtcbin gave no sink pad"))?;
+        src.link(&sink).map_err(|e| build_error(what, e))?;
+        let transceiver = sink.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver");
+        transceiver.set_direction(direction);
+        if direction == WebRTCRTPTransceiverDirection::Sendonly {
+            // Retransmissions for video: a lost packet costs a resend, not a frozen picture.
+            transceiver.set_property("do-nack", true);
+        }
+        self.sink_pads.push(sink);
+        Ok(src)
+    }
+
+    fn connect_callbacks(&self, audio_sink: String, metrics: Arc<Metrics>) {
+        let call = self.call;
+        let notify = move |notices: &Notices, notice: Notice| {
+            let _ = notices.send((call, notice));
+        };
+
+        let tx = self.notices.clone();
+        self.webrtc
+            .connect("on-negotiation-needed", false, move |_| {
+                notify(&tx, Notice::NegotiationNeeded);
+                None
+            });
+        let tx = self.notices.clone();
+        self.webrtc.connect("on-ice-candidate", false, move |values| {
+            let mline = values.get(1).and_then(|v| v.get::<u32>().ok());
+            let candidate = values.get(2).and_then(|v| v.get::<String>().ok());
+            if let (Some(mline), Some(candidate)) = (mline, candidate) {
+                notify(&tx, Notice::IceCandidate { mline, candidate });
+            }
+            None
+        });
+        let tx = self.notices.clone();
+        self.webrtc
+            .connect_notify(Some("ice-connection-state"), move |webrtc, _| {
+                let state = webrtc.property::<WebRTCICEConnectionState>("ice-connection-state");
+                notify(&tx, Notice::IceState(state));
+            });
+        for pad in &self.sink_pads {
+            let tx = self.notices.clone();
+            pad.connect_notify(Some("caps"), move |_, _| notify(&tx, Notice::CapsReady));
+        }
+        let tx = self.notices.clone();
+        let pipeline = self.pipeline.downgrade();
+        self.webrtc.connect_pad_added(move |_, pad| {
+            let Some(pipeline) = pipeline.upgrade() else {
+                return;
+            };
+            if let Err(e) = talkback::attach(&pipeline, pad, &audio_sink, &metrics) {
+                notify(&tx, Notice::Error(e.to_string()));
+            }
+        });
+        if let Some(bus) = self.pipeline.bus() {
+            let tx = self.notices.clone();
+            bus.set_sync_handler(move |_, message| {
+                match message.view() {
+                    gst::MessageView::Error(err) => {
+                        let source = err.src().map(|s| s.path_string()).unwrap_or_default();
+                        notify(&tx, Notice::Error(format!("{source}: {}", err.error())));
+                    }
+                    gst::MessageView::Eos(_) => notify(&tx, Notice::Eos),
+                    _ => {}
+                }
+                gst::BusSyncReply::Drop
+            });
+        }
+    }
+
+    /// Acts on a callback's notice; returns what the room must hear.
+    pub fn on_notice(&mut self, notice: Notice) -> Vec<Input> {
+        let call = self.call;
+        match notice {
+            Notice::NegotiationNeeded => {
+                self.negotiation_needed = true;
+                self.maybe_create_offer();
+                vec![]
+            }
+            Notice::CapsReady => {
+                self.maybe_create_offer();
+                vec![]
+            }
+            Notice::OfferCreated(Ok(offer)) => {
+                self.webrtc.emit_by_name::<()>(
+                    "set-local-description",
+                    &[&offer, &None::<gst::Promise>],
+                );
+                match offer.sdp().as_text() {
+                    Ok(sdp) => {
+                        log::debug!(
+                            "call {call}: offer ready after {} ms",
+                            self.started.elapsed().as_millis()
+                        );
+                        vec![Input::PeerOffer { call, sdp }]
+                    }
+                    Err(e) => vec![failed(call, format!("cannot write the offer: {e}"))],
+                }
+            }
+            Notice::OfferCreated(Err(reason)) => {
+                vec![failed(call, format!("webrtcbin made no offer: {reason}"))]
+            }
+            Notice::IceCandidate { mline, candidate } => vec![Input::PeerCandidate {
+                call,
+                candidate: IceCandidate {
+                    candidate,
+                    sdp_m_line_index: mline,
+                    sdp_mid: None,
+                    username_fragment: None,
+                },
+            }],
+            Notice::IceState(state) => self.on_ice_state(state),
+            Notice::Error(reason) => vec![failed(call, reason)],
+            Notice::Eos => vec![failed(call, "the media source ended".into())],
+        }
+    }
+
+    fn on_ice_state(&mut self, state: WebRTCICEConnectionState) -> Vec<Input> {
+        log::debug!("call {}: ICE {state:?}", self.call);
+        match state {
+            WebRTCICEConnectionState::Connected | WebRTCICEConnectionState::Completed
+                if !self.connected =>
+            {
+                self.connected = true;
+                log::info!(
+                    "call {}: connected {} ms after the caller joined",
+                    self.call,
+                    self.started.elapsed().as_millis()
+                );
+                vec![]
+            }
+            WebRTCICEConnectionState::Failed => vec![failed(
+                self.call,
+                "no network path to the caller (ICE failed)".into(),
+            )],
+            _ => vec![],
+        }
+    }
+
+    fn offer_caps_ready(&self) -> bool {
+        self.sink_pads.iter().all(|p| p.current_caps().is_some())
+    }
+
+    fn maybe_create_offer(&mut self) {
+        if self.offer_requested || !self.negotiation_needed || !self.offer_caps_ready() {
+            return;
+        }
+        self.offer_requested = true;
+        let tx = self.notices.clone();
+        let call = self.call;
+        let promise = gst::Promise::with_change_func(move |reply| {
+            let result = match reply {
+                Ok(Some(reply)) => reply
+                    .get::<WebRTCSessionDescription>("offer")
+                    .map_err(|e| e.to_string()),
+                Ok(None) => Err("empty reply".into()),
+                Err(e) => Err(format!("{e:?}")),
+            };
+            let _ = tx.send((call, Notice::OfferCreated(result)));
+        });
+        self.webrtc
+            .emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &promise]);
+    }
+
+    /// Blocks until caps reach webrtcbin or `timeout` passes (used by the warm-up only).
+    pub fn wait_for_offer_caps(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.offer_caps_ready() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn set_answer(&mut self, sdp: &str) -> Result<(), MediaError> {
+        let message =
+            gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes()).map_err(|_| MediaError::BadAnswer)?;
+        let answer = WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Answer, message);
+        self.webrtc.emit_by_name::<()>(
+            "set-remote-description",
+            &[&answer, &None::<gst::Promise>],
+        );
+        Ok(())
+    }
+
+    pub fn add_candidate(&mut self, candidate: &IceCandidate) {
+        // An empty candidate only says the caller finished gathering.
+        if candidate.candidate.is_empty() {
+            return;
+        }
+        self.webrtc.emit_by_name::<()>(
+            "add-ice-candidate",
+            &[&candidate.sdp_m_line_index, &candidate.candidate],
+        );
+    }
+
+    /// Tears the call down: the pipeline goes to NULL, which closes sockets and frees elements.
+    pub fn stop(self) {
+        if let Some(bus) = self.pipeline.bus() {
+            bus.unset_sync_handler();
+        }
+        if let Err(e) = self.pipeline.set_state(gst::State::Null) {
+            log::warn!("call {}: pipeline did not stop cleanly: {e}", self.call);
+        }
+        log::info!(
+            "call {}: ended after {:.1} s",
+            self.call,
+            self.started.elapsed().as_secs_f32()
+        );
+    }
+}
+
+fn failed(call: CallId, reason: String) -> Input {
+    Input::PeerFailed { call, reason }
+}
+
+fn build_error(what: &'static str, reason: impl std::fmt::Display) -> MediaError {
+    MediaError::Build {
+        what,
+        reason: reason.to_string(),
+    }
+}
+
+/// libnice skips loopback and uses every interface by default; once any address is added it uses
+/// only the added ones. So extra addresses are added together with every interface address.
+fn add_ice_addresses(webrtc: &gst::Element, extra: &[std::net::IpAddr]) {
+    if extra.is_empty() {
+        return;
+    }
+    let agent = webrtc.property::<gst::glib::Object>("ice-agent");
+    let interfaces = if_addrs::get_if_addrs().unwrap_or_default();
+    let mut addresses: Vec<std::net::IpAddr> = interfaces
+        .iter()
+        .filter(|i| !i.is_loopback())
+        .map(|i| i.ip())
+        .collect();
+    addresses.extend(extra.iter().copied());
+    addresses.dedup();
+    for address in addresses {
+        let added = agent.emit_by_name::<bool>("add-local-ip-address", &[&address.to_string()]);
+        if !added {
+            log::warn!("ICE agent refused local address {address}");
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! What a call's pipeline will be, decided without touching GStreamer: the video codec, the
+//! encoder and the GStreamer launch descriptions of the two send branches.
+//!
+//! Pure functions of the settings, the codecs the browser can receive and the set of element
+//! factories that exist, so the choices (hardware before software, H.264 before VP8, the reason
+//! logged for each) are unit-tested here and the pipeline code only assembles what this says.
+
+use std::fmt;
+
+use thiserror::Error;
+
+use super::MediaSettings;
+
+/// RTP payload types used in the device's offer.
+pub const VIDEO_PAYLOAD: u32 = 96;
+pub const AUDIO_PAYLOAD: u32 = 111;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoCodec {
+    H264,
+    Vp8,
+}
+
+impl fmt::Display for VideoCodec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::H264 => "H264",
+            Self::Vp8 => "VP8",
+        })
+    }
+}
+
+/// The encoders peercam knows how to drive, best first for each codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoder {
+    /// The board's V4L2 stateful encoder (Raspberry Pi up to 4).
+    V4l2H264,
+    X264,
+    OpenH264,
+    Vp8,
+    /// `media.video_encoder` from the config (must produce H.264).
+    Custom,
+}
+
+impl Encoder {
+    /// The GStreamer element factory behind this encoder.
+    pub fn factory(self) -> Option<&'static str> {
+        match self {
+            Self::V4l2H264 => Some("v4l2h264enc"),
+            Self::X264 => Some("x264enc"),
+            Self::OpenH264 => Some("openh264enc"),
+            Self::Vp8 => Some("vp8enc"),
+            Self::Custom => None,
+        }
+    }
+
+    fn codec(self) -> VideoCodec {
+        match self {
+            Self::Vp8 => VideoCodec::Vp8,
+            _ => VideoCodec::H264,
+        }
+    }
+}
+
+const H264_ENCODERS: [Encoder; 3] = [Encoder::V4l2H264, Encoder::X264, Encoder::OpenH264];
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PlanError {
+    #[error(
+        "no video encoder for the codecs this browser receives ({offered}); install \
+         gstreamer1.0-plugins-ugly (x264enc) or gstreamer1.0-plugins-good (vp8enc)"
+    )]
+    NoEncoder { offered: String },
+}
+
+/// The decided video branch of a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoPlan {
+    pub codec: VideoCodec,
+    pub encoder: Encoder,
+    /// Why this encoder, for the log.
+    pub reason: String,
+    /// Launch description from raw video to RTP, ending in the RTP caps.
+    pub description: String,
+}
+
+/// Chooses codec and encoder. `browser_codecs` is what the caller can receive (empty: unknown,
+/// assume H.264, which every current browser receives); `has_factory` says whether a GStreamer
+/// element factory exists.
+pub fn plan_video(
+    settings: &MediaSettings,
+    browser_codecs: &[String],
+    has_factory: impl Fn(&str) -> bool,
+) -> Result<VideoPlan, PlanError> {
+    let receives = |codec: VideoCodec| {
+        browser_codecs.is_empty()
+            || browser_codecs
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(&codec.to_string()))
+    };
+    let mut candidates: Vec<Encoder> = Vec::new();
+    if receives(VideoCodec::H264) {
+        if settings.video_encoder.is_some() {
+            candidates.push(Encoder::Custom);
+        }
+        candidates.extend(H264_ENCODERS);
+    }
+    if receives(VideoCodec::Vp8) {
+        candidates.push(Encoder::Vp8);
+    }
+    let skipped: Vec<&str> = candidates
+        .iter()
+        .filter_map(|e| e.factory())
+        .filter(|f| !has_factory(f))
+        .collect();
+    let encoder = candidates
+        .into_iter()
+        .find(|e| e.factory().is_none_or(&has_factory))
+        .ok_or_else(|| PlanError::NoEncoder {
+            offered: if browser_codecs.is_empty() {
+                "unknown".into()
+            } else {
+                browser_codecs.join(", ")
+            },
+        })?;
+    let codec = encoder.codec();
+    let mut reason = match encoder {
+        Encoder::Custom => "media.video_encoder from the config".to_owned(),
+        Encoder::V4l2H264 => "hardware encoder found".to_owned(),
+        _ => format!("software encoder {}", encoder.factory().unwrap_or("?")),
+    };
+    if !skipped.is_empty() {
+        reason.push_str(&format!("; not available: {}", skipped.join(", ")));
+    }
+    if codec == VideoCodec::Vp8 && !receives(VideoCodec::H264) {
+        reason.push_str("; the browser does not receive H.264");
+    }
+    Ok(VideoPlan {
+        codec,
+        encoder,
+        reason,
+        description: video_description(settings, encoder),
+    })
+}
+
+fn video_description(s: &MediaSettings, encoder: Encoder) -> String {
+    let bps = s.video_bitrate_kbps * 1000;
+    let kbps = s.video_bitrate_kbps;
+    let gop = s.keyframe_interval;
+    let raw = format!(
+        "videoconvert ! videoscale ! videorate ! \
+         video/x-raw,format=I420,width={w},height={h},framerate={f}/1,pixel-aspect-ratio=1/1",
+        w = s.width,
+        h = s.height,
+        f = s.framerate
+    );
+    // Constrained Baseline, level 3.1: profile-level-id 42e01f, which every browser decodes.
+    let h264_caps = "video/x-h264,profile=constrained-baseline,stream-format=byte-stream";
+    let encode = match encoder {
+        Encoder::V4l2H264 => format!(
+            "v4l2h264enc extra-controls=\"controls,repeat_sequence_header=1,\
+             video_bitrate={bps},h264_i_frame_period={gop}\" ! {h264_caps},level=(string)3.1"
+        ),
+        Encoder::X264 => format!(
+            "x264enc tune=zerolatency speed-preset=ultrafast bitrate={kbps} \
+             key-int-max={gop} bframes=0 b-adapt=false ! {h264_caps}"
+        ),
+        Encoder::OpenH264 => format!(
+            "openh264enc bitrate={bps} gop-size={gop} complexity=low rate-control=bitrate \
+             usage-type=camera ! {h264_caps}"
+        ),
+        Encoder::Vp8 => format!(
+            "vp8enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate={bps} \
+             keyframe-max-dist={gop} lag-in-frames=0 error-resilient=default threads=2"
+        ),
+        Encoder::Custom => format!(
+            "{} ! {h264_caps}",
+            s.video_encoder.as_deref().unwrap_or("x264enc")
+        ),
+    };
+    let payload = match encoder.codec() {
+        VideoCodec::H264 => format!(
+            "h264parse ! rtph264pay config-interval=-1 aggregate-mode=zero-latency pt={VIDEO_PAYLOAD} ! \
+             application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload={VIDEO_PAYLOAD}"
+        ),
+        VideoCodec::Vp8 => format!(
+            "rtpvp8pay picture-id-mode=15-bit pt={VIDEO_PAYLOAD} ! \
+             application/x-rtp,media=video,encoding-name=VP8,clock-rate=90000,payload={VIDEO_PAYLOAD}"
+        ),
+    };
+    format!("{} ! {raw} ! {encode} ! {payload}", s.video_source)
+}
+
+/// Launch description of the audio send branch: source to Opus RTP.
+pub fn audio_description(s: &MediaSettings) -> String {
+    format!(
+        "{} ! audioconvert ! audioresample ! audio/x-raw,rate=48000,channels=2 ! \
+         opusenc bitrate={} frame-size=20 ! rtpopuspay pt={AUDIO_PAYLOAD} ! \
+         application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,payload={AUDIO_PAYLOAD}",
+        s.audio_source,
+        s.audio_bitrate_kbps * 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> MediaSettings {
+        MediaSettings::test_default()
+    }
+
+    fn only(factories: &'static [&'static str]) -> impl Fn(&str) -> bool {
+        move |f| factories.contains(&f)
+    }
+
+    #[test]
+    fn hardware_encoder_wins_when_present() {
+        let plan = plan_video(&settings(), &[], only(&["v4l2h264enc", "x264enc"])).unwrap();
+        assert_eq!(plan.encoder, Encoder::V4l2H264);
+        assert!(plan.description.contains("repeat_sequence_header=1"));
+        assert!(plan.description.contains("level=(string)3.1"));
+    }
+
+    #[test]
+    fn software_fallback_says_what_was_missing() {
+        let plan = plan_video(&settings(), &["H264".into()], only(&["x264enc"])).unwrap();
+        assert_eq!(plan.encoder, Encoder::X264);
+        assert!(plan.reason.contains("v4l2h264enc"), "{}", plan.reason);
+        assert!(plan.description.contains("bframes=0"));
+        assert!(plan.description.contains("profile=constrained-baseline"));
+        assert!(plan.description.contains("config-interval=-1"));
+    }
+
+    #[test]
+    fn openh264_when_no_x264() {
+        let plan = plan_video(&settings(), &[], only(&["openh264enc", "vp8enc"])).unwrap();
+        assert_eq!(plan.encoder, Encoder::OpenH264);
+        assert!(plan.description.contains("framerate=30/1"));
+    }
+
+    #[test]
+    fn vp8_when_browser_lacks_h264() {
+        let plan = plan_video(
+            &settings(),
+            &["VP8".into(), "VP9".into()],
+            only(&["x264enc", "vp8enc"]),
+        )
+        .unwrap();
+        assert_eq!(plan.codec, VideoCodec::Vp8);
+        assert!(plan.reason.contains("does not receive H.264"));
+        assert!(plan.description.contains("encoding-name=VP8"));
+    }
+
+    #[test]
+    fn vp8_when_no_h264_encoder_exists() {
+        let plan = plan_video(&settings(), &[], only(&["vp8enc"])).unwrap();
+        assert_eq!(plan.codec, VideoCodec::Vp8);
+    }
+
+    #[test]
+    fn codec_names_match_case_insensitively() {
+        let plan = plan_video(&settings(), &["h264".into()], only(&["x264enc"])).unwrap();
+        assert_eq!(plan.codec, VideoCodec::H264);
+    }
+
+    #[test]
+    fn no_common_codec_is_a_clear_error() {
+        let err = plan_video(&settings(), &["AV1".into()], only(&["x264enc", "vp8enc"])).unwrap_err();
+        assert!(err.to_string().contains("AV1"));
+    }
+
+    #[test]
+    fn configured_encoder_comes_first() {
+        let mut s = settings();
+        s.video_encoder = Some("openh264enc".into());
+        let plan = plan_video(&s, &[], only(&["v4l2h264enc"])).unwrap();
+        assert_eq!(plan.encoder, Encoder::Custom);
+        assert!(plan.description.contains("openh264enc ! video/x-h264"));
+    }
+
+    #[test]
+    fn audio_is_opus_at_48k() {
+        let d = audio_description(&settings());
+        assert!(d.starts_with("audiotestsrc"));
+        assert!(d.contains("opusenc bitrate=48000"));
+        assert!(d.contains("encoding-name=OPUS"));
+    }
+}

@@ -1,0 +1,72 @@
+//! Talkback: the caller's microphone, arriving as Opus RTP on a webrtcbin source pad, decoded
+//! and played on the device's audio sink. A byte counter at the sink's input
+//! (`peercam_talkback_bytes_total`) shows that the voice really arrived.
+//!
+//! Called from webrtcbin's `pad-added` callback (a GStreamer thread), because the pad must be
+//! linked before its first buffer; anything that is not Opus audio is discarded.
+
+use std::sync::Arc;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+
+use super::MediaError;
+use crate::metrics::Metrics;
+
+/// Links a new webrtcbin source pad to the talkback sink (or a discarding sink).
+pub fn attach(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    sink: &str,
+    metrics: &Arc<Metrics>,
+) -> Result<(), MediaError> {
+    let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+    let is_opus = caps.structure(0).is_some_and(|s| {
+        s.get::<&str>("media") == Ok("audio")
+            && s.get::<&str>("encoding-name")
+                .is_ok_and(|n| n.eq_ignore_ascii_case("OPUS"))
+    });
+    let description = if is_opus {
+        format!(
+            "rtpopusdepay ! opusdec plc=true ! audioconvert ! audioresample ! \
+             queue name=talkback max-size-time=200000000 leaky=downstream ! {sink}"
+        )
+    } else {
+        log::info!("discarding an incoming stream that is not Opus audio: {caps}");
+        "fakesink sync=false".to_owned()
+    };
+    let bin = gst::parse::bin_from_description(&description, true).map_err(|e| {
+        MediaError::Build {
+            what: "talkback branch",
+            reason: e.to_string(),
+        }
+    })?;
+    if let Some(meter) = bin
+        .by_name("talkback")
+        .and_then(|queue| queue.static_pad("src"))
+    {
+        let metrics = Arc::clone(metrics);
+        meter.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(buffer) = info.buffer() {
+                Metrics::add(&metrics.talkback_bytes, buffer.size() as u64);
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+    let link_error = |reason: String| MediaError::Build {
+        what: "talkback branch",
+        reason,
+    };
+    pipeline
+        .add(&bin)
+        .map_err(|e| link_error(e.to_string()))?;
+    bin.sync_state_with_parent()
+        .map_err(|e| link_error(e.to_string()))?;
+    let sink_pad = bin
+        .static_pad("sink")
+        .ok_or_else(|| link_error("no sink pad".into()))?;
+    pad.link(&sink_pad)
+        .map_err(|e| link_error(e.to_string()))?;
+    log::info!("talkback: caller's audio linked to `{sink}`");
+    Ok(())
+}

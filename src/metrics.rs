@@ -1,0 +1,85 @@
+//! Process-wide counters, shared by `Arc` and rendered at `/metrics` in the Prometheus text
+//! format.
+//!
+//! Plain atomics: every writer only adds, readers take a snapshot, so no lock is needed. Tests
+//! use them to see inside the daemon (for example that the caller's voice reached the speaker).
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub calls_started: AtomicU64,
+    pub calls_ended: AtomicU64,
+    pub calls_failed: AtomicU64,
+    pub busy_replies: AtomicU64,
+    pub signaling_errors: AtomicU64,
+    pub websocket_connections: AtomicU64,
+    /// Decoded bytes of the caller's voice handed to the device's audio sink.
+    pub talkback_bytes: AtomicU64,
+    /// RTP packets of video the device sent into WebRTC.
+    pub video_packets_sent: AtomicU64,
+}
+
+impl Metrics {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition of every counter.
+    pub fn render(&self, in_call: bool) -> String {
+        let counters: [(&str, &AtomicU64, &str); 8] = [
+            ("peercam_calls_started_total", &self.calls_started, "Calls the device answered."),
+            ("peercam_calls_ended_total", &self.calls_ended, "Calls that ended, for any reason."),
+            ("peercam_calls_failed_total", &self.calls_failed, "Calls ended by a media failure."),
+            ("peercam_busy_replies_total", &self.busy_replies, "Callers told the device is busy."),
+            (
+                "peercam_signaling_errors_total",
+                &self.signaling_errors,
+                "Signaling messages answered with an error.",
+            ),
+            (
+                "peercam_websocket_connections_total",
+                &self.websocket_connections,
+                "WebSocket connections accepted.",
+            ),
+            (
+                "peercam_talkback_bytes_total",
+                &self.talkback_bytes,
+                "Decoded audio bytes from callers played on the device.",
+            ),
+            (
+                "peercam_video_packets_sent_total",
+                &self.video_packets_sent,
+                "RTP video packets sent to callers.",
+            ),
+        ];
+        let mut out = String::new();
+        for (name, value, help) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP peercam_in_call Whether a caller is connected to the device.\n\
+             # TYPE peercam_in_call gauge\npeercam_in_call {}",
+            u8::from(in_call)
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_counter_with_type_lines() {
+        let metrics = Metrics::default();
+        Metrics::add(&metrics.talkback_bytes, 960);
+        let text = metrics.render(true);
+        assert!(text.contains("# TYPE peercam_talkback_bytes_total counter\n"));
+        assert!(text.contains("\npeercam_talkback_bytes_total 960\n"));
+        assert!(text.contains("\npeercam_in_call 1\n"));
+    }
+}

@@ -1,0 +1,384 @@
+//! The device's own room as a pure state machine: inputs in, actions out, no I/O.
+//!
+//! The device is always one member; at most one browser (the caller) is the other. A second
+//! browser is told the room is `full` and nothing about the call in progress changes. Every call
+//! gets a fresh `CallId`, so late events from a torn-down peer can be recognised and dropped.
+//! Invariant: `EndCall` is emitted exactly once for every `StartCall`.
+
+use crate::signaling::{DEVICE_ROOM, IceCandidate, IceServer, ServerMessage};
+
+/// One WebSocket connection.
+pub type ConnId = u64;
+/// One call between the device and a caller.
+pub type CallId = u64;
+
+/// Something that happened, fed to [`DeviceRoom::handle`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// A browser asks to call the device, able to receive these video codecs.
+    Join { conn: ConnId, codecs: Vec<String> },
+    /// The caller's answer to the device's offer.
+    Answer { conn: ConnId, sdp: String },
+    /// A caller's offer: the device makes the offers, so this is refused.
+    Offer { conn: ConnId },
+    /// A trickled candidate from a browser.
+    CallerCandidate { conn: ConnId, candidate: IceCandidate },
+    /// A browser hung up or its socket closed.
+    Leave { conn: ConnId, reason: String },
+    /// The device's peer made its offer.
+    PeerOffer { call: CallId, sdp: String },
+    /// The device's peer gathered a candidate.
+    PeerCandidate {
+        call: CallId,
+        candidate: IceCandidate,
+    },
+    /// The device's peer could not go on.
+    PeerFailed { call: CallId, reason: String },
+}
+
+/// What the owner of the room must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Send { conn: ConnId, message: ServerMessage },
+    StartCall { call: CallId, codecs: Vec<String> },
+    EndCall { call: CallId },
+    AnswerToPeer { call: CallId, sdp: String },
+    CandidateToPeer { call: CallId, candidate: IceCandidate },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Idle,
+    InCall { caller: ConnId, call: CallId },
+}
+
+#[derive(Debug)]
+pub struct DeviceRoom {
+    state: State,
+    next_call: CallId,
+    ice_servers: Vec<IceServer>,
+}
+
+impl DeviceRoom {
+    pub fn new(ice_servers: Vec<IceServer>) -> Self {
+        Self {
+            state: State::Idle,
+            next_call: 1,
+            ice_servers,
+        }
+    }
+
+    /// The current call and its caller, if any.
+    pub fn current_call(&self) -> Option<(CallId, ConnId)> {
+        match self.state {
+            State::Idle => None,
+            State::InCall { caller, call } => Some((call, caller)),
+        }
+    }
+
+    pub fn handle(&mut self, input: Input) -> Vec<Action> {
+        match (self.state, input) {
+            (State::Idle, Input::Join { conn, codecs }) => {
+                let call = self.next_call;
+                self.next_call += 1;
+                self.state = State::InCall { caller: conn, call };
+                vec![
+                    Action::Send {
+                        conn,
+                        message: ServerMessage::Joined {
+                            room: DEVICE_ROOM.into(),
+                            ice_servers: self.ice_servers.clone(),
+                        },
+                    },
+                    Action::StartCall { call, codecs },
+                ]
+            }
+            (State::InCall { caller, .. }, Input::Join { conn, .. }) if caller == conn => {
+                vec![refuse(conn, "already in a call with the device")]
+            }
+            (State::InCall { .. }, Input::Join { conn, .. }) => vec![Action::Send {
+                conn,
+                message: ServerMessage::Full {
+                    room: DEVICE_ROOM.into(),
+                },
+            }],
+            (State::InCall { caller, call }, Input::Answer { conn, sdp }) if caller == conn => {
+                vec![Action::AnswerToPeer { call, sdp }]
+            }
+            (State::InCall { caller, call }, Input::CallerCandidate { conn, candidate })
+                if caller == conn =>
+            {
+                vec![Action::CandidateToPeer { call, candidate }]
+            }
+            (_, Input::Answer { conn, .. } | Input::CallerCandidate { conn, .. }) => {
+                vec![refuse(conn, "not in a call with the device")]
+            }
+            (_, Input::Offer { conn }) => {
+                vec![refuse(conn, "the device makes the offer; wait for it")]
+            }
+            (State::InCall { caller, call }, Input::Leave { conn, .. }) if caller == conn => {
+                self.state = State::Idle;
+                vec![Action::EndCall { call }]
+            }
+            (_, Input::Leave { .. }) => vec![],
+            (State::InCall { caller, call }, Input::PeerOffer { call: from, sdp }) if call == from => {
+                vec![Action::Send {
+                    conn: caller,
+                    message: ServerMessage::Offer { sdp },
+                }]
+            }
+            (State::InCall { caller, call }, Input::PeerCandidate { call: from, candidate })
+                if call == from =>
+            {
+                vec![Action::Send {
+                    conn: caller,
+                    message: ServerMessage::Candidate(candidate),
+                }]
+            }
+            (State::InCall { caller, call }, Input::PeerFailed { call: from, reason })
+                if call == from =>
+            {
+                self.state = State::Idle;
+                vec![
+                    Action::Send {
+                        conn: caller,
+                        message: ServerMessage::Error {
+                            code: crate::signaling::ErrorCode::MediaFailed,
+                            message: reason.clone(),
+                        },
+                    },
+                    Action::Send {
+                        conn: caller,
+                        message: ServerMessage::Bye { reason },
+                    },
+                    Action::EndCall { call },
+                ]
+            }
+            // Late events of a call that has already ended.
+            (_, Input::PeerOffer { .. } | Input::PeerCandidate { .. } | Input::PeerFailed { .. }) => {
+                vec![]
+            }
+        }
+    }
+}
+
+fn refuse(conn: ConnId, why: &str) -> Action {
+    Action::Send {
+        conn,
+        message: ServerMessage::not_allowed(why),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room() -> DeviceRoom {
+        DeviceRoom::new(vec![])
+    }
+
+    fn join(conn: ConnId) -> Input {
+        Input::Join {
+            conn,
+            codecs: vec!["H264".into()],
+        }
+    }
+
+    fn candidate() -> IceCandidate {
+        IceCandidate {
+            candidate: "candidate:1 1 udp 1 a.local 1 typ host".into(),
+            sdp_m_line_index: 0,
+            sdp_mid: None,
+            username_fragment: None,
+        }
+    }
+
+    fn started_call(actions: &[Action]) -> CallId {
+        actions
+            .iter()
+            .find_map(|a| match a {
+                Action::StartCall { call, .. } => Some(*call),
+                _ => None,
+            })
+            .expect("a call starts")
+    }
+
+    #[test]
+    fn first_caller_joins_and_starts_a_call() {
+        let mut room = room();
+        let actions = room.handle(join(1));
+        assert!(matches!(
+            &actions[0],
+            Action::Send { conn: 1, message: ServerMessage::Joined { room, .. } } if room == DEVICE_ROOM
+        ));
+        assert_eq!(
+            actions[1],
+            Action::StartCall {
+                call: 1,
+                codecs: vec!["H264".into()]
+            }
+        );
+        assert_eq!(room.current_call(), Some((1, 1)));
+    }
+
+    #[test]
+    fn second_caller_is_told_full_and_call_is_untouched() {
+        let mut room = room();
+        room.handle(join(1));
+        let actions = room.handle(join(2));
+        assert_eq!(
+            actions,
+            vec![Action::Send {
+                conn: 2,
+                message: ServerMessage::Full {
+                    room: DEVICE_ROOM.into()
+                }
+            }]
+        );
+        assert_eq!(room.current_call(), Some((1, 1)));
+        // The busy browser leaving changes nothing either.
+        assert!(room.handle(Input::Leave { conn: 2, reason: "closed".into() }).is_empty());
+        assert_eq!(room.current_call(), Some((1, 1)));
+    }
+
+    #[test]
+    fn signals_flow_between_caller_and_peer() {
+        let mut room = room();
+        let call = started_call(&room.handle(join(1)));
+        let offer = room.handle(Input::PeerOffer {
+            call,
+            sdp: "v=0".into(),
+        });
+        assert_eq!(
+            offer,
+            vec![Action::Send {
+                conn: 1,
+                message: ServerMessage::Offer { sdp: "v=0".into() }
+            }]
+        );
+        let answer = room.handle(Input::Answer {
+            conn: 1,
+            sdp: "v=0 answer".into(),
+        });
+        assert_eq!(
+            answer,
+            vec![Action::AnswerToPeer {
+                call,
+                sdp: "v=0 answer".into()
+            }]
+        );
+        let to_peer = room.handle(Input::CallerCandidate {
+            conn: 1,
+            candidate: candidate(),
+        });
+        assert_eq!(
+            to_peer,
+            vec![Action::CandidateToPeer {
+                call,
+                candidate: candidate()
+            }]
+        );
+        let to_caller = room.handle(Input::PeerCandidate {
+            call,
+            candidate: candidate(),
+        });
+        assert_eq!(
+            to_caller,
+            vec![Action::Send {
+                conn: 1,
+                message: ServerMessage::Candidate(candidate())
+            }]
+        );
+    }
+
+    #[test]
+    fn outsider_cannot_inject_signals() {
+        let mut room = room();
+        room.handle(join(1));
+        for input in [
+            Input::Answer {
+                conn: 2,
+                sdp: "x".into(),
+            },
+            Input::CallerCandidate {
+                conn: 2,
+                candidate: candidate(),
+            },
+            Input::Offer { conn: 2 },
+        ] {
+            let actions = room.handle(input);
+            assert!(matches!(
+                actions.as_slice(),
+                [Action::Send { conn: 2, message: ServerMessage::Error { .. } }]
+            ));
+        }
+        assert_eq!(room.current_call(), Some((1, 1)));
+    }
+
+    #[test]
+    fn hang_up_ends_the_call_and_frees_the_room() {
+        let mut room = room();
+        let first = started_call(&room.handle(join(1)));
+        let actions = room.handle(Input::Leave {
+            conn: 1,
+            reason: "bye".into(),
+        });
+        assert_eq!(actions, vec![Action::EndCall { call: first }]);
+        assert_eq!(room.current_call(), None);
+        let second = started_call(&room.handle(join(2)));
+        assert_ne!(first, second, "each call has its own id");
+    }
+
+    #[test]
+    fn late_events_of_an_ended_call_are_dropped() {
+        let mut room = room();
+        let first = started_call(&room.handle(join(1)));
+        room.handle(Input::Leave {
+            conn: 1,
+            reason: "bye".into(),
+        });
+        room.handle(join(2));
+        for input in [
+            Input::PeerOffer {
+                call: first,
+                sdp: "old".into(),
+            },
+            Input::PeerCandidate {
+                call: first,
+                candidate: candidate(),
+            },
+            Input::PeerFailed {
+                call: first,
+                reason: "old".into(),
+            },
+        ] {
+            assert!(room.handle(input).is_empty());
+        }
+        assert!(room.current_call().is_some());
+    }
+
+    #[test]
+    fn media_failure_tells_the_caller_and_ends_the_call() {
+        let mut room = room();
+        let call = started_call(&room.handle(join(1)));
+        let actions = room.handle(Input::PeerFailed {
+            call,
+            reason: "camera gone".into(),
+        });
+        assert_eq!(actions.len(), 3);
+        assert_eq!(actions[2], Action::EndCall { call });
+        assert_eq!(room.current_call(), None);
+    }
+
+    #[test]
+    fn caller_joining_twice_is_refused_without_a_second_call() {
+        let mut room = room();
+        room.handle(join(1));
+        let actions = room.handle(join(1));
+        assert!(matches!(
+            actions.as_slice(),
+            [Action::Send { conn: 1, message: ServerMessage::Error { .. } }]
+        ));
+        assert_eq!(room.current_call(), Some((1, 1)));
+    }
+}

@@ -1,0 +1,270 @@
+//! The signaling wire protocol: JSON text messages over the `/ws` WebSocket.
+//!
+//! This file is the single source of truth for the messages; `web/signaling.js` mirrors it and
+//! `docs/signaling.md` documents it. Parsing is pure and total: any input, however malformed or
+//! large, becomes either a `ClientMessage` or a `ProtocolError` that the connection answers with
+//! an `error` message, so bad input can never disturb anything else.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The name of the device's own room: the device is one member, one caller the other.
+pub const DEVICE_ROOM: &str = "device";
+
+/// Messages a browser sends.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ClientMessage {
+    /// Ask to enter a room; `room` defaults to the device's room. `codecs` lists the video
+    /// codecs the browser can receive (names as in `RTCRtpReceiver.getCapabilities`, such as
+    /// `H264`, `VP8`), so the device can choose one it can encode.
+    Join {
+        #[serde(default)]
+        room: Option<String>,
+        #[serde(default)]
+        codecs: Vec<String>,
+    },
+    Offer {
+        sdp: String,
+    },
+    Answer {
+        sdp: String,
+    },
+    Candidate(IceCandidate),
+    /// Hang up / leave the room.
+    Bye,
+}
+
+/// Messages the server sends.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ServerMessage {
+    /// You are in the room. `ice_servers` is the `RTCPeerConnection` `iceServers` list to use.
+    Joined {
+        room: String,
+        #[serde(rename = "iceServers")]
+        ice_servers: Vec<IceServer>,
+    },
+    /// The room already has two members (for the device's room: the device is busy).
+    Full { room: String },
+    Offer { sdp: String },
+    Answer { sdp: String },
+    Candidate(IceCandidate),
+    /// The other side hung up or went away; `reason` says why, for the status line.
+    Bye { reason: String },
+    Error { code: ErrorCode, message: String },
+}
+
+/// A trickled ICE candidate, in the shape of `RTCIceCandidateInit`. An empty `candidate` string
+/// means the sender has finished gathering.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+
+pub struct IceCandidate {
+    pub candidate: String,
+    #[serde(rename = "sdpMLineIndex")]
+    pub sdp_m_line_index: u32,
+    #[serde(rename = "sdpMid", default, skip_serializing_if = "Option::is_none")]
+    pub sdp_mid: Option<String>,
+    #[serde(
+        rename = "usernameFragment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub username_fragment: Option<String>,
+}
+
+/// One entry of `RTCConfiguration.iceServers`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// Machine-readable reason in an `error` message; `message` carries the human-readable one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorCode {
+    /// Not JSON, not an object, or a field of the wrong shape.
+    BadMessage,
+    /// A `type` this server does not know.
+    UnknownType,
+    /// Larger than the configured limit.
+    TooLarge,
+    /// Valid message at the wrong moment (an answer with no call, a second join, ...).
+    NotAllowed,
+    /// A room this server does not serve.
+    NoSuchRoom,
+    /// The device could not start its media; the reason is in the message.
+    MediaFailed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ProtocolError {
+    #[error("message of {size} bytes is larger than the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error("not a JSON object with a string `type`: {0}")]
+    Malformed(String),
+    #[error("unknown message type `{0}`")]
+    UnknownType(String),
+    #[error("bad `{kind}` message: {reason}")]
+    BadField { kind: String, reason: String },
+}
+
+impl ProtocolError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::TooLarge { .. } => ErrorCode::TooLarge,
+            Self::Malformed(_) | Self::BadField { .. } => ErrorCode::BadMessage,
+            Self::UnknownType(_) => ErrorCode::UnknownType,
+        }
+    }
+
+    /// The `error` reply for this problem.
+    pub fn to_message(&self) -> ServerMessage {
+        ServerMessage::Error {
+            code: self.code(),
+            message: self.to_string(),
+        }
+    }
+}
+
+const CLIENT_TYPES: [&str; 5] = ["join", "offer", "answer", "candidate", "bye"];
+
+impl ClientMessage {
+    /// Parses one text frame, refusing anything over `limit` bytes before looking inside it.
+    pub fn parse(text: &str, limit: usize) -> Result<Self, ProtocolError> {
+        if text.len() > limit {
+            return Err(ProtocolError::TooLarge {
+                size: text.len(),
+                limit,
+            });
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+        let kind = value
+            .get("type")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| ProtocolError::Malformed("missing `type`".into()))?
+            .to_owned();
+        if !CLIENT_TYPES.contains(&kind.as_str()) {
+            return Err(ProtocolError::UnknownType(truncate(&kind, 40)));
+        }
+        serde_json::from_value(value).map_err(|e| ProtocolError::BadField {
+            kind,
+            reason: e.to_string(),
+        })
+    }
+}
+
+impl ServerMessage {
+    pub fn to_json(&self) -> String {
+        // Serializing these plain structs cannot fail: no maps with non-string keys, no floats.
+        serde_json::to_string(self).unwrap_or_else(|e| {
+            format!(r#"{{"type":"error","code":"bad-message","message":"encoding failed: {e}"}}"#)
+        })
+    }
+
+    pub fn not_allowed(message: impl Into<String>) -> Self {
+        Self::Error {
+            code: ErrorCode::NotAllowed,
+            message: message.into(),
+        }
+    }
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: usize = 1024;
+
+    #[test]
+    fn join_defaults_to_device_room_and_no_codecs() {
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"join"}"#, LIMIT),
+            Ok(ClientMessage::Join {
+                room: None,
+                codecs: vec![]
+            })
+        );
+    }
+
+    #[test]
+    fn candidate_uses_browser_field_names() {
+        let parsed = ClientMessage::parse(
+            r#"{"type":"candidate","candidate":"candidate:1 1 udp 1 x.local 5000 typ host","sdpMLineIndex":1,"sdpMid":"1"}"#,
+            LIMIT,
+        );
+        match parsed {
+            Ok(ClientMessage::Candidate(c)) => {
+                assert_eq!(c.sdp_m_line_index, 1);
+                assert_eq!(c.sdp_mid.as_deref(), Some("1"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn malformed_json_is_bad_message() {
+        let err = ClientMessage::parse("{not json", LIMIT).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::BadMessage);
+        let err = ClientMessage::parse("[1,2]", LIMIT).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::BadMessage);
+        let err = ClientMessage::parse(r#"{"type":7}"#, LIMIT).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::BadMessage);
+    }
+
+    #[test]
+    fn unknown_type_is_named() {
+        let err = ClientMessage::parse(r#"{"type":"dance"}"#, LIMIT).unwrap_err();
+        assert_eq!(err, ProtocolError::UnknownType("dance".into()));
+        assert_eq!(err.code(), ErrorCode::UnknownType);
+    }
+
+    #[test]
+    fn wrong_field_shape_is_bad_message() {
+        let err = ClientMessage::parse(r#"{"type":"answer","sdp":5}"#, LIMIT).unwrap_err();
+        assert!(matches!(err, ProtocolError::BadField { ref kind, .. } if kind == "answer"));
+        let err = ClientMessage::parse(r#"{"type":"answer"}"#, LIMIT).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::BadMessage);
+    }
+
+    #[test]
+    fn oversized_is_refused_before_parsing() {
+        let big = format!(r#"{{"type":"answer","sdp":"{}"}}"#, "a".repeat(LIMIT));
+        let err = ClientMessage::parse(&big, LIMIT).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn server_messages_have_the_documented_shape() {
+        let joined = ServerMessage::Joined {
+            room: "device".into(),
+            ice_servers: vec![IceServer {
+                urls: vec!["stun:h:3478".into()],
+                username: None,
+                credential: None,
+            }],
+        };
+        assert_eq!(
+            joined.to_json(),
+            r#"{"type":"joined","room":"device","iceServers":[{"urls":["stun:h:3478"]}]}"#
+        );
+        let error = ProtocolError::UnknownType("x".into()).to_message();
+        assert_eq!(
+            error.to_json(),
+            r#"{"type":"error","code":"unknown-type","message":"unknown message type `x`"}"#
+        );
+        let bye = ServerMessage::Bye {
+            reason: "hung up".into(),
+        };
+        assert_eq!(bye.to_json(), r#"{"type":"bye","reason":"hung up"}"#);
+    }
+}

@@ -1,0 +1,142 @@
+//! The web side: the call page (files from `web/`, embedded in the binary), the WebSocket
+//! signaling endpoint `/ws`, and `/metrics`.
+//!
+//! `router` is a plain function of the shared state, so tests can drive it without sockets;
+//! `serve` owns the listeners and TLS; `session` is one WebSocket connection.
+
+pub mod serve;
+mod session;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::metrics::Metrics;
+use crate::rooms::{RoomStatus, RoomsHandle};
+
+/// Frames larger than this are refused by the WebSocket layer itself (connection closed with
+/// 1009); anything up to it is read and, if over the configured limit, answered with `error`.
+const HARD_FRAME_LIMIT: usize = 4 << 20;
+
+/// What every request handler may use. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub rooms: RoomsHandle,
+    pub metrics: Arc<Metrics>,
+    pub status: Arc<RoomStatus>,
+    pub max_message_bytes: usize,
+    pub next_conn: Arc<AtomicU64>,
+}
+
+/// The page's files: path, content type, body. Served with `no-cache` so an updated device
+/// never runs an old page against a new protocol.
+const ASSETS: [(&str, &str, &str); 5] = [
+    ("/", "text/html; charset=utf-8", include_str!("../../web/index.html")),
+    ("/app.js", "text/javascript; charset=utf-8", include_str!("../../web/app.js")),
+    ("/signaling.js", "text/javascript; charset=utf-8", include_str!("../../web/signaling.js")),
+    ("/style.css", "text/css; charset=utf-8", include_str!("../../web/style.css")),
+    ("/favicon.svg", "image/svg+xml", include_str!("../../web/favicon.svg")),
+];
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/ws", get(websocket))
+        .route("/metrics", get(metrics))
+        .fallback(asset)
+        .with_state(state)
+}
+
+async fn asset(uri: Uri) -> Response {
+    let path = match uri.path() {
+        "/index.html" => "/",
+        other => other,
+    };
+    match ASSETS.iter().find(|(p, _, _)| *p == path) {
+        Some((_, content_type, body)) => (
+            [
+                (header::CONTENT_TYPE, *content_type),
+                (header::CACHE_CONTROL, "no-cache"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            *body,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let in_call = state.status.in_call.load(Ordering::Relaxed);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(in_call),
+    )
+        .into_response()
+}
+
+async fn websocket(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade
+        .max_message_size(HARD_FRAME_LIMIT)
+        .max_frame_size(HARD_FRAME_LIMIT)
+        .on_upgrade(move |socket| session::run(socket, state, peer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    fn state() -> AppState {
+        let (connections, _rx) = tokio::sync::mpsc::channel(1);
+        AppState {
+            rooms: RoomsHandle { connections },
+            metrics: Arc::default(),
+            status: Arc::default(),
+            max_message_bytes: 1024,
+            next_conn: Arc::default(),
+        }
+    }
+
+    async fn get(path: &str) -> Response {
+        router(state())
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn page_and_scripts_are_served_with_types() {
+        let page = get("/").await;
+        assert_eq!(page.status(), StatusCode::OK);
+        assert_eq!(page.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        let script = get("/app.js").await;
+        assert_eq!(
+            script.headers()[header::CONTENT_TYPE],
+            "text/javascript; charset=utf-8"
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_path_is_404() {
+        assert_eq!(get("/nope").await.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn metrics_are_prometheus_text() {
+        let response = get("/metrics").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("peercam_calls_started_total 0"));
+    }
+}
