@@ -181,11 +181,11 @@ fn video_description(s: &MediaSettings, encoder: Encoder) -> String {
     let payload = match encoder.codec() {
         VideoCodec::H264 => format!(
             "h264parse ! rtph264pay config-interval=-1 aggregate-mode=zero-latency pt={VIDEO_PAYLOAD} ! \
-             application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload={VIDEO_PAYLOAD}"
+             capsfilter caps=\"application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload={VIDEO_PAYLOAD}\""
         ),
         VideoCodec::Vp8 => format!(
             "rtpvp8pay picture-id-mode=15-bit pt={VIDEO_PAYLOAD} ! \
-             application/x-rtp,media=video,encoding-name=VP8,clock-rate=90000,payload={VIDEO_PAYLOAD}"
+             capsfilter caps=\"application/x-rtp,media=video,encoding-name=VP8,clock-rate=90000,payload={VIDEO_PAYLOAD}\""
         ),
     };
     format!("{} ! {raw} ! {encode} ! {payload}", s.video_source)
@@ -196,7 +196,7 @@ pub fn audio_description(s: &MediaSettings) -> String {
     format!(
         "{} ! audioconvert ! audioresample ! audio/x-raw,rate=48000,channels=2 ! \
          opusenc bitrate={} frame-size=20 ! rtpopuspay pt={AUDIO_PAYLOAD} ! \
-         application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,payload={AUDIO_PAYLOAD}",
+         capsfilter caps=\"application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,payload={AUDIO_PAYLOAD}\"",
         s.audio_source,
         s.audio_bitrate_kbps * 1000
     )

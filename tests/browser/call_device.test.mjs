@@ -1,0 +1,78 @@
+// A caller presses Call device, sees the test pattern (H.264) and hears the tone; hangs up and
+// calls again, as often as they like, and the device releases everything after each call.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  callButton, eventually, hangUpButton, inbound, launchBrowser, median, openPage, startDaemon,
+  waitForFrames, waitForStatus,
+} from './harness.mjs';
+
+let daemon;
+let browser;
+before(async () => {
+  daemon = await startDaemon();
+  browser = await launchBrowser();
+});
+after(async () => {
+  if (process.env.PEERCAM_SHOW_LOG) console.log(daemon?.output);
+  await browser?.close();
+  await daemon?.stop();
+});
+
+async function callAndCheck(page) {
+  await callButton(page).click();
+  const video = await waitForFrames(page, 60);
+  const audio = await eventually(async () => {
+    const a = await inbound(page, 'audio');
+    return a && a.packetsReceived > 0 ? a : null;
+  }, 10_000, 'audio packets');
+  await waitForStatus(page, 'in-call');
+  return { video, audio, firstFrameMs: await page.evaluate(() => window.peercam.lastFirstFrameMs) };
+}
+
+async function hangUp(page) {
+  await hangUpButton(page).click();
+  const ended = await waitForStatus(page, 'ended');
+  assert.match(ended.text, /Call ended/);
+  await eventually(async () => (await daemon.metrics()).peercam_in_call === 0, 2_000, 'device free');
+}
+
+test('calling the device shows its picture and plays its sound, again and again', async (t) => {
+  const page = await openPage(browser, daemon.url);
+  const firstFrames = [];
+
+  const first = await callAndCheck(page);
+  assert.equal(first.video.codec, 'video/H264', 'Debian Chromium receives H.264, so the device sends it');
+  assert.match(first.video.fmtp, /profile-level-id=42e01f/);
+  assert.match(first.video.fmtp, /packetization-mode=1/);
+  assert.equal(first.audio.codec.toLowerCase(), 'audio/opus');
+  firstFrames.push(first.firstFrameMs);
+  await hangUp(page);
+  const fdsAfterFirstCall = daemon.openFds();
+
+  for (let round = 2; round <= 5; round++) {
+    const again = await callAndCheck(page);
+    assert.ok(again.video.framesDecoded > 60, `call ${round} decoded frames`);
+    firstFrames.push(again.firstFrameMs);
+    await hangUp(page);
+  }
+
+  const fdsAfterFiveCalls = await eventually(() => {
+    const fds = daemon.openFds();
+    return fds <= fdsAfterFirstCall + 2 ? fds : null;
+  }, 3_000, `file descriptors back to ${fdsAfterFirstCall} (now ${daemon.openFds()})`);
+  const metrics = await daemon.metrics();
+  assert.equal(metrics.peercam_calls_started_total, 5);
+  assert.equal(metrics.peercam_calls_ended_total, 5);
+  assert.equal(metrics.peercam_calls_failed_total, 0);
+  t.diagnostic(`first frame after pressing Call device (ms): ${firstFrames.join(', ')}; median ${median(firstFrames)}`);
+  t.diagnostic(`daemon file descriptors: ${fdsAfterFirstCall} after 1 call, ${fdsAfterFiveCalls} after 5`);
+});
+
+test('a browser that cannot receive H.264 gets VP8', async () => {
+  const page = await openPage(browser, `${daemon.url}?codecs=VP8,VP9`);
+  await callButton(page).click();
+  const video = await waitForFrames(page, 60);
+  assert.equal(video.codec, 'video/VP8');
+  await hangUp(page);
+});

@@ -1,0 +1,162 @@
+// Shared harness for the browser tests: starts the real peercam daemon on free ports with a
+// fresh state directory, launches Debian's headless Chromium with fake camera and microphone,
+// and reads call statistics from the page. Everything talks to loopback only; the test command
+// runs these tests inside a network namespace of their own (see scripts/test).
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import https from 'node:https';
+import { chromium } from 'playwright-core';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const BINARY = process.env.PEERCAM_BIN ?? join(ROOT, 'target/debug/peercam');
+
+/** The design brief's Chromium flags: fake media, loopback allowed, mDNS hiding left on. */
+export const CHROMIUM_ARGS = [
+  '--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+  '--allow-loopback-in-peer-connection', '--ignore-certificate-errors',
+];
+
+/**
+ * Starts the daemon. `toml` is appended to a config that picks free ports and lets the ICE
+ * agent use 127.0.0.1. Resolves once the daemon prints its URLs.
+ */
+export async function startDaemon(toml = '') {
+  const dir = mkdtempSync(join(tmpdir(), 'peercam-test-'));
+  const config = join(dir, 'peercam.toml');
+  writeFileSync(config, `[http]\nhttps_port = 0\nhttp_port = 0\n\n[ice]\nlocal_addresses = ["127.0.0.1"]\n${toml}`);
+  const child = spawn(BINARY, ['--config', config, '--state-dir', join(dir, 'state')], {
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const collect = (chunk) => { output += chunk; };
+  child.stdout.on('data', collect);
+  child.stderr.on('data', collect);
+  const port = await new Promise((resolvePort, reject) => {
+    const timer = setTimeout(() => reject(new Error(`daemon did not start:\n${output}`)), 30_000);
+    const check = () => {
+      const match = output.match(/https:\/\/localhost:(\d+)\//);
+      if (match) {
+        clearTimeout(timer);
+        resolvePort(Number(match[1]));
+      }
+    };
+    child.stdout.on('data', check);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`daemon exited with ${code}:\n${output}`));
+    });
+  });
+  return {
+    port,
+    pid: child.pid,
+    url: `https://127.0.0.1:${port}/`,
+    get output() { return output; },
+    /** The daemon's counters from /metrics, as a name → number map. */
+    metrics: () => fetchMetrics(port),
+    /** How many file descriptors the daemon holds. */
+    openFds: () => readdirSync(`/proc/${child.pid}/fd`).length,
+    async stop() {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await new Promise((r) => { child.once('exit', r); setTimeout(r, 5000); });
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function fetchMetrics(port) {
+  return new Promise((resolveMetrics, reject) => {
+    https.get({ host: '127.0.0.1', port, path: '/metrics', rejectUnauthorized: false }, (res) => {
+      let body = '';
+      res.on('data', (c) => { body += c; });
+      res.on('end', () => {
+        const values = {};
+        for (const line of body.split('\n')) {
+          const [name, value] = line.split(' ');
+          if (name && !name.startsWith('#')) values[name] = Number(value);
+        }
+        resolveMetrics(values);
+      });
+    }).on('error', reject);
+  });
+}
+
+/** Polls `probe` until it returns a truthy value or `timeoutMs` passes. */
+export async function eventually(probe, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export async function launchBrowser() {
+  return chromium.launch({ executablePath: '/usr/bin/chromium', headless: false, args: CHROMIUM_ARGS });
+}
+
+/** A fresh page (its own context: like a separate phone) at the daemon's URL. */
+export async function openPage(browser, url) {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.error('page error:', e.message));
+  await page.goto(url);
+  return page;
+}
+
+/** The inbound-rtp statistics of one kind ('video' or 'audio') and its codec, or null. */
+export async function inbound(page, kind) {
+  return page.evaluate(async (kind) => {
+    const pc = window.peercam.pc;
+    if (!pc) return null;
+    const stats = await pc.getStats();
+    for (const s of stats.values()) {
+      if (s.type === 'inbound-rtp' && s.kind === kind) {
+        const codec = stats.get(s.codecId);
+        return {
+          framesDecoded: s.framesDecoded ?? 0,
+          packetsReceived: s.packetsReceived ?? 0,
+          bytesReceived: s.bytesReceived ?? 0,
+          codec: codec?.mimeType ?? null,
+          fmtp: codec?.sdpFmtpLine ?? null,
+        };
+      }
+    }
+    return null;
+  }, kind);
+}
+
+/** Waits until the page has decoded more than `frames` video frames; returns the stats. */
+export async function waitForFrames(page, frames, timeoutMs = 20_000) {
+  return eventually(async () => {
+    const video = await inbound(page, 'video');
+    return video && video.framesDecoded > frames ? video : null;
+  }, timeoutMs, `more than ${frames} decoded frames`);
+}
+
+export async function status(page) {
+  return page.locator('#status').evaluate((el) => ({ state: el.dataset.state, text: el.textContent }));
+}
+
+export async function waitForStatus(page, state, timeoutMs = 10_000) {
+  return eventually(async () => {
+    const s = await status(page);
+    return s.state === state ? s : null;
+  }, timeoutMs, `status "${state}"`);
+}
+
+export const callButton = (page) => page.getByRole('button', { name: 'Call device' });
+export const hangUpButton = (page) => page.getByRole('button', { name: 'Hang up' });
+export const talkButton = (page) => page.getByRole('button', { name: 'Talk' });
+
+export function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
