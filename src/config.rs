@@ -171,12 +171,14 @@ impl Config {
                     message: e.inner().message().trim().to_owned(),
                 }
             })?;
-        config.validate().map_err(|(field, message)| ConfigError::Field {
-            origin: origin.to_owned(),
-            line: line_of_field(&document, field, text),
-            field: field.to_owned(),
-            message,
-        })?;
+        config
+            .validate()
+            .map_err(|(field, message)| ConfigError::Field {
+                origin: origin.to_owned(),
+                line: line_of_field(&document, field, text),
+                field: field.to_owned(),
+                message,
+            })?;
         Ok(config)
     }
 
@@ -192,8 +194,12 @@ impl Config {
         };
         in_range("media.width", m.width, 16, 7680)?;
         in_range("media.height", m.height, 16, 4320)?;
-        if m.width % 2 != 0 || m.height % 2 != 0 {
-            let field = if m.width % 2 != 0 { "media.width" } else { "media.height" };
+        if !m.width.is_multiple_of(2) || !m.height.is_multiple_of(2) {
+            let field = if !m.width.is_multiple_of(2) {
+                "media.width"
+            } else {
+                "media.height"
+            };
             return Err((field, "must be even for 4:2:0 video".into()));
         }
         in_range("media.framerate", m.framerate, 1, 120)?;
@@ -222,13 +228,13 @@ impl Config {
                 "`certificate` and `private_key` must be given together".into(),
             ));
         }
-        if let Some(level) = &self.log_level {
-            if level.parse::<log::LevelFilter>().is_err() {
-                return Err((
-                    "log_level",
-                    format!("`{level}` is not one of off, error, warn, info, debug, trace"),
-                ));
-            }
+        if let Some(level) = &self.log_level
+            && level.parse::<log::LevelFilter>().is_err()
+        {
+            return Err((
+                "log_level",
+                format!("`{level}` is not one of off, error, warn, info, debug, trace"),
+            ));
         }
         Ok(())
     }

@@ -72,6 +72,9 @@ mod tests {
                 "https://localhost:8443/"
             ]
         );
-        assert_eq!(page_urls("cam", &[], 443), ["https://cam.local/", "https://localhost/"]);
+        assert_eq!(
+            page_urls("cam", &[], 443),
+            ["https://cam.local/", "https://localhost/"]
+        );
     }
 }

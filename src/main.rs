@@ -21,7 +21,10 @@ use peercam::{host, tls};
 const SYSTEM_STATE_DIR: &str = "/var/lib/peercam";
 
 #[derive(Parser)]
-#[command(version, about = "Camera appliance daemon: call the device from a browser")]
+#[command(
+    version,
+    about = "Camera appliance daemon: call the device from a browser"
+)]
 struct Cli {
     /// Configuration file (TOML). Without it, built-in defaults are used.
     #[arg(long, short, global = true)]
@@ -151,7 +154,12 @@ async fn serve_forever(config: Config, state_dir: Option<PathBuf>) -> Result<()>
         max_message_bytes: config.signaling.max_message_bytes,
         next_conn: Arc::default(),
     });
-    let https = serve::https(https_listener, certificate.config, router, std::future::pending());
+    let https = serve::https(
+        https_listener,
+        certificate.config,
+        router,
+        std::future::pending(),
+    );
     let redirect = async move {
         match redirect_listener {
             Some(listener) => {

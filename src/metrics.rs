@@ -29,10 +29,26 @@ impl Metrics {
     /// The Prometheus text exposition of every counter.
     pub fn render(&self, in_call: bool) -> String {
         let counters: [(&str, &AtomicU64, &str); 8] = [
-            ("peercam_calls_started_total", &self.calls_started, "Calls the device answered."),
-            ("peercam_calls_ended_total", &self.calls_ended, "Calls that ended, for any reason."),
-            ("peercam_calls_failed_total", &self.calls_failed, "Calls ended by a media failure."),
-            ("peercam_busy_replies_total", &self.busy_replies, "Callers told the device is busy."),
+            (
+                "peercam_calls_started_total",
+                &self.calls_started,
+                "Calls the device answered.",
+            ),
+            (
+                "peercam_calls_ended_total",
+                &self.calls_ended,
+                "Calls that ended, for any reason.",
+            ),
+            (
+                "peercam_calls_failed_total",
+                &self.calls_failed,
+                "Calls ended by a media failure.",
+            ),
+            (
+                "peercam_busy_replies_total",
+                &self.busy_replies,
+                "Callers told the device is busy.",
+            ),
             (
                 "peercam_signaling_errors_total",
                 &self.signaling_errors,

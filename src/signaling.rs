@@ -46,13 +46,24 @@ pub enum ServerMessage {
         ice_servers: Vec<IceServer>,
     },
     /// The room already has two members (for the device's room: the device is busy).
-    Full { room: String },
-    Offer { sdp: String },
-    Answer { sdp: String },
+    Full {
+        room: String,
+    },
+    Offer {
+        sdp: String,
+    },
+    Answer {
+        sdp: String,
+    },
     Candidate(IceCandidate),
     /// The other side hung up or went away; `reason` says why, for the status line.
-    Bye { reason: String },
-    Error { code: ErrorCode, message: String },
+    Bye {
+        reason: String,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 /// A trickled ICE candidate, in the shape of `RTCIceCandidateInit`. An empty `candidate` string

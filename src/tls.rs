@@ -185,7 +185,10 @@ mod tests {
     #[test]
     fn missing_configured_file_names_the_path() {
         let err = load_or_create(
-            Some((Path::new("/nonexistent/c.pem"), Path::new("/nonexistent/k.pem"))),
+            Some((
+                Path::new("/nonexistent/c.pem"),
+                Path::new("/nonexistent/k.pem"),
+            )),
             Path::new("/tmp"),
             "cam",
             &[],

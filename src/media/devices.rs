@@ -68,7 +68,10 @@ pub fn resolve_audio_sink(configured: &str) -> Choice {
             "autoaudiosink",
             format!("speaker `{}` found", device.display_name()),
         ),
-        None => Choice::new(DISCARD_SINK, "no speaker found: the caller's voice is discarded"),
+        None => Choice::new(
+            DISCARD_SINK,
+            "no speaker found: the caller's voice is discarded",
+        ),
     }
 }
 

@@ -94,15 +94,28 @@ impl MediaSettings {
 /// What the room owner asks of the media owner.
 #[derive(Debug)]
 pub enum MediaCommand {
-    Start { call: CallId, codecs: Vec<String> },
-    End { call: CallId },
-    Answer { call: CallId, sdp: String },
-    Candidate { call: CallId, candidate: IceCandidate },
+    Start {
+        call: CallId,
+        codecs: Vec<String>,
+    },
+    End {
+        call: CallId,
+    },
+    Answer {
+        call: CallId,
+        sdp: String,
+    },
+    Candidate {
+        call: CallId,
+        candidate: IceCandidate,
+    },
 }
 
 #[derive(Debug, Error)]
 pub enum MediaError {
-    #[error("GStreamer is missing element `{0}`; install the GStreamer plugin packages (see README)")]
+    #[error(
+        "GStreamer is missing element `{0}`; install the GStreamer plugin packages (see README)"
+    )]
     MissingElement(&'static str),
     #[error("cannot build {what}: {reason}")]
     Build { what: &'static str, reason: String },
@@ -181,10 +194,10 @@ pub async fn run(
                         }
                     }
                     MediaCommand::Answer { call, sdp } => {
-                        if let Some(peer) = current.as_mut().filter(|p| p.call() == call) {
-                            if let Err(e) = peer.set_answer(&sdp) {
-                                fail(call, e.to_string());
-                            }
+                        if let Some(peer) = current.as_mut().filter(|p| p.call() == call)
+                            && let Err(e) = peer.set_answer(&sdp)
+                        {
+                            fail(call, e.to_string());
                         }
                     }
                     MediaCommand::Candidate { call, candidate } => {

@@ -12,11 +12,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use gst_webrtc::{
+    WebRTCICEConnectionState, WebRTCRTPTransceiverDirection, WebRTCSessionDescription,
+};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_sdp as gst_sdp;
 use gstreamer_webrtc as gst_webrtc;
-use gst_webrtc::{WebRTCICEConnectionState, WebRTCRTPTransceiverDirection, WebRTCSessionDescription};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::plan::{self, VideoPlan};
@@ -79,9 +81,7 @@ impl Peer {
         metrics: Arc<Metrics>,
     ) -> Result<Self, MediaError> {
         let started = Instant::now();
-        let plan = plan::plan_video(settings, codecs, |f| {
-            gst::ElementFactory::find(f).is_some()
-        })?;
+        let plan = plan::plan_video(settings, codecs, |f| gst::ElementFactory::find(f).is_some())?;
         log::info!(
             "call {call}: video {} via {:?} ({})",
             plan.codec,
@@ -184,14 +184,15 @@ impl Peer {
                 None
             });
         let tx = self.notices.clone();
-        self.webrtc.connect("on-ice-candidate", false, move |values| {
-            let mline = values.get(1).and_then(|v| v.get::<u32>().ok());
-            let candidate = values.get(2).and_then(|v| v.get::<String>().ok());
-            if let (Some(mline), Some(candidate)) = (mline, candidate) {
-                notify(&tx, Notice::IceCandidate { mline, candidate });
-            }
-            None
-        });
+        self.webrtc
+            .connect("on-ice-candidate", false, move |values| {
+                let mline = values.get(1).and_then(|v| v.get::<u32>().ok());
+                let candidate = values.get(2).and_then(|v| v.get::<String>().ok());
+                if let (Some(mline), Some(candidate)) = (mline, candidate) {
+                    notify(&tx, Notice::IceCandidate { mline, candidate });
+                }
+                None
+            });
         let tx = self.notices.clone();
         self.webrtc
             .connect_notify(Some("ice-connection-state"), move |webrtc, _| {
@@ -242,10 +243,8 @@ impl Peer {
                 vec![]
             }
             Notice::OfferCreated(Ok(offer)) => {
-                self.webrtc.emit_by_name::<()>(
-                    "set-local-description",
-                    &[&offer, &None::<gst::Promise>],
-                );
+                self.webrtc
+                    .emit_by_name::<()>("set-local-description", &[&offer, &None::<gst::Promise>]);
                 match offer.sdp().as_text() {
                     Ok(sdp) => {
                         log::debug!(
@@ -334,10 +333,8 @@ impl Peer {
         let message =
             gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes()).map_err(|_| MediaError::BadAnswer)?;
         let answer = WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Answer, message);
-        self.webrtc.emit_by_name::<()>(
-            "set-remote-description",
-            &[&answer, &None::<gst::Promise>],
-        );
+        self.webrtc
+            .emit_by_name::<()>("set-remote-description", &[&answer, &None::<gst::Promise>]);
         Ok(())
     }
 

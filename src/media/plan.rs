@@ -266,7 +266,8 @@ mod tests {
 
     #[test]
     fn no_common_codec_is_a_clear_error() {
-        let err = plan_video(&settings(), &["AV1".into()], only(&["x264enc", "vp8enc"])).unwrap_err();
+        let err =
+            plan_video(&settings(), &["AV1".into()], only(&["x264enc", "vp8enc"])).unwrap_err();
         assert!(err.to_string().contains("AV1"));
     }
 

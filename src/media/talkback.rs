@@ -35,12 +35,11 @@ pub fn attach(
         log::info!("discarding an incoming stream that is not Opus audio: {caps}");
         "fakesink sync=false".to_owned()
     };
-    let bin = gst::parse::bin_from_description(&description, true).map_err(|e| {
-        MediaError::Build {
+    let bin =
+        gst::parse::bin_from_description(&description, true).map_err(|e| MediaError::Build {
             what: "talkback branch",
             reason: e.to_string(),
-        }
-    })?;
+        })?;
     if let Some(meter) = bin
         .by_name("talkback")
         .and_then(|queue| queue.static_pad("src"))
@@ -57,16 +56,13 @@ pub fn attach(
         what: "talkback branch",
         reason,
     };
-    pipeline
-        .add(&bin)
-        .map_err(|e| link_error(e.to_string()))?;
+    pipeline.add(&bin).map_err(|e| link_error(e.to_string()))?;
     bin.sync_state_with_parent()
         .map_err(|e| link_error(e.to_string()))?;
     let sink_pad = bin
         .static_pad("sink")
         .ok_or_else(|| link_error("no sink pad".into()))?;
-    pad.link(&sink_pad)
-        .map_err(|e| link_error(e.to_string()))?;
+    pad.link(&sink_pad).map_err(|e| link_error(e.to_string()))?;
     log::info!("talkback: caller's audio linked to `{sink}`");
     Ok(())
 }

@@ -22,7 +22,10 @@ pub enum Input {
     /// A caller's offer: the device makes the offers, so this is refused.
     Offer { conn: ConnId },
     /// A trickled candidate from a browser.
-    CallerCandidate { conn: ConnId, candidate: IceCandidate },
+    CallerCandidate {
+        conn: ConnId,
+        candidate: IceCandidate,
+    },
     /// A browser hung up or its socket closed.
     Leave { conn: ConnId, reason: String },
     /// The device's peer made its offer.
@@ -39,11 +42,25 @@ pub enum Input {
 /// What the owner of the room must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    Send { conn: ConnId, message: ServerMessage },
-    StartCall { call: CallId, codecs: Vec<String> },
-    EndCall { call: CallId },
-    AnswerToPeer { call: CallId, sdp: String },
-    CandidateToPeer { call: CallId, candidate: IceCandidate },
+    Send {
+        conn: ConnId,
+        message: ServerMessage,
+    },
+    StartCall {
+        call: CallId,
+        codecs: Vec<String>,
+    },
+    EndCall {
+        call: CallId,
+    },
+    AnswerToPeer {
+        call: CallId,
+        sdp: String,
+    },
+    CandidateToPeer {
+        call: CallId,
+        candidate: IceCandidate,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,15 +138,21 @@ impl DeviceRoom {
                 vec![Action::EndCall { call }]
             }
             (_, Input::Leave { .. }) => vec![],
-            (State::InCall { caller, call }, Input::PeerOffer { call: from, sdp }) if call == from => {
+            (State::InCall { caller, call }, Input::PeerOffer { call: from, sdp })
+                if call == from =>
+            {
                 vec![Action::Send {
                     conn: caller,
                     message: ServerMessage::Offer { sdp },
                 }]
             }
-            (State::InCall { caller, call }, Input::PeerCandidate { call: from, candidate })
-                if call == from =>
-            {
+            (
+                State::InCall { caller, call },
+                Input::PeerCandidate {
+                    call: from,
+                    candidate,
+                },
+            ) if call == from => {
                 vec![Action::Send {
                     conn: caller,
                     message: ServerMessage::Candidate(candidate),
@@ -155,7 +178,10 @@ impl DeviceRoom {
                 ]
             }
             // Late events of a call that has already ended.
-            (_, Input::PeerOffer { .. } | Input::PeerCandidate { .. } | Input::PeerFailed { .. }) => {
+            (
+                _,
+                Input::PeerOffer { .. } | Input::PeerCandidate { .. } | Input::PeerFailed { .. },
+            ) => {
                 vec![]
             }
         }
@@ -237,7 +263,13 @@ mod tests {
         );
         assert_eq!(room.current_call(), Some((1, 1)));
         // The busy browser leaving changes nothing either.
-        assert!(room.handle(Input::Leave { conn: 2, reason: "closed".into() }).is_empty());
+        assert!(
+            room.handle(Input::Leave {
+                conn: 2,
+                reason: "closed".into()
+            })
+            .is_empty()
+        );
         assert_eq!(room.current_call(), Some((1, 1)));
     }
 
@@ -309,7 +341,10 @@ mod tests {
             let actions = room.handle(input);
             assert!(matches!(
                 actions.as_slice(),
-                [Action::Send { conn: 2, message: ServerMessage::Error { .. } }]
+                [Action::Send {
+                    conn: 2,
+                    message: ServerMessage::Error { .. }
+                }]
             ));
         }
         assert_eq!(room.current_call(), Some((1, 1)));
@@ -377,7 +412,10 @@ mod tests {
         let actions = room.handle(join(1));
         assert!(matches!(
             actions.as_slice(),
-            [Action::Send { conn: 1, message: ServerMessage::Error { .. } }]
+            [Action::Send {
+                conn: 1,
+                message: ServerMessage::Error { .. }
+            }]
         ));
         assert_eq!(room.current_call(), Some((1, 1)));
     }

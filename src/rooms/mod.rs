@@ -140,7 +140,10 @@ impl Owner {
                 Action::Send { conn, message } => self.send(conn, message),
                 Action::StartCall { call, codecs } => {
                     Metrics::add(&self.metrics.calls_started, 1);
-                    log::info!("call {call}: started (caller connection {conn})", conn = self.room.current_call().map_or(0, |c| c.1));
+                    log::info!(
+                        "call {call}: started (caller connection {conn})",
+                        conn = self.room.current_call().map_or(0, |c| c.1)
+                    );
                     let _ = self.media.send(MediaCommand::Start { call, codecs });
                 }
                 Action::EndCall { call } => {

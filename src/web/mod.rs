@@ -36,11 +36,31 @@ pub struct AppState {
 /// The page's files: path, content type, body. Served with `no-cache` so an updated device
 /// never runs an old page against a new protocol.
 const ASSETS: [(&str, &str, &str); 5] = [
-    ("/", "text/html; charset=utf-8", include_str!("../../web/index.html")),
-    ("/app.js", "text/javascript; charset=utf-8", include_str!("../../web/app.js")),
-    ("/signaling.js", "text/javascript; charset=utf-8", include_str!("../../web/signaling.js")),
-    ("/style.css", "text/css; charset=utf-8", include_str!("../../web/style.css")),
-    ("/favicon.svg", "image/svg+xml", include_str!("../../web/favicon.svg")),
+    (
+        "/",
+        "text/html; charset=utf-8",
+        include_str!("../../web/index.html"),
+    ),
+    (
+        "/app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/app.js"),
+    ),
+    (
+        "/signaling.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/signaling.js"),
+    ),
+    (
+        "/style.css",
+        "text/css; charset=utf-8",
+        include_str!("../../web/style.css"),
+    ),
+    (
+        "/favicon.svg",
+        "image/svg+xml",
+        include_str!("../../web/favicon.svg"),
+    ),
 ];
 
 pub fn router(state: AppState) -> Router {
@@ -119,7 +139,10 @@ mod tests {
     async fn page_and_scripts_are_served_with_types() {
         let page = get("/").await;
         assert_eq!(page.status(), StatusCode::OK);
-        assert_eq!(page.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        assert_eq!(
+            page.headers()[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
         let script = get("/app.js").await;
         assert_eq!(
             script.headers()[header::CONTENT_TYPE],
@@ -136,7 +159,9 @@ mod tests {
     async fn metrics_are_prometheus_text() {
         let response = get("/metrics").await;
         assert_eq!(response.status(), StatusCode::OK);
-        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
         assert!(String::from_utf8_lossy(&body).contains("peercam_calls_started_total 0"));
     }
 }

@@ -53,7 +53,12 @@ pub async fn https(
                 }
             },
         };
-        tokio::spawn(serve_connection(acceptor.clone(), tcp, peer, router.clone()));
+        tokio::spawn(serve_connection(
+            acceptor.clone(),
+            tcp,
+            peer,
+            router.clone(),
+        ));
     }
 }
 
@@ -158,7 +163,10 @@ mod tests {
 
     #[test]
     fn redirect_handles_ipv6_hosts() {
-        assert_eq!(location(&target("[::1]:8080", "/", 8443)), "https://[::1]:8443/");
+        assert_eq!(
+            location(&target("[::1]:8080", "/", 8443)),
+            "https://[::1]:8443/"
+        );
     }
 
     #[test]

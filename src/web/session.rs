@@ -36,7 +36,11 @@ pub async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
 
     let writer = async {
         while let Some(message) = queued.recv().await {
-            if sink.send(Message::Text(message.to_json().into())).await.is_err() {
+            if sink
+                .send(Message::Text(message.to_json().into()))
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -46,8 +50,9 @@ pub async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
     let reader = async {
         while let Some(Ok(frame)) = stream.next().await {
             let parsed = match frame {
-                Message::Text(text) => ClientMessage::parse(&text, state.max_message_bytes)
-                    .map_err(|e| e.to_message()),
+                Message::Text(text) => {
+                    ClientMessage::parse(&text, state.max_message_bytes).map_err(|e| e.to_message())
+                }
                 Message::Binary(_) => Err(ServerMessage::Error {
                     code: ErrorCode::BadMessage,
                     message: "binary frames are not part of the protocol; send JSON text".into(),
@@ -65,7 +70,9 @@ pub async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
                 Err(reply) => {
                     log::info!("connection {conn} from {peer}: refused a message: {reply:?}");
                     Metrics::add(&state.metrics.signaling_errors, 1);
-                    let Some(outbox) = replies.upgrade() else { break };
+                    let Some(outbox) = replies.upgrade() else {
+                        break;
+                    };
                     if outbox.try_send(reply).is_err() {
                         break;
                     }

@@ -1,0 +1,65 @@
+// Malformed, unknown and oversized signaling messages each get an `error` reply on the real
+// socket; the connection stays usable and a call in progress is not disturbed.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  callButton, inbound, launchBrowser, openPage, startDaemon, waitForFrames,
+} from './harness.mjs';
+
+let daemon;
+let browser;
+before(async () => {
+  daemon = await startDaemon('[media]\nwidth = 640\nheight = 360\n[signaling]\nmax_message_bytes = 65536\n');
+  browser = await launchBrowser();
+});
+after(async () => {
+  await browser?.close();
+  await daemon?.stop();
+});
+
+/** Opens a raw WebSocket from a page, sends each frame in turn and collects one reply each. */
+async function exchange(page, frames) {
+  return page.evaluate(async (frames) => {
+    const ws = new WebSocket(`wss://${location.host}/ws`);
+    await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = reject; });
+    const replies = [];
+    for (const frame of frames) {
+      const reply = new Promise((resolve) => { ws.onmessage = (e) => resolve(JSON.parse(e.data)); });
+      ws.send(frame);
+      replies.push(await Promise.race([reply, new Promise((r) => setTimeout(() => r(null), 5000))]));
+    }
+    const open = ws.readyState === WebSocket.OPEN;
+    ws.close();
+    return { replies, open };
+  }, frames);
+}
+
+test('bad messages get clear errors and disturb nothing', async () => {
+  const caller = await openPage(browser, daemon.url);
+  await callButton(caller).click();
+  await waitForFrames(caller, 30);
+
+  const other = await openPage(browser, daemon.url);
+  const { replies, open } = await exchange(other, [
+    '{not json',
+    '{"type":"dance"}',
+    '{"type":"answer","sdp":42}',
+    JSON.stringify({ type: 'answer', sdp: 'x'.repeat(70_000) }),
+    '{"type":"answer","sdp":"v=0"}',
+    '{"type":"join","room":"elsewhere"}',
+    '{"type":"join"}',
+  ]);
+  assert.deepEqual(replies.map((r) => r?.type === 'error' ? r.code : r?.type), [
+    'bad-message', 'unknown-type', 'bad-message', 'too-large', 'not-allowed', 'no-such-room', 'full',
+  ]);
+  assert.match(replies[1].message, /dance/);
+  assert.match(replies[3].message, /70\d+ bytes is larger than the limit of 65536/);
+  assert.ok(open, 'the connection survived every bad message');
+
+  const before = (await inbound(caller, 'video')).framesDecoded;
+  await waitForFrames(caller, before + 30);
+  const metrics = await daemon.metrics();
+  assert.equal(metrics.peercam_calls_started_total, 1);
+  assert.equal(metrics.peercam_calls_failed_total, 0);
+  assert.equal(metrics.peercam_in_call, 1);
+});

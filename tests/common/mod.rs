@@ -1,0 +1,116 @@
+//! Shared harness for the Rust integration tests: runs the real `peercam` binary.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_peercam"))
+}
+
+/// A fresh temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("peercam-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        Self(dir)
+    }
+
+    pub fn write(&self, file: &str, contents: &str) -> PathBuf {
+        let path = self.0.join(file);
+        std::fs::write(&path, contents).expect("write temp file");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn run(args: &[&str]) -> Output {
+    Command::new(binary())
+        .args(args)
+        .output()
+        .expect("run peercam")
+}
+
+/// The daemon, started on loopback with free ports; killed on drop.
+pub struct Daemon {
+    child: Child,
+    pub https_port: u16,
+    pub http_port: u16,
+    _dir: TempDir,
+}
+
+impl Daemon {
+    pub fn start(name: &str) -> Self {
+        let dir = TempDir::new(name);
+        let config = dir.write(
+            "peercam.toml",
+            "[http]\nbind = \"127.0.0.1\"\nhttps_port = 0\nhttp_port = 0\n",
+        );
+        let mut child = Command::new(binary())
+            .arg("--config")
+            .arg(&config)
+            .arg("--state-dir")
+            .arg(dir.0.join("state"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start peercam");
+        let (tx, rx) = mpsc::channel::<String>();
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let (mut https_port, mut http_port) = (None, None);
+        while https_port.is_none() || http_port.is_none() {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("daemon printed its ports in time");
+            if let Some(port) = port_after(&line, "https://localhost:") {
+                https_port = Some(port);
+            }
+            if let Some(port) = port_after(&line, "HTTP on port ") {
+                http_port = Some(port);
+            }
+        }
+        Self {
+            child,
+            https_port: https_port.unwrap_or_default(),
+            http_port: http_port.unwrap_or_default(),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn port_after(line: &str, marker: &str) -> Option<u16> {
+    let rest = &line[line.find(marker)? + marker.len()..];
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
