@@ -107,8 +107,16 @@ export async function openPage(browser, url) {
   const context = await browser.newContext({ ignoreHTTPSErrors: true });
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error('page error:', e.message));
-  await page.goto(url);
-  return page;
+  // A just-started Chromium may still be reading the namespace's interfaces and abort the
+  // first load with ERR_NETWORK_CHANGED; that says nothing about the daemon, so load again.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await page.goto(url);
+      return page;
+    } catch (e) {
+      if (attempt >= 3 || !String(e.message).includes('ERR_NETWORK_CHANGED')) throw e;
+    }
+  }
 }
 
 /** The inbound-rtp statistics of one kind ('video' or 'audio') and its codec, or null. */
