@@ -3,51 +3,51 @@ mod common;
 
 use common::{TempDir, run};
 
+/// Writes `contents` to a file, runs `peercam <args> FILE`; returns success, stdout, stderr.
+fn with_config(args: &[&str], contents: &str) -> (bool, String, String) {
+    let dir = TempDir::new("config");
+    let path = dir.write("peercam.toml", contents);
+    let mut full: Vec<&str> = args.to_vec();
+    full.push(path.to_str().expect("utf-8 temp path"));
+    let out = run(&full);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn check(contents: &str) -> (bool, String, String) {
+    with_config(&["check-config"], contents)
+}
+
 #[test]
 fn a_good_config_is_ok() {
-    let dir = TempDir::new("check-good");
-    let path = dir.write("good.toml", "[media]\nwidth = 640\nheight = 360\n");
-    let out = run(&["check-config", path.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
+    let (ok, stdout, stderr) = check("[media]\nwidth = 640\nheight = 360\n");
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("OK"));
 }
 
 #[test]
 fn an_empty_config_is_ok() {
-    let dir = TempDir::new("check-empty");
-    let path = dir.write("empty.toml", "");
-    assert!(
-        run(&["check-config", path.to_str().unwrap()])
-            .status
-            .success()
-    );
+    assert!(check("").0);
 }
 
 #[test]
 fn a_bad_value_names_field_and_line() {
-    let dir = TempDir::new("check-bad");
-    let path = dir.write("bad.toml", "# camera\n[media]\nframerate = \"fast\"\n");
-    let out = run(&["check-config", path.to_str().unwrap()]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("line 3"), "{err}");
-    assert!(err.contains("media.framerate"), "{err}");
+    let (ok, _, stderr) = check("# camera\n[media]\nframerate = \"fast\"\n");
+    assert!(!ok);
+    assert!(stderr.contains("line 3"), "{stderr}");
+    assert!(stderr.contains("media.framerate"), "{stderr}");
 }
 
 #[test]
 fn an_unknown_field_is_named() {
-    let dir = TempDir::new("check-unknown");
-    let path = dir.write("typo.toml", "[http]\nhttps_prot = 443\n");
-    let out = run(&["check-config", path.to_str().unwrap()]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (ok, _, stderr) = check("[http]\nhttps_prot = 443\n");
+    assert!(!ok);
     assert!(
-        err.contains("https_prot") && err.contains("line 2"),
-        "{err}"
+        stderr.contains("https_prot") && stderr.contains("line 2"),
+        "{stderr}"
     );
 }
 
@@ -55,17 +55,16 @@ fn an_unknown_field_is_named() {
 fn a_missing_file_is_a_clear_error() {
     let out = run(&["check-config", "/nonexistent/peercam.toml"]);
     assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("cannot read config /nonexistent/peercam.toml")
+        stderr.contains("cannot read config /nonexistent/peercam.toml"),
+        "{stderr}"
     );
 }
 
 #[test]
 fn the_daemon_refuses_to_start_on_a_bad_config() {
-    let dir = TempDir::new("start-bad");
-    let path = dir.write("bad.toml", "[media]\nwidth = 641\n");
-    let out = run(&["--config", path.to_str().unwrap()]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("media.width"));
+    let (ok, _, stderr) = with_config(&["--config"], "[media]\nwidth = 641\n");
+    assert!(!ok);
+    assert!(stderr.contains("media.width"), "{stderr}");
 }

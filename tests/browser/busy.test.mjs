@@ -1,28 +1,19 @@
 // While someone is in a call, a second caller is told the device is busy, and the first call
 // goes on decoding undisturbed.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  callButton, inbound, launchBrowser, openPage, startDaemon, waitForFrames, waitForStatus,
+  callButton, inbound, openPage, useDaemonAndBrowser, waitForFrames, waitForStatus,
 } from './harness.mjs';
 
-let daemon;
-let browser;
-before(async () => {
-  daemon = await startDaemon('[media]\nwidth = 640\nheight = 360\n');
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-  await daemon?.stop();
-});
+const env = useDaemonAndBrowser('[media]\nwidth = 640\nheight = 360\n');
 
 test('a second caller is told the device is busy and the call goes on', async () => {
-  const first = await openPage(browser, daemon.url);
+  const first = await openPage(env.browser, env.daemon.url);
   await callButton(first).click();
   await waitForFrames(first, 30);
 
-  const second = await openPage(browser, daemon.url);
+  const second = await openPage(env.browser, env.daemon.url);
   await callButton(second).click();
   const busy = await waitForStatus(second, 'busy');
   assert.match(busy.text, /busy/i);
@@ -34,7 +25,7 @@ test('a second caller is told the device is busy and the call goes on', async ()
   assert.ok(after > before + 30, 'the first call keeps decoding');
   assert.equal((await waitForStatus(first, 'in-call')).state, 'in-call');
 
-  const metrics = await daemon.metrics();
+  const metrics = await env.daemon.metrics();
   assert.equal(metrics.peercam_busy_replies_total, 1);
   assert.equal(metrics.peercam_calls_started_total, 1);
   assert.equal(metrics.peercam_in_call, 1);

@@ -1,23 +1,12 @@
 // A caller presses Call device, sees the test pattern (H.264) and hears the tone; hangs up and
 // calls again, as often as they like, and the device releases everything after each call.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  callButton, eventually, hangUpButton, inbound, launchBrowser, median, openPage, startDaemon,
-  waitForFrames, waitForStatus,
+  callButton, eventually, hangUpButton, inbound, median, openPage, useDaemonAndBrowser, waitForFrames, waitForStatus, waitUntilIdle,
 } from './harness.mjs';
 
-let daemon;
-let browser;
-before(async () => {
-  daemon = await startDaemon();
-  browser = await launchBrowser();
-});
-after(async () => {
-  if (process.env.PEERCAM_SHOW_LOG) console.log(daemon?.output);
-  await browser?.close();
-  await daemon?.stop();
-});
+const env = useDaemonAndBrowser();
 
 async function callAndCheck(page) {
   await callButton(page).click();
@@ -34,11 +23,11 @@ async function hangUp(page) {
   await hangUpButton(page).click();
   const ended = await waitForStatus(page, 'ended');
   assert.match(ended.text, /Call ended/);
-  await eventually(async () => (await daemon.metrics()).peercam_in_call === 0, 2_000, 'device free');
+  await waitUntilIdle(env.daemon);
 }
 
 test('calling the device shows its picture and plays its sound, again and again', async (t) => {
-  const page = await openPage(browser, daemon.url);
+  const page = await openPage(env.browser, env.daemon.url);
   const firstFrames = [];
 
   const first = await callAndCheck(page);
@@ -48,7 +37,7 @@ test('calling the device shows its picture and plays its sound, again and again'
   assert.equal(first.audio.codec.toLowerCase(), 'audio/opus');
   firstFrames.push(first.firstFrameMs);
   await hangUp(page);
-  const fdsAfterFirstCall = daemon.openFds();
+  const fdsAfterFirstCall = env.daemon.openFds();
 
   for (let round = 2; round <= 5; round++) {
     const again = await callAndCheck(page);
@@ -58,10 +47,10 @@ test('calling the device shows its picture and plays its sound, again and again'
   }
 
   const fdsAfterFiveCalls = await eventually(() => {
-    const fds = daemon.openFds();
+    const fds = env.daemon.openFds();
     return fds <= fdsAfterFirstCall + 2 ? fds : null;
-  }, 3_000, `file descriptors back to ${fdsAfterFirstCall} (now ${daemon.openFds()})`);
-  const metrics = await daemon.metrics();
+  }, 3_000, `file descriptors back to ${fdsAfterFirstCall} (now ${env.daemon.openFds()})`);
+  const metrics = await env.daemon.metrics();
   assert.equal(metrics.peercam_calls_started_total, 5);
   assert.equal(metrics.peercam_calls_ended_total, 5);
   assert.equal(metrics.peercam_calls_failed_total, 0);
@@ -70,7 +59,7 @@ test('calling the device shows its picture and plays its sound, again and again'
 });
 
 test('a browser that cannot receive H.264 gets VP8', async () => {
-  const page = await openPage(browser, `${daemon.url}?codecs=VP8,VP9`);
+  const page = await openPage(env.browser, `${env.daemon.url}?codecs=VP8,VP9`);
   await callButton(page).click();
   const video = await waitForFrames(page, 60);
   assert.equal(video.codec, 'video/VP8');

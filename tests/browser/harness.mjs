@@ -7,6 +7,7 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import https from 'node:https';
+import { after, before } from 'node:test';
 import { chromium } from 'playwright-core';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -96,6 +97,30 @@ export async function eventually(probe, timeoutMs, what) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/**
+ * Registers before/after hooks that start a daemon (with extra `toml` config) and a browser for
+ * the tests of one file; returns an object whose `daemon` and `browser` are set once started.
+ */
+export function useDaemonAndBrowser(toml = '') {
+  const env = { daemon: null, browser: null };
+  before(async () => {
+    env.daemon = await startDaemon(toml);
+    env.browser = await launchBrowser();
+  });
+  after(async () => {
+    if (process.env.PEERCAM_SHOW_LOG) console.log(env.daemon?.output);
+    await env.browser?.close();
+    await env.daemon?.stop();
+  });
+  return env;
+}
+
+/** Waits until the device has no call (it must be free within 2 s of a caller leaving). */
+export async function waitUntilIdle(daemon) {
+  await eventually(async () => (await daemon.metrics()).peercam_in_call === 0, 2_000,
+    'the device to be free within 2 s');
 }
 
 export async function launchBrowser() {

@@ -1,21 +1,12 @@
 // Malformed, unknown and oversized signaling messages each get an `error` reply on the real
 // socket; the connection stays usable and a call in progress is not disturbed.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  callButton, inbound, launchBrowser, openPage, startDaemon, waitForFrames,
+  callButton, inbound, openPage, useDaemonAndBrowser, waitForFrames,
 } from './harness.mjs';
 
-let daemon;
-let browser;
-before(async () => {
-  daemon = await startDaemon('[media]\nwidth = 640\nheight = 360\n[signaling]\nmax_message_bytes = 65536\n');
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-  await daemon?.stop();
-});
+const env = useDaemonAndBrowser('[media]\nwidth = 640\nheight = 360\n[signaling]\nmax_message_bytes = 65536\n');
 
 /** Opens a raw WebSocket from a page, sends each frame in turn and collects one reply each. */
 async function exchange(page, frames) {
@@ -35,11 +26,11 @@ async function exchange(page, frames) {
 }
 
 test('bad messages get clear errors and disturb nothing', async () => {
-  const caller = await openPage(browser, daemon.url);
+  const caller = await openPage(env.browser, env.daemon.url);
   await callButton(caller).click();
   await waitForFrames(caller, 30);
 
-  const other = await openPage(browser, daemon.url);
+  const other = await openPage(env.browser, env.daemon.url);
   const { replies, open } = await exchange(other, [
     '{not json',
     '{"type":"dance"}',
@@ -58,7 +49,7 @@ test('bad messages get clear errors and disturb nothing', async () => {
 
   const before = (await inbound(caller, 'video')).framesDecoded;
   await waitForFrames(caller, before + 30);
-  const metrics = await daemon.metrics();
+  const metrics = await env.daemon.metrics();
   assert.equal(metrics.peercam_calls_started_total, 1);
   assert.equal(metrics.peercam_calls_failed_total, 0);
   assert.equal(metrics.peercam_in_call, 1);

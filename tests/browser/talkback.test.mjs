@@ -1,29 +1,20 @@
 // The caller's microphone reaches the device's audio sink only after the caller presses Talk;
 // until then the call is receive-only.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  callButton, eventually, launchBrowser, openPage, startDaemon, talkButton, waitForFrames,
+  callButton, eventually, openPage, talkButton, useDaemonAndBrowser, waitForFrames, waitUntilIdle,
 } from './harness.mjs';
 
-let daemon;
-let browser;
-before(async () => {
-  daemon = await startDaemon('[media]\nwidth = 640\nheight = 360\n');
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-  await daemon?.stop();
-});
+const env = useDaemonAndBrowser('[media]\nwidth = 640\nheight = 360\n');
 
-const talkbackBytes = async () => (await daemon.metrics()).peercam_talkback_bytes_total;
+const talkbackBytes = async () => (await env.daemon.metrics()).peercam_talkback_bytes_total;
 
 test('the device hears the caller once Talk is on, and not before', async (t) => {
-  const page = await openPage(browser, daemon.url);
+  const page = await openPage(env.browser, env.daemon.url);
   t.after(async () => {
     await page.context().close();
-    await eventually(async () => (await daemon.metrics()).peercam_in_call === 0, 2_000, 'device free');
+    await waitUntilIdle(env.daemon);
   });
   await callButton(page).click();
   await waitForFrames(page, 30);
@@ -43,7 +34,7 @@ test('the device hears the caller once Talk is on, and not before', async (t) =>
 });
 
 test('Talk pressed before calling sends the microphone from the start', async () => {
-  const page = await openPage(browser, daemon.url);
+  const page = await openPage(env.browser, env.daemon.url);
   await talkButton(page).click();
   const before = await talkbackBytes();
   await callButton(page).click();
