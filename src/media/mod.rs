@@ -148,9 +148,13 @@ pub fn warm_up(settings: &MediaSettings, metrics: &Arc<Metrics>) {
     let (notices, _ignored) = mpsc::unbounded_channel();
     match peer::Peer::start(0, settings, &[], notices, Arc::clone(metrics)) {
         Ok(peer) => {
-            peer.wait_for_offer_caps(std::time::Duration::from_secs(2));
+            let rehearsed = peer.rehearse_offer(std::time::Duration::from_secs(3));
             peer.stop();
-            log::info!("media warmed up in {} ms", started.elapsed().as_millis());
+            if rehearsed {
+                log::info!("media warmed up in {} ms", started.elapsed().as_millis());
+            } else {
+                log::warn!("media warm-up made no offer; the first call may be slower");
+            }
         }
         Err(e) => log::warn!("media warm-up failed: {e}"),
     }

@@ -321,12 +321,33 @@ impl Peer {
             .emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &promise]);
     }
 
-    /// Blocks until caps reach webrtcbin or `timeout` passes (used by the warm-up only).
-    pub fn wait_for_offer_caps(&self, timeout: Duration) {
+    /// For the warm-up only: waits (up to `timeout`) for caps to reach webrtcbin, then makes an
+    /// offer and sets it locally, blocking. That creates the DTLS certificate (made once per
+    /// process), the transports and the ICE agent's sockets, the slow parts of a first call.
+    pub fn rehearse_offer(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        while !self.offer_caps_ready() && Instant::now() < deadline {
+        while !self.offer_caps_ready() {
+            if Instant::now() > deadline {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(5));
         }
+        let promise = gst::Promise::new();
+        self.webrtc
+            .emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &promise]);
+        if promise.wait() != gst::PromiseResult::Replied {
+            return false;
+        }
+        let Some(Ok(offer)) = promise
+            .get_reply()
+            .map(|reply| reply.get::<WebRTCSessionDescription>("offer"))
+        else {
+            return false;
+        };
+        let promise = gst::Promise::new();
+        self.webrtc
+            .emit_by_name::<()>("set-local-description", &[&offer, &promise]);
+        promise.wait() == gst::PromiseResult::Replied
     }
 
     pub fn set_answer(&mut self, sdp: &str) -> Result<(), MediaError> {
