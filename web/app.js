@@ -29,9 +29,12 @@ function setStatus(state, text) {
   ui.status.textContent = text;
 }
 
+/** Only the buttons that make sense now are shown: room for big touch targets on a phone. */
 function setButtons(inCall) {
   ui.call.disabled = inCall;
+  ui.call.hidden = inCall;
   ui.hangup.disabled = !inCall;
+  ui.hangup.hidden = !inCall;
 }
 
 /** Video codecs this browser can receive, e.g. ["VP8", "H264", ...]; `?codecs=VP8` overrides. */

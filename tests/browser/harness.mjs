@@ -128,8 +128,8 @@ export async function launchBrowser() {
 }
 
 /** A fresh page (its own context: like a separate phone) at the daemon's URL. */
-export async function openPage(browser, url) {
-  const context = await browser.newContext({ ignoreHTTPSErrors: true });
+export async function openPage(browser, url, contextOptions = {}) {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, ...contextOptions });
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error('page error:', e.message));
   // A just-started Chromium may still be reading the namespace's interfaces and abort the

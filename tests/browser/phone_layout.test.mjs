@@ -1,0 +1,36 @@
+// On a 390x844 phone screen the picture and the buttons fit: no sideways scrolling, every
+// button inside the viewport and big enough to touch, before and during a call.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { callButton, openPage, useDaemonAndBrowser, waitForFrames } from './harness.mjs';
+
+const env = useDaemonAndBrowser('[media]\nwidth = 640\nheight = 360\n');
+
+async function checkLayout(page, buttons) {
+  const layout = await page.evaluate((names) => {
+    const box = (el) => el.getBoundingClientRect().toJSON();
+    return {
+      scrollWidth: document.documentElement.scrollWidth,
+      remote: box(document.getElementById('remote')),
+      buttons: names.map((name) => {
+        const el = [...document.querySelectorAll('button')].find((b) => b.textContent.trim() === name);
+        return { name, ...box(el) };
+      }),
+    };
+  }, buttons);
+  assert.ok(layout.scrollWidth <= 390, `no horizontal scroll (page is ${layout.scrollWidth}px wide)`);
+  assert.ok(layout.remote.width >= 380 && layout.remote.height >= 300, 'the picture is large');
+  for (const b of layout.buttons) {
+    assert.ok(b.left >= 0 && b.right <= 390 && b.top >= 0 && b.bottom <= 844, `${b.name} is on screen`);
+    assert.ok(b.height >= 44 && b.width >= 44, `${b.name} is a big touch target`);
+  }
+}
+
+test('the page fits a 390x844 phone before and during a call', async () => {
+  const page = await openPage(env.browser, env.daemon.url, { viewport: { width: 390, height: 844 } });
+  await checkLayout(page, ['Call device', 'Talk']);
+  await callButton(page).click();
+  await waitForFrames(page, 10);
+  await checkLayout(page, ['Talk', 'Hang up']);
+  await page.context().close();
+});
