@@ -100,8 +100,8 @@ async fn serve_forever(config: Config, state_dir: Option<PathBuf>) -> Result<()>
     let settings = MediaSettings::resolve(&config.media, &config.ice);
     let metrics = Arc::new(Metrics::default());
     let warm_up = tokio::task::spawn_blocking({
-        let (settings, metrics) = (settings.clone(), Arc::clone(&metrics));
-        move || media::warm_up(&settings, &metrics)
+        let settings = settings.clone();
+        move || media::warm_up(&settings)
     });
 
     let host_name = host::host_name();

@@ -19,6 +19,10 @@ pub struct Metrics {
     pub talkback_bytes: AtomicU64,
     /// RTP packets of video the device sent into WebRTC.
     pub video_packets_sent: AtomicU64,
+    /// Encoded keyframes sent to callers.
+    pub keyframes_sent: AtomicU64,
+    /// Keyframe requests (PLI/FIR) from callers that reached the encoder.
+    pub keyframe_requests: AtomicU64,
 }
 
 impl Metrics {
@@ -28,7 +32,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every counter.
     pub fn render(&self, in_call: bool) -> String {
-        let counters: [(&str, &AtomicU64, &str); 8] = [
+        let counters: [(&str, &AtomicU64, &str); 10] = [
             (
                 "peercam_calls_started_total",
                 &self.calls_started,
@@ -68,6 +72,16 @@ impl Metrics {
                 "peercam_video_packets_sent_total",
                 &self.video_packets_sent,
                 "RTP video packets sent to callers.",
+            ),
+            (
+                "peercam_keyframes_sent_total",
+                &self.keyframes_sent,
+                "Encoded video keyframes sent to callers.",
+            ),
+            (
+                "peercam_keyframe_requests_total",
+                &self.keyframe_requests,
+                "Keyframe requests (PLI/FIR) from callers that reached the encoder.",
             ),
         ];
         let mut out = String::new();

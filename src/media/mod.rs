@@ -73,8 +73,8 @@ impl MediaSettings {
         }
     }
 
-    #[cfg(test)]
-    pub fn test_default() -> Self {
+    /// The built-in test pattern and tone at 720p30, with the caller's audio discarded.
+    pub fn test_pattern() -> Self {
         Self {
             video_source: devices::TEST_VIDEO_SOURCE.into(),
             audio_source: devices::TEST_AUDIO_SOURCE.into(),
@@ -143,10 +143,12 @@ pub fn init() -> Result<(), MediaError> {
 
 /// Builds a call's pipeline once and throws it away, so that plugin loading, encoder set-up and
 /// the DTLS certificate are paid for before the first caller rather than during its call.
-pub fn warm_up(settings: &MediaSettings, metrics: &Arc<Metrics>) {
+pub fn warm_up(settings: &MediaSettings) {
     let started = std::time::Instant::now();
     let (notices, _ignored) = mpsc::unbounded_channel();
-    match peer::Peer::start(0, settings, &[], notices, Arc::clone(metrics)) {
+    // Its own counters: a rehearsal is not a call.
+    let metrics = Arc::new(Metrics::default());
+    match peer::Peer::start(0, settings, &[], notices, metrics) {
         Ok(peer) => {
             let rehearsed = peer.rehearse_offer(std::time::Duration::from_secs(3));
             peer.stop();

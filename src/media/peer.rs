@@ -128,28 +128,54 @@ impl Peer {
         self.call
     }
 
+    /// Adds the video branch, with counters of packets, keyframes and keyframe requests (a
+    /// browser's PLI/FIR reaches the encoder as an upstream force-key-unit event).
     fn add_video(&mut self, plan: &VideoPlan, metrics: &Arc<Metrics>) -> Result<(), MediaError> {
-        let src = self.add_branch(
+        let bin = self.add_branch(
             "video branch",
             &plan.description,
             WebRTCRTPTransceiverDirection::Sendonly,
         )?;
-        let metrics = Arc::clone(metrics);
-        src.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            Metrics::add(&metrics.video_packets_sent, 1);
-            gst::PadProbeReturn::Ok
-        });
+        if let Some(src) = bin.static_pad("src") {
+            let metrics = Arc::clone(metrics);
+            src.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                Metrics::add(&metrics.video_packets_sent, 1);
+                gst::PadProbeReturn::Ok
+            });
+        }
+        if let Some(encoded) = bin.by_name("pay").and_then(|pay| pay.static_pad("sink")) {
+            let metrics = Arc::clone(metrics);
+            let probes = gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_UPSTREAM;
+            encoded.add_probe(probes, move |_, info| {
+                match &info.data {
+                    Some(gst::PadProbeData::Buffer(buffer))
+                        if !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) =>
+                    {
+                        Metrics::add(&metrics.keyframes_sent, 1);
+                    }
+                    Some(gst::PadProbeData::Event(event))
+                        if event
+                            .structure()
+                            .is_some_and(|s| s.name() == "GstForceKeyUnit") =>
+                    {
+                        Metrics::add(&metrics.keyframe_requests, 1);
+                    }
+                    _ => {}
+                }
+                gst::PadProbeReturn::Ok
+            });
+        }
         Ok(())
     }
 
     /// Adds a send branch from a launch description and links it to a new webrtcbin sink pad
-    /// whose transceiver gets `direction`. Returns the branch's source pad.
+    /// whose transceiver gets `direction`. Returns the branch.
     fn add_branch(
         &mut self,
         what: &'static str,
         description: &str,
         direction: WebRTCRTPTransceiverDirection,
-    ) -> Result<gst::Pad, MediaError> {
+    ) -> Result<gst::Bin, MediaError> {
         let bin = gst::parse::bin_from_description(description, true)
             .map_err(|e| build_error(what, e))?;
         self.pipeline.add(&bin).map_err(|e| build_error(what, e))?;
@@ -168,7 +194,7 @@ impl Peer {
             transceiver.set_property("do-nack", true);
         }
         self.sink_pads.push(sink);
-        Ok(src)
+        Ok(bin)
     }
 
     fn connect_callbacks(&self, audio_sink: String, metrics: Arc<Metrics>) {

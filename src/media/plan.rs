@@ -180,11 +180,11 @@ fn video_description(s: &MediaSettings, encoder: Encoder) -> String {
     };
     let payload = match encoder.codec() {
         VideoCodec::H264 => format!(
-            "h264parse ! rtph264pay config-interval=-1 aggregate-mode=zero-latency pt={VIDEO_PAYLOAD} ! \
+            "h264parse ! rtph264pay name=pay config-interval=-1 aggregate-mode=zero-latency pt={VIDEO_PAYLOAD} ! \
              capsfilter caps=\"application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload={VIDEO_PAYLOAD}\""
         ),
         VideoCodec::Vp8 => format!(
-            "rtpvp8pay picture-id-mode=15-bit pt={VIDEO_PAYLOAD} ! \
+            "rtpvp8pay name=pay picture-id-mode=15-bit pt={VIDEO_PAYLOAD} ! \
              capsfilter caps=\"application/x-rtp,media=video,encoding-name=VP8,clock-rate=90000,payload={VIDEO_PAYLOAD}\""
         ),
     };
@@ -207,7 +207,7 @@ mod tests {
     use super::*;
 
     fn settings() -> MediaSettings {
-        MediaSettings::test_default()
+        MediaSettings::test_pattern()
     }
 
     fn only(factories: &'static [&'static str]) -> impl Fn(&str) -> bool {
