@@ -9,12 +9,14 @@
 //! - `tls`: the certificate, configured or self-signed and kept in the state directory.
 //! - `host`: the machine's name and addresses.
 //! - `metrics`: counters served at `/metrics`.
+//! - `memory`: allocator settings that keep RSS flat across calls.
 //!
 //! The binary (`main.rs`) only wires these together: listeners, channels and tasks.
 
 pub mod config;
 pub mod host;
 pub mod media;
+pub mod memory;
 pub mod metrics;
 pub mod rooms;
 pub mod signaling;

@@ -68,6 +68,7 @@ fn check_config(path: &Path) -> Result<()> {
 }
 
 fn run_daemon(cli: &Cli) -> Result<()> {
+    peercam::memory::tune_allocator();
     let config = match &cli.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),

@@ -409,6 +409,13 @@ impl Peer {
             self.call,
             self.started.elapsed().as_secs_f32()
         );
+        let call = self.call;
+        let pipeline = self.pipeline.downgrade();
+        drop(self);
+        if pipeline.upgrade().is_some() {
+            log::debug!("call {call}: the pipeline is still referenced after the call");
+        }
+        crate::memory::release_free_memory();
     }
 }
 
