@@ -23,6 +23,7 @@ pub struct Config {
     pub media: MediaConfig,
     pub ice: IceConfig,
     pub signaling: SignalingConfig,
+    pub rooms: RoomsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -113,6 +114,28 @@ impl Default for SignalingConfig {
     fn default() -> Self {
         Self {
             max_message_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Caps on the browser-to-browser rooms, so one client cannot fill the server.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomsConfig {
+    /// Rooms in which one source address may have a member at the same time.
+    pub rooms_per_address: usize,
+    /// Room memberships one source address may hold at the same time.
+    pub members_per_address: usize,
+    /// Named rooms in all.
+    pub total_rooms: usize,
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        Self {
+            rooms_per_address: 16,
+            members_per_address: 32,
+            total_rooms: 1000,
         }
     }
 }
@@ -221,6 +244,15 @@ impl Config {
                 "signaling.max_message_bytes",
                 "must be between 1024 and 1048576".into(),
             ));
+        }
+        for (field, value) in [
+            ("rooms.rooms_per_address", self.rooms.rooms_per_address),
+            ("rooms.members_per_address", self.rooms.members_per_address),
+            ("rooms.total_rooms", self.rooms.total_rooms),
+        ] {
+            if value == 0 {
+                return Err((field, "must be at least 1".into()));
+            }
         }
         if self.http.certificate.is_some() != self.http.private_key.is_some() {
             return Err((

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use peercam::config::Config;
 use peercam::media::{self, MediaSettings};
 use peercam::metrics::Metrics;
-use peercam::rooms::{self, RoomStatus, RoomsHandle};
+use peercam::rooms::{self, RoomLimits, RoomStatus, RoomsHandle};
 use peercam::web::{self, AppState, serve};
 use peercam::{host, tls};
 
@@ -137,6 +137,11 @@ async fn serve_forever(config: Config, state_dir: Option<PathBuf>) -> Result<()>
         room_input_rx,
         media_tx,
         Vec::new(),
+        RoomLimits {
+            rooms_per_address: config.rooms.rooms_per_address,
+            members_per_address: config.rooms.members_per_address,
+            total_rooms: config.rooms.total_rooms,
+        },
         Arc::clone(&status),
         Arc::clone(&metrics),
     ));

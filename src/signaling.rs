@@ -31,7 +31,8 @@ pub enum ClientMessage {
         sdp: String,
     },
     Candidate(IceCandidate),
-    /// Hang up / leave the room.
+    /// Hang up / leave the room (`leave` is accepted as the same message, as in the tutorials).
+    #[serde(alias = "leave")]
     Bye,
 }
 
@@ -39,6 +40,17 @@ pub enum ClientMessage {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ServerMessage {
+    /// You made a new named room and are alone in it; wait for `ready`.
+    Created {
+        room: String,
+        #[serde(rename = "iceServers")]
+        ice_servers: Vec<IceServer>,
+    },
+    /// Both members are in a named room. The `initiator` makes the offer.
+    Ready {
+        room: String,
+        initiator: bool,
+    },
     /// You are in the room. `ice_servers` is the `RTCPeerConnection` `iceServers` list to use.
     Joined {
         room: String,
@@ -106,10 +118,12 @@ pub enum ErrorCode {
     TooLarge,
     /// Valid message at the wrong moment (an answer with no call, a second join, ...).
     NotAllowed,
-    /// A room this server does not serve.
-    NoSuchRoom,
     /// The device could not start its media; the reason is in the message.
     MediaFailed,
+    /// A room name that is empty, too long, or has characters outside `A-Z a-z 0-9 - _ .`.
+    InvalidRoom,
+    /// A configured cap (rooms or members per address, rooms in all) was reached.
+    LimitReached,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -142,7 +156,7 @@ impl ProtocolError {
     }
 }
 
-const CLIENT_TYPES: [&str; 5] = ["join", "offer", "answer", "candidate", "bye"];
+const CLIENT_TYPES: [&str; 6] = ["join", "offer", "answer", "candidate", "bye", "leave"];
 
 impl ClientMessage {
     /// Parses one text frame, refusing anything over `limit` bytes before looking inside it.
@@ -220,6 +234,14 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn leave_is_bye() {
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"leave"}"#, LIMIT),
+            Ok(ClientMessage::Bye)
+        );
     }
 
     #[test]

@@ -1,22 +1,26 @@
 //! Rooms: who is talking to whom.
 //!
-//! `device_room` is the pure state machine of the device's own room. `run` is its owner task:
-//! the only holder of that state and of the map from connection to outgoing channel. WebSocket
-//! sessions send it `ConnectionEvent`s, the media owner sends it `Input`s about the device's
-//! peer; it applies them to the state machine and carries out the resulting actions.
+//! `device_room` is the pure state machine of the device's own room; `named_rooms` that of the
+//! browser-to-browser rooms. `run` is their owner task: the only holder of both and of the map
+//! from connection to outgoing channel. WebSocket sessions send it `ConnectionEvent`s, the media
+//! owner sends it `Input`s about the device's peer; it routes each message to the room its
+//! sender is in (a connection is in at most one room) and carries out what the room decides.
 
 mod device_room;
+mod named_rooms;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
 pub use device_room::{Action, CallId, ConnId, DeviceRoom, Input};
+pub use named_rooms::{MAX_ROOM_NAME, NamedInput, NamedRooms, RoomLimits, validate_room_name};
 
 use crate::media::MediaCommand;
 use crate::metrics::Metrics;
-use crate::signaling::{ClientMessage, DEVICE_ROOM, ErrorCode, IceServer, ServerMessage};
+use crate::signaling::{ClientMessage, DEVICE_ROOM, IceServer, ServerMessage};
 
 /// How many messages may wait for a slow browser before its connection is dropped.
 pub const OUTBOX_CAPACITY: usize = 64;
@@ -26,6 +30,7 @@ pub const OUTBOX_CAPACITY: usize = 64;
 pub enum ConnectionEvent {
     Opened {
         conn: ConnId,
+        address: IpAddr,
         outbox: mpsc::Sender<ServerMessage>,
     },
     Message {
@@ -55,25 +60,25 @@ pub async fn run(
     mut from_media: mpsc::UnboundedReceiver<Input>,
     media: mpsc::UnboundedSender<MediaCommand>,
     ice_servers: Vec<IceServer>,
+    limits: RoomLimits,
     status: Arc<RoomStatus>,
     metrics: Arc<Metrics>,
 ) {
     let mut owner = Owner {
-        room: DeviceRoom::new(ice_servers),
+        room: DeviceRoom::new(ice_servers.clone()),
+        named: NamedRooms::new(limits, ice_servers),
         outboxes: HashMap::new(),
+        addresses: HashMap::new(),
         media,
         metrics,
     };
     loop {
-        let input = tokio::select! {
+        tokio::select! {
             event = connections.recv() => match event {
                 None => break,
-                Some(event) => owner.input_from_connection(event),
+                Some(event) => owner.on_connection_event(event),
             },
-            Some(input) = from_media.recv() => Some(input),
-        };
-        if let Some(input) = input {
-            owner.apply(input);
+            Some(input) = from_media.recv() => owner.apply(input),
         }
         status.in_call.store(
             owner.room.current_call().is_some(),
@@ -84,52 +89,112 @@ pub async fn run(
 
 struct Owner {
     room: DeviceRoom,
+    named: NamedRooms,
     outboxes: HashMap<ConnId, mpsc::Sender<ServerMessage>>,
+    addresses: HashMap<ConnId, IpAddr>,
     media: mpsc::UnboundedSender<MediaCommand>,
     metrics: Arc<Metrics>,
 }
 
 impl Owner {
-    fn input_from_connection(&mut self, event: ConnectionEvent) -> Option<Input> {
+    fn on_connection_event(&mut self, event: ConnectionEvent) {
         match event {
-            ConnectionEvent::Opened { conn, outbox } => {
+            ConnectionEvent::Opened {
+                conn,
+                address,
+                outbox,
+            } => {
                 self.outboxes.insert(conn, outbox);
-                None
+                self.addresses.insert(conn, address);
             }
             ConnectionEvent::Closed { conn } => {
                 self.outboxes.remove(&conn);
-                Some(Input::Leave {
-                    conn,
-                    reason: "connection closed".into(),
-                })
-            }
-            ConnectionEvent::Message { conn, message } => match message {
-                ClientMessage::Join { room, codecs } => match room.as_deref() {
-                    None | Some(DEVICE_ROOM) => Some(Input::Join { conn, codecs }),
-                    Some(other) => {
-                        self.send(
-                            conn,
-                            ServerMessage::Error {
-                                code: ErrorCode::NoSuchRoom,
-                                message: format!(
-                                    "room `{}` does not exist; join `{DEVICE_ROOM}`",
-                                    other.chars().take(64).collect::<String>()
-                                ),
-                            },
-                        );
-                        None
-                    }
-                },
-                ClientMessage::Offer { .. } => Some(Input::Offer { conn }),
-                ClientMessage::Answer { sdp } => Some(Input::Answer { conn, sdp }),
-                ClientMessage::Candidate(candidate) => {
-                    Some(Input::CallerCandidate { conn, candidate })
+                self.addresses.remove(&conn);
+                let reason = "the other person's connection closed".to_owned();
+                if self.named.contains(conn) {
+                    self.apply_named(NamedInput::Leave { conn, reason });
+                } else {
+                    self.apply(Input::Leave { conn, reason });
                 }
-                ClientMessage::Bye => Some(Input::Leave {
-                    conn,
-                    reason: "hung up".into(),
-                }),
+            }
+            ConnectionEvent::Message { conn, message } => self.route(conn, message),
+        }
+    }
+
+    /// Sends a message to the room its sender is in: a named room, else the device's room.
+    fn route(&mut self, conn: ConnId, message: ClientMessage) {
+        let in_named_room = self.named.contains(conn);
+        let relay = |message| NamedInput::Relay { conn, message };
+        match message {
+            ClientMessage::Join { room, codecs } => match room {
+                None => self.join_device(conn, in_named_room, codecs),
+                Some(name) if name == DEVICE_ROOM => self.join_device(conn, in_named_room, codecs),
+                Some(name) => {
+                    if self.is_device_caller(conn) {
+                        self.refuse(conn, "in a call with the device; hang up first");
+                    } else {
+                        let address = self.address_of(conn);
+                        self.apply_named(NamedInput::Join {
+                            conn,
+                            address,
+                            room: name,
+                        });
+                    }
+                }
             },
+            ClientMessage::Offer { sdp } if in_named_room => {
+                self.apply_named(relay(ServerMessage::Offer { sdp }));
+            }
+            ClientMessage::Answer { sdp } if in_named_room => {
+                self.apply_named(relay(ServerMessage::Answer { sdp }));
+            }
+            ClientMessage::Candidate(candidate) if in_named_room => {
+                self.apply_named(relay(ServerMessage::Candidate(candidate)));
+            }
+            ClientMessage::Bye if in_named_room => self.apply_named(NamedInput::Leave {
+                conn,
+                reason: "the other person left".into(),
+            }),
+            ClientMessage::Offer { .. } => self.apply(Input::Offer { conn }),
+            ClientMessage::Answer { sdp } => self.apply(Input::Answer { conn, sdp }),
+            ClientMessage::Candidate(candidate) => {
+                self.apply(Input::CallerCandidate { conn, candidate });
+            }
+            ClientMessage::Bye => self.apply(Input::Leave {
+                conn,
+                reason: "hung up".into(),
+            }),
+        }
+    }
+
+    fn join_device(&mut self, conn: ConnId, in_named_room: bool, codecs: Vec<String>) {
+        if in_named_room {
+            self.refuse(conn, "in a room already; leave it first");
+        } else {
+            self.apply(Input::Join { conn, codecs });
+        }
+    }
+
+    fn is_device_caller(&self, conn: ConnId) -> bool {
+        self.room
+            .current_call()
+            .is_some_and(|(_, caller)| caller == conn)
+    }
+
+    fn address_of(&self, conn: ConnId) -> IpAddr {
+        self.addresses
+            .get(&conn)
+            .copied()
+            .unwrap_or(IpAddr::from([0u8, 0, 0, 0]))
+    }
+
+    fn refuse(&mut self, conn: ConnId, why: &str) {
+        self.send(conn, ServerMessage::not_allowed(why));
+    }
+
+    fn apply_named(&mut self, input: NamedInput) {
+        for (conn, message) in self.named.handle(input) {
+            self.send(conn, message);
         }
     }
 

@@ -26,7 +26,11 @@ pub async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
     let replies = outbox.downgrade();
     let rooms = state.rooms.connections.clone();
     if rooms
-        .send(ConnectionEvent::Opened { conn, outbox })
+        .send(ConnectionEvent::Opened {
+            conn,
+            address: peer.ip().to_canonical(),
+            outbox,
+        })
         .await
         .is_err()
     {
