@@ -5,7 +5,7 @@ export const DEVICE_ROOM = 'device';
 
 /** Messages the page sends. */
 export const outgoing = {
-  join: (room, codecs) => ({ type: 'join', room, codecs }),
+  join: (room, codecs = []) => ({ type: 'join', room, codecs }),
   offer: (sdp) => ({ type: 'offer', sdp }),
   answer: (sdp) => ({ type: 'answer', sdp }),
   candidate: (c) => ({
@@ -17,8 +17,8 @@ export const outgoing = {
   bye: () => ({ type: 'bye' }),
 };
 
-/** Types the server sends: joined, full, offer, answer, candidate, bye, error. */
-export const INCOMING_TYPES = ['joined', 'full', 'offer', 'answer', 'candidate', 'bye', 'error'];
+/** Types the server sends. */
+export const INCOMING_TYPES = ['created', 'joined', 'ready', 'full', 'offer', 'answer', 'candidate', 'bye', 'error'];
 
 /**
  * One signaling connection. `handlers` maps an incoming type to a function of the message;

@@ -197,7 +197,7 @@ impl NamedRooms {
             .count();
         if memberships >= self.limits.members_per_address {
             return Err(format!(
-                "your address is already in {memberships} rooms (limit {})",
+                "your address already holds {memberships} places in rooms (limit {})",
                 self.limits.members_per_address
             ));
         }

@@ -33,34 +33,36 @@ pub struct AppState {
     pub next_conn: Arc<AtomicU64>,
 }
 
-/// The page's files: path, content type, body. Served with `no-cache` so an updated device
-/// never runs an old page against a new protocol.
-const ASSETS: [(&str, &str, &str); 5] = [
+/// One file of `web/`, embedded: (URL path, content type, body).
+macro_rules! web_file {
+    ($name:literal, $content_type:expr) => {
+        (
+            concat!("/", $name),
+            $content_type,
+            include_str!(concat!("../../web/", $name)),
+        )
+    };
+}
+
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// The page's files. Served with `no-cache` so an updated device never runs an old page against
+/// a new protocol.
+const ASSETS: [(&str, &str, &str); 10] = [
     (
         "/",
         "text/html; charset=utf-8",
         include_str!("../../web/index.html"),
     ),
-    (
-        "/app.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../../web/app.js"),
-    ),
-    (
-        "/signaling.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../../web/signaling.js"),
-    ),
-    (
-        "/style.css",
-        "text/css; charset=utf-8",
-        include_str!("../../web/style.css"),
-    ),
-    (
-        "/favicon.svg",
-        "image/svg+xml",
-        include_str!("../../web/favicon.svg"),
-    ),
+    web_file!("app.js", JS),
+    web_file!("signaling.js", JS),
+    web_file!("peer.js", JS),
+    web_file!("debug.js", JS),
+    web_file!("ui.js", JS),
+    web_file!("device-call.js", JS),
+    web_file!("room-call.js", JS),
+    web_file!("style.css", "text/css; charset=utf-8"),
+    web_file!("favicon.svg", "image/svg+xml"),
 ];
 
 pub fn router(state: AppState) -> Router {

@@ -193,3 +193,43 @@ export function median(values) {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)];
 }
+
+/**
+ * Opens a raw WebSocket from `page` to the daemon, sends each frame in turn and collects one
+ * reply to each (null after 5 s). Returns the replies and whether the socket is still open.
+ */
+export async function exchange(page, frames) {
+  return page.evaluate(async (frames) => {
+    const ws = new WebSocket(`wss://${location.host}/ws`);
+    await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = reject; });
+    const replies = [];
+    for (const frame of frames) {
+      const reply = new Promise((resolve) => { ws.onmessage = (e) => resolve(JSON.parse(e.data)); });
+      ws.send(frame);
+      replies.push(await Promise.race([reply, new Promise((r) => setTimeout(() => r(null), 5000))]));
+    }
+    const open = ws.readyState === WebSocket.OPEN;
+    ws.close();
+    return { replies, open };
+  }, frames);
+}
+
+/**
+ * Opens one raw WebSocket per room name, each joining its room, and keeps them all open (in
+ * the page) so that they count against the per-address caps. Returns the first reply of each.
+ */
+export async function joinMany(page, rooms) {
+  return page.evaluate(async (rooms) => {
+    window.heldSockets = window.heldSockets ?? [];
+    const replies = [];
+    for (const room of rooms) {
+      const ws = new WebSocket(`wss://${location.host}/ws`);
+      window.heldSockets.push(ws);
+      await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = reject; });
+      const reply = new Promise((resolve) => { ws.onmessage = (e) => resolve(JSON.parse(e.data)); });
+      ws.send(JSON.stringify({ type: 'join', room }));
+      replies.push(await reply);
+    }
+    return replies;
+  }, rooms);
+}

@@ -1,5 +1,5 @@
 // On a 390x844 phone screen the picture and the buttons fit: no sideways scrolling, every
-// button inside the viewport and big enough to touch, before and during a call.
+// button inside the viewport and big enough to touch, before and during a device or room call.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { callButton, openPage, useDaemonAndBrowser, waitForFrames } from './harness.mjs';
@@ -26,11 +26,24 @@ async function checkLayout(page, buttons) {
   }
 }
 
+const PHONE = { viewport: { width: 390, height: 844 } };
+
 test('the page fits a 390x844 phone before and during a call', async () => {
-  const page = await openPage(env.browser, env.daemon.url, { viewport: { width: 390, height: 844 } });
+  const page = await openPage(env.browser, env.daemon.url, PHONE);
   await checkLayout(page, ['Call device', 'Talk']);
   await callButton(page).click();
   await waitForFrames(page, 10);
   await checkLayout(page, ['Talk', 'Hang up']);
   await page.context().close();
+});
+
+test('a room call fits a 390x844 phone: the other person large, buttons on screen', async () => {
+  const alice = await openPage(env.browser, `${env.daemon.url}?room=phone`, PHONE);
+  const bob = await openPage(env.browser, `${env.daemon.url}?room=phone`, PHONE);
+  await waitForFrames(alice, 10);
+  await checkLayout(alice, ['Leave', 'Mute microphone', 'Turn camera off', 'Share screen']);
+  const local = await alice.locator('#local').boundingBox();
+  const remote = await alice.locator('#remote').boundingBox();
+  assert.ok(local.width < remote.width / 2, 'own picture is small, in a corner');
+  await Promise.all([alice.context().close(), bob.context().close()]);
 });

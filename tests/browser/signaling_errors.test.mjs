@@ -3,27 +3,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  callButton, inbound, openPage, useDaemonAndBrowser, waitForFrames,
+  callButton, exchange, inbound, openPage, useDaemonAndBrowser, waitForFrames,
 } from './harness.mjs';
 
 const env = useDaemonAndBrowser('[media]\nwidth = 640\nheight = 360\n[signaling]\nmax_message_bytes = 65536\n');
-
-/** Opens a raw WebSocket from a page, sends each frame in turn and collects one reply each. */
-async function exchange(page, frames) {
-  return page.evaluate(async (frames) => {
-    const ws = new WebSocket(`wss://${location.host}/ws`);
-    await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = reject; });
-    const replies = [];
-    for (const frame of frames) {
-      const reply = new Promise((resolve) => { ws.onmessage = (e) => resolve(JSON.parse(e.data)); });
-      ws.send(frame);
-      replies.push(await Promise.race([reply, new Promise((r) => setTimeout(() => r(null), 5000))]));
-    }
-    const open = ws.readyState === WebSocket.OPEN;
-    ws.close();
-    return { replies, open };
-  }, frames);
-}
 
 test('bad messages get clear errors and disturb nothing', async () => {
   const caller = await openPage(env.browser, env.daemon.url);
@@ -37,11 +20,11 @@ test('bad messages get clear errors and disturb nothing', async () => {
     '{"type":"answer","sdp":42}',
     JSON.stringify({ type: 'answer', sdp: 'x'.repeat(70_000) }),
     '{"type":"answer","sdp":"v=0"}',
-    '{"type":"join","room":"elsewhere"}',
+    '{"type":"join","room":"no spaces please"}',
     '{"type":"join"}',
   ]);
   assert.deepEqual(replies.map((r) => r?.type === 'error' ? r.code : r?.type), [
-    'bad-message', 'unknown-type', 'bad-message', 'too-large', 'not-allowed', 'no-such-room', 'full',
+    'bad-message', 'unknown-type', 'bad-message', 'too-large', 'not-allowed', 'invalid-room', 'full',
   ]);
   assert.match(replies[1].message, /dance/);
   assert.match(replies[3].message, /70\d+ bytes is larger than the limit of 65536/);

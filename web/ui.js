@@ -1,0 +1,56 @@
+// The page's elements and the few things every part of the page does to them.
+
+const $ = (id) => document.getElementById(id);
+
+export const ui = {
+  stage: $('stage'),
+  remote: $('remote'),
+  local: $('local'),
+  status: $('status'),
+  deviceControls: $('device-controls'),
+  call: $('call'),
+  talk: $('talk'),
+  hangup: $('hangup'),
+  roomForm: $('room-form'),
+  roomName: $('room-name'),
+  connect: $('connect'),
+  leave: $('leave'),
+  roomControls: $('room-controls'),
+  muteMic: $('mute-mic'),
+  muteCamera: $('mute-camera'),
+  shareScreen: $('share-screen'),
+};
+
+/** `state` is one of idle, connecting, waiting, in-call, busy, full, ended, error. */
+export function setStatus(state, text) {
+  ui.status.dataset.state = state;
+  ui.status.textContent = text;
+}
+
+const show = (element, visible) => {
+  element.hidden = !visible;
+  if ('disabled' in element) element.disabled = !visible;
+};
+
+/** Shows only the controls that make sense now: 'idle', 'device' (calling it) or 'room'. */
+export function setMode(mode) {
+  document.body.dataset.mode = mode;
+  show(ui.call, mode === 'idle');
+  show(ui.hangup, mode === 'device');
+  show(ui.talk, mode !== 'room');
+  show(ui.connect, mode === 'idle');
+  show(ui.leave, mode === 'room');
+  ui.roomName.disabled = mode !== 'idle';
+  ui.deviceControls.hidden = mode === 'room';
+  ui.roomControls.hidden = mode !== 'room';
+  ui.local.hidden = mode !== 'room';
+  ui.stage.classList.toggle('room', mode === 'room');
+  if (mode !== 'room') {
+    for (const button of [ui.muteMic, ui.muteCamera, ui.shareScreen]) button.setAttribute('aria-pressed', 'false');
+  }
+}
+
+export function clearRemote() {
+  ui.remote.srcObject = null;
+  ui.stage.classList.remove('live');
+}
