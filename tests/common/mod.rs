@@ -55,10 +55,15 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(name: &str) -> Self {
+        Self::start_with(name, "")
+    }
+
+    /// Starts the daemon with `extra` appended to its config.
+    pub fn start_with(name: &str, extra: &str) -> Self {
         let dir = TempDir::new(name);
         let config = dir.write(
             "peercam.toml",
-            "[http]\nbind = \"127.0.0.1\"\nhttps_port = 0\nhttp_port = 0\n",
+            &format!("[http]\nbind = \"127.0.0.1\"\nhttps_port = 0\nhttp_port = 0\n{extra}"),
         );
         let mut child = Command::new(binary())
             .arg("--config")
@@ -100,6 +105,12 @@ impl Daemon {
             http_port: http_port.unwrap_or_default(),
             _dir: dir,
         }
+    }
+}
+
+impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
