@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  inbound, openPage, status, useDaemonAndBrowser, waitForFrames, waitForStatus,
+  eventually, inbound, openPage, status, useDaemonAndBrowser, waitForFrames, waitForStatus,
 } from './harness.mjs';
 
 const env = useDaemonAndBrowser();
@@ -86,4 +86,44 @@ test('debug panel lists the SDP and the gathered candidates', async (t) => {
     assert.match(protocol, /^(udp|tcp)$/);
     assert.ok(address.length > 0 && Number(port) >= 0);
   }
+});
+
+test('mute, camera off and screen sharing act on what is sent', async (t) => {
+  const alice = await openPage(env.browser, roomUrl('media'));
+  const bob = await openPage(env.browser, roomUrl('media'));
+  t.after(() => Promise.all([alice, bob].map((p) => p.context().close())));
+  await waitForFrames(alice, 10);
+  const sent = () => alice.evaluate(() => window.peercam.pc.getSenders().map((s) => ({
+    kind: s.track?.kind, enabled: s.track?.enabled, label: s.track?.label,
+  })));
+  await alice.getByRole('button', { name: 'Mute microphone' }).click();
+  await alice.getByRole('button', { name: 'Turn camera off' }).click();
+  assert.equal(await alice.getByRole('button', { name: 'Mute microphone' }).getAttribute('aria-pressed'), 'true');
+  for (const track of await sent()) assert.equal(track.enabled, false, `${track.kind} muted`);
+  await alice.getByRole('button', { name: 'Mute microphone' }).click();
+  assert.equal((await sent()).find((s) => s.kind === 'audio').enabled, true, 'microphone back on');
+
+  const cameraLabel = (await sent()).find((s) => s.kind === 'video').label;
+  await alice.getByRole('button', { name: 'Share screen' }).click();
+  await waitForStatus(alice, 'in-call');
+  await eventually(async () => (await alice.getByRole('button', { name: 'Share screen' })
+    .getAttribute('aria-pressed')) === 'true', 5_000, 'screen sharing to start');
+  assert.notEqual((await sent()).find((s) => s.kind === 'video').label, cameraLabel, 'the screen is sent');
+  await alice.getByRole('button', { name: 'Share screen' }).click();
+  await eventually(async () => (await sent()).find((s) => s.kind === 'video').label === cameraLabel,
+    5_000, 'the camera to be sent again');
+});
+
+test('the page loads nothing from anywhere but the device', async () => {
+  const context = await env.browser.newContext({ ignoreHTTPSErrors: true });
+  const page = await context.newPage();
+  const requested = [];
+  page.on('request', (request) => requested.push(request.url()));
+  await page.goto(roomUrl('offline'));
+  await waitForStatus(page, 'waiting');
+  const origin = new URL(env.daemon.url).origin;
+  const foreign = requested.filter((url) => !url.startsWith(origin) && !url.startsWith('data:'));
+  assert.deepEqual(foreign, []);
+  assert.ok(requested.some((url) => url.endsWith('/room-call.js')), 'the page modules were loaded');
+  await context.close();
 });
