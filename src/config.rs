@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::turn::TransportPolicy;
+
 /// The whole configuration. Unknown fields are errors, so a typo never silently does nothing.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -24,6 +26,8 @@ pub struct Config {
     pub ice: IceConfig,
     pub signaling: SignalingConfig,
     pub rooms: RoomsConfig,
+    pub stun: StunConfig,
+    pub turn: TurnConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -101,6 +105,67 @@ pub struct IceConfig {
     /// Extra local addresses for the device's ICE agent. libnice skips loopback by default, so a
     /// same-machine test adds `127.0.0.1` here.
     pub local_addresses: Vec<IpAddr>,
+    /// `all`, or `relay` to send every call through TURN (privacy, testing).
+    #[serde(alias = "ice_transport_policy")]
+    pub transport_policy: TransportPolicy,
+    /// Static STUN/TURN servers handed to callers and used by the device.
+    pub servers: Vec<IceServerConfig>,
+}
+
+/// One static ICE server, as in `RTCIceServer` (TURN with coturn's `user=name:password`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IceServerConfig {
+    pub urls: Vec<String>,
+    pub username: Option<String>,
+    pub credential: Option<String>,
+}
+
+/// The device's own STUN responder.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StunConfig {
+    pub enabled: bool,
+    pub bind: IpAddr,
+    /// UDP port; 0 picks a free one.
+    pub port: u16,
+    /// Answers per second per source address, after a burst.
+    pub rate_per_second: u32,
+    pub burst: u32,
+}
+
+impl Default for StunConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bind: IpAddr::from([0u16; 8]),
+            port: 3478,
+            rate_per_second: 20,
+            burst: 40,
+        }
+    }
+}
+
+/// coturn's shared secret (`use-auth-secret`, `static-auth-secret=`): the device mints
+/// short-lived TURN credentials for every call.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TurnConfig {
+    /// e.g. `["turn:turn.example.com:3478?transport=udp"]`
+    pub urls: Vec<String>,
+    pub secret: Option<String>,
+    /// How long minted credentials stay valid.
+    pub lifetime_seconds: u64,
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            secret: None,
+            lifetime_seconds: 86_400,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -254,6 +319,7 @@ impl Config {
                 return Err((field, "must be at least 1".into()));
             }
         }
+        self.validate_ice()?;
         if self.http.certificate.is_some() != self.http.private_key.is_some() {
             return Err((
                 "http.certificate",
@@ -267,6 +333,47 @@ impl Config {
                 "log_level",
                 format!("`{level}` is not one of off, error, warn, info, debug, trace"),
             ));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn validate_ice(&self) -> Result<(), (&'static str, String)> {
+        let is_turn = |url: &str| url.starts_with("turn:") || url.starts_with("turns:");
+        let is_stun = |url: &str| url.starts_with("stun:") || url.starts_with("stuns:");
+        for server in &self.ice.servers {
+            if server.urls.is_empty() {
+                return Err(("ice.servers", "a server needs at least one URL".into()));
+            }
+            if let Some(bad) = server.urls.iter().find(|u| !is_turn(u) && !is_stun(u)) {
+                return Err((
+                    "ice.servers",
+                    format!("`{bad}` is not a stun:, stuns:, turn: or turns: URL"),
+                ));
+            }
+            let needs_login = server.urls.iter().any(|u| is_turn(u));
+            if needs_login && (server.username.is_none() || server.credential.is_none()) {
+                return Err((
+                    "ice.servers",
+                    "a TURN server needs `username` and `credential`".into(),
+                ));
+            }
+        }
+        if let Some(bad) = self.turn.urls.iter().find(|u| !is_turn(u)) {
+            return Err(("turn.urls", format!("`{bad}` is not a turn: or turns: URL")));
+        }
+        if self.turn.secret.is_some() && self.turn.urls.is_empty() {
+            return Err(("turn.urls", "`secret` is set but no TURN URL is".into()));
+        }
+        if self.turn.secret.as_deref() == Some("") {
+            return Err(("turn.secret", "must not be empty".into()));
+        }
+        if self.turn.lifetime_seconds == 0 {
+            return Err(("turn.lifetime_seconds", "must be at least 1".into()));
+        }
+        if self.stun.enabled && self.stun.burst == 0 {
+            return Err(("stun.burst", "must be at least 1".into()));
         }
         Ok(())
     }
@@ -364,6 +471,37 @@ mod tests {
             Err(ConfigError::Syntax { line, .. }) => assert_eq!(line, Some(1)),
             other => panic!("expected syntax error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn ice_servers_and_turn_are_read() {
+        let config = Config::parse(
+            "[ice]\nice_transport_policy = \"relay\"\n\n[[ice.servers]]\nurls = [\"turn:t:3478\"]\n\
+             username = \"u\"\ncredential = \"p\"\n\n[turn]\nurls = [\"turn:t:3478\"]\nsecret = \"s\"\n",
+            "x",
+        )
+        .expect("valid");
+        assert_eq!(config.ice.transport_policy, TransportPolicy::Relay);
+        assert_eq!(config.ice.servers[0].username.as_deref(), Some("u"));
+        assert_eq!(config.turn.secret.as_deref(), Some("s"));
+    }
+
+    #[test]
+    fn turn_server_without_login_is_rejected() {
+        let (field, line, message) = field_error("[[ice.servers]]\nurls = [\"turn:t:3478\"]\n");
+        assert_eq!(field, "ice.servers");
+        assert_eq!(line, Some(1));
+        assert!(message.contains("username"));
+    }
+
+    #[test]
+    fn bad_ice_url_and_policy_are_named() {
+        let (field, _, message) = field_error("[[ice.servers]]\nurls = [\"http://x\"]\n");
+        assert_eq!(field, "ice.servers");
+        assert!(message.contains("http://x"));
+        let (field, line, _) = field_error("[ice]\ntransport_policy = \"sometimes\"\n");
+        assert_eq!(field, "ice.transport_policy");
+        assert_eq!(line, Some(2));
     }
 
     #[test]

@@ -46,6 +46,17 @@ pub fn page_urls(host_name: &str, addresses: &[IpAddr], port: u16) -> Vec<String
     urls
 }
 
+/// The host part of a Host header, refusing anything that is not a plain name or address.
+pub fn host_without_port(host: &str) -> Option<&str> {
+    let name = if host.starts_with('[') {
+        &host[..=host.find(']')?]
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-._:[]".contains(c);
+    (!name.is_empty() && name.chars().all(allowed)).then_some(name)
+}
+
 fn is_link_local(ip: &IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_link_local(),
@@ -56,6 +67,15 @@ fn is_link_local(ip: &IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_header_loses_its_port() {
+        assert_eq!(host_without_port("cam.local:8443"), Some("cam.local"));
+        assert_eq!(host_without_port("10.0.0.2"), Some("10.0.0.2"));
+        assert_eq!(host_without_port("[fd00::2]:8443"), Some("[fd00::2]"));
+        assert_eq!(host_without_port("a b:1"), None);
+        assert_eq!(host_without_port(""), None);
+    }
 
     #[test]
     fn urls_skip_loopback_and_link_local_addresses() {

@@ -6,6 +6,8 @@
 //! - `rooms`: the device's room as a pure state machine, and the task that owns it.
 //! - `media`: the GStreamer pipeline ending in `webrtcbin`, owned by one task.
 //! - `web`: the page, the WebSocket sessions, the HTTPS and redirect listeners.
+//! - `stun`: the STUN Binding responder (pure codec and rate limiter, thin UDP loop).
+//! - `turn`: ICE servers handed to callers, with TURN credentials minted per call.
 //! - `tls`: the certificate, configured or self-signed and kept in the state directory.
 //! - `host`: the machine's name and addresses.
 //! - `metrics`: counters served at `/metrics`.
@@ -20,5 +22,7 @@ pub mod memory;
 pub mod metrics;
 pub mod rooms;
 pub mod signaling;
+pub mod stun;
 pub mod tls;
+pub mod turn;
 pub mod web;

@@ -14,8 +14,9 @@ use peercam::config::Config;
 use peercam::media::{self, MediaSettings};
 use peercam::metrics::Metrics;
 use peercam::rooms::{self, RoomLimits, RoomStatus, RoomsHandle};
+use peercam::turn::IcePlan;
 use peercam::web::{self, AppState, serve};
-use peercam::{host, tls};
+use peercam::{host, stun, tls};
 
 /// Where the state directory is on the board, when it is writable.
 const SYSTEM_STATE_DIR: &str = "/var/lib/peercam";
@@ -128,6 +129,24 @@ async fn serve_forever(config: Config, state_dir: Option<PathBuf>) -> Result<()>
         None
     };
 
+    let stun_socket = if config.stun.enabled {
+        let socket = stun::bind(config.stun.bind, config.stun.port)
+            .await
+            .with_context(|| format!("cannot listen for STUN on UDP port {}", config.stun.port))?;
+        Some(socket)
+    } else {
+        log::info!("STUN responder off (stun.enabled = false)");
+        None
+    };
+    let stun_port = stun_socket
+        .as_ref()
+        .and_then(|s| s.local_addr().ok())
+        .map(|a| a.port());
+    if let Some(port) = stun_port {
+        log::info!("STUN responder on UDP port {port}");
+    }
+    let ice = Arc::new(IcePlan::from_config(&config, stun_port));
+
     let (connections_tx, connections_rx) = mpsc::channel(256);
     let (media_tx, media_rx) = mpsc::unbounded_channel();
     let (room_input_tx, room_input_rx) = mpsc::unbounded_channel();
@@ -136,7 +155,7 @@ async fn serve_forever(config: Config, state_dir: Option<PathBuf>) -> Result<()>
         connections_rx,
         room_input_rx,
         media_tx,
-        Vec::new(),
+        Arc::clone(&ice),
         RoomLimits {
             rooms_per_address: config.rooms.rooms_per_address,
             members_per_address: config.rooms.members_per_address,
@@ -151,6 +170,7 @@ async fn serve_forever(config: Config, state_dir: Option<PathBuf>) -> Result<()>
         room_input_tx,
         Arc::clone(&metrics),
     ));
+    let stun_metrics = Arc::clone(&metrics);
     let router = web::router(AppState {
         rooms: RoomsHandle {
             connections: connections_tx,
@@ -159,7 +179,22 @@ async fn serve_forever(config: Config, state_dir: Option<PathBuf>) -> Result<()>
         status,
         max_message_bytes: config.signaling.max_message_bytes,
         next_conn: Arc::default(),
+        ice,
     });
+    let stun = async move {
+        match stun_socket {
+            Some(socket) => {
+                stun::serve(
+                    socket,
+                    config.stun.rate_per_second,
+                    config.stun.burst,
+                    stun_metrics,
+                )
+                .await;
+            }
+            None => std::future::pending().await,
+        }
+    };
     let https = serve::https(
         https_listener,
         certificate.config,
@@ -189,6 +224,7 @@ async fn serve_forever(config: Config, state_dir: Option<PathBuf>) -> Result<()>
         }
         _ = &mut rooms_task => anyhow::bail!("the room owner stopped"),
         _ = &mut media_task => anyhow::bail!("the media owner stopped"),
+        () = stun => anyhow::bail!("the STUN responder stopped"),
         signal = shutdown_signal() => {
             log::info!("{signal}: shutting down");
             Ok(())

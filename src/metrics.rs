@@ -23,6 +23,12 @@ pub struct Metrics {
     pub keyframes_sent: AtomicU64,
     /// Keyframe requests (PLI/FIR) from callers that reached the encoder.
     pub keyframe_requests: AtomicU64,
+    /// STUN Binding requests answered.
+    pub stun_answered: AtomicU64,
+    /// Datagrams on the STUN port that were not valid Binding requests.
+    pub stun_ignored: AtomicU64,
+    /// Valid STUN requests dropped by the per-source rate limit.
+    pub stun_rate_limited: AtomicU64,
 }
 
 impl Metrics {
@@ -32,7 +38,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every counter.
     pub fn render(&self, in_call: bool) -> String {
-        let counters: [(&str, &AtomicU64, &str); 10] = [
+        let counters: [(&str, &AtomicU64, &str); 13] = [
             (
                 "peercam_calls_started_total",
                 &self.calls_started,
@@ -82,6 +88,21 @@ impl Metrics {
                 "peercam_keyframe_requests_total",
                 &self.keyframe_requests,
                 "Keyframe requests (PLI/FIR) from callers that reached the encoder.",
+            ),
+            (
+                "peercam_stun_answered_total",
+                &self.stun_answered,
+                "STUN Binding requests answered.",
+            ),
+            (
+                "peercam_stun_ignored_total",
+                &self.stun_ignored,
+                "Datagrams on the STUN port that were not valid Binding requests.",
+            ),
+            (
+                "peercam_stun_rate_limited_total",
+                &self.stun_rate_limited,
+                "Valid STUN requests dropped by the per-source rate limit.",
             ),
         ];
         let mut out = String::new();

@@ -8,6 +8,8 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use crate::turn::BrowserIce;
+
 /// The name of the device's own room: the device is one member, one caller the other.
 pub const DEVICE_ROOM: &str = "device";
 
@@ -43,19 +45,20 @@ pub enum ServerMessage {
     /// You made a new named room and are alone in it; wait for `ready`.
     Created {
         room: String,
-        #[serde(rename = "iceServers")]
-        ice_servers: Vec<IceServer>,
+        #[serde(flatten)]
+        ice: BrowserIce,
     },
     /// Both members are in a named room. The `initiator` makes the offer.
     Ready {
         room: String,
         initiator: bool,
     },
-    /// You are in the room. `ice_servers` is the `RTCPeerConnection` `iceServers` list to use.
+    /// You are in the room. `iceServers` and `iceTransportPolicy` are the `RTCConfiguration`
+    /// to use.
     Joined {
         room: String,
-        #[serde(rename = "iceServers")]
-        ice_servers: Vec<IceServer>,
+        #[serde(flatten)]
+        ice: BrowserIce,
     },
     /// The room already has two members (for the device's room: the device is busy).
     Full {
@@ -280,15 +283,18 @@ mod tests {
     fn server_messages_have_the_documented_shape() {
         let joined = ServerMessage::Joined {
             room: "device".into(),
-            ice_servers: vec![IceServer {
-                urls: vec!["stun:h:3478".into()],
-                username: None,
-                credential: None,
-            }],
+            ice: BrowserIce {
+                ice_servers: vec![IceServer {
+                    urls: vec!["stun:h:3478".into()],
+                    username: None,
+                    credential: None,
+                }],
+                transport_policy: crate::turn::TransportPolicy::All,
+            },
         };
         assert_eq!(
             joined.to_json(),
-            r#"{"type":"joined","room":"device","iceServers":[{"urls":["stun:h:3478"]}]}"#
+            r#"{"type":"joined","room":"device","iceServers":[{"urls":["stun:h:3478"]}],"iceTransportPolicy":"all"}"#
         );
         let error = ProtocolError::UnknownType("x".into()).to_message();
         assert_eq!(

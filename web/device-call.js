@@ -38,7 +38,7 @@ export async function startCall() {
   current.signaling = new Signaling(signalingUrl(location), {
     joined: (m) => {
       current.peer = new Peer({
-        iceServers: m.iceServers,
+        ice: m,
         send,
         onTrack: (stream, track) => {
           if (ui.remote.srcObject !== stream) ui.remote.srcObject = stream;

@@ -6,11 +6,16 @@ import { debugPanel } from './debug.js';
 
 export class Peer {
   /**
-   * `send` sends a signaling message; `onTrack(stream, track)` is called for remote tracks;
+   * `ice` is the server's `joined`/`created` message (iceServers, iceTransportPolicy); `send`
+   * sends a signaling message; `onTrack(stream, track)` is called for remote tracks;
    * `onState(connectionState)` on every connection state change.
    */
-  constructor({ iceServers, send, onTrack, onState }) {
-    this.pc = new RTCPeerConnection({ iceServers: iceServers ?? [], bundlePolicy: 'max-bundle' });
+  constructor({ ice, send, onTrack, onState }) {
+    this.pc = new RTCPeerConnection({
+      iceServers: ice.iceServers ?? [],
+      iceTransportPolicy: ice.iceTransportPolicy ?? 'all',
+      bundlePolicy: 'max-bundle',
+    });
     this.send = send;
     this.pending = [];
     this.pc.addEventListener('icecandidate', (event) => {

@@ -27,7 +27,7 @@ export async function joinRoom(name) {
     setStatus('error', 'Room names are 1 to 64 letters, digits, "-", "_" or "."');
     return;
   }
-  session = { name, media: null, screen: null, signaling: null, peer: null, iceServers: [], attempts: 0 };
+  session = { name, media: null, screen: null, signaling: null, peer: null, ice: {}, attempts: 0 };
   const current = session;
   setMode('room');
   debugPanel.reset();
@@ -54,12 +54,12 @@ function connect(current) {
   const send = (message) => current.signaling.send(message);
   current.signaling = new Signaling(signalingUrl(location), {
     created: (m) => {
-      current.iceServers = m.iceServers;
+      current.ice = m;
       current.attempts = 0;
       waiting(current, `Waiting for someone to join room ${current.name}…`);
     },
     joined: (m) => {
-      current.iceServers = m.iceServers;
+      current.ice = m;
       current.attempts = 0;
       setStatus('connecting', `Joined room ${current.name}; connecting…`);
     },
@@ -89,7 +89,7 @@ function startPeer(current, send) {
   current.peer?.close();
   clearRemote();
   current.peer = new Peer({
-    iceServers: current.iceServers,
+    ice: current.ice,
     send,
     onTrack: (stream) => {
       if (ui.remote.srcObject !== stream) ui.remote.srcObject = stream;

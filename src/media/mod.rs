@@ -24,6 +24,7 @@ use crate::config::{AUTO, IceConfig, MediaConfig};
 use crate::metrics::Metrics;
 use crate::rooms::{CallId, Input};
 use crate::signaling::IceCandidate;
+use crate::turn::DeviceIce;
 
 pub use peer::Notice;
 
@@ -97,6 +98,7 @@ pub enum MediaCommand {
     Start {
         call: CallId,
         codecs: Vec<String>,
+        ice: DeviceIce,
     },
     End {
         call: CallId,
@@ -148,7 +150,7 @@ pub fn warm_up(settings: &MediaSettings) {
     let (notices, _ignored) = mpsc::unbounded_channel();
     // Its own counters: a rehearsal is not a call.
     let metrics = Arc::new(Metrics::default());
-    match peer::Peer::start(0, settings, &[], notices, metrics) {
+    match peer::Peer::start(0, settings, &[], &DeviceIce::default(), notices, metrics) {
         Ok(peer) => {
             let rehearsed = peer.rehearse_offer(std::time::Duration::from_secs(3));
             peer.stop();
@@ -179,12 +181,12 @@ pub async fn run(
             command = commands.recv() => {
                 let Some(command) = command else { break };
                 match command {
-                    MediaCommand::Start { call, codecs } => {
+                    MediaCommand::Start { call, codecs, ice } => {
                         if let Some(old) = current.take() {
                             tokio::task::block_in_place(|| old.stop());
                         }
                         let started = tokio::task::block_in_place(|| {
-                            peer::Peer::start(call, &settings, &codecs, notice_tx.clone(), Arc::clone(&metrics))
+                            peer::Peer::start(call, &settings, &codecs, &ice, notice_tx.clone(), Arc::clone(&metrics))
                         });
                         match started {
                             Ok(peer) => current = Some(peer),

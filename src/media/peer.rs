@@ -26,6 +26,7 @@ use super::{MediaError, MediaSettings, talkback};
 use crate::metrics::Metrics;
 use crate::rooms::{CallId, Input};
 use crate::signaling::IceCandidate;
+use crate::turn::{DeviceIce, TransportPolicy};
 
 /// Elements every call needs whatever the codec; checked once at start.
 pub const REQUIRED_ELEMENTS: [&str; 14] = [
@@ -77,6 +78,7 @@ impl Peer {
         call: CallId,
         settings: &MediaSettings,
         codecs: &[String],
+        ice: &DeviceIce,
         notices: Notices,
         metrics: Arc<Metrics>,
     ) -> Result<Self, MediaError> {
@@ -99,6 +101,7 @@ impl Peer {
             .add(&webrtc)
             .map_err(|e| build_error("webrtcbin", e))?;
         add_ice_addresses(&webrtc, &settings.extra_ice_addresses);
+        use_ice_servers(&webrtc, ice);
 
         let mut peer = Self {
             call,
@@ -427,6 +430,21 @@ fn build_error(what: &'static str, reason: impl std::fmt::Display) -> MediaError
     MediaError::Build {
         what,
         reason: reason.to_string(),
+    }
+}
+
+/// Gives webrtcbin the call's STUN and TURN servers and its transport policy.
+fn use_ice_servers(webrtc: &gst::Element, ice: &DeviceIce) {
+    if let Some(stun) = &ice.stun_server {
+        webrtc.set_property("stun-server", stun);
+    }
+    for turn in &ice.turn_servers {
+        if !webrtc.emit_by_name::<bool>("add-turn-server", &[turn]) {
+            log::warn!("webrtcbin refused a TURN server URL");
+        }
+    }
+    if ice.transport_policy == TransportPolicy::Relay {
+        webrtc.set_property_from_str("ice-transport-policy", "relay");
     }
 }
 

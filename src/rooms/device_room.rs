@@ -5,7 +5,7 @@
 //! gets a fresh `CallId`, so late events from a torn-down peer can be recognised and dropped.
 //! Invariant: `EndCall` is emitted exactly once for every `StartCall`.
 
-use crate::signaling::{DEVICE_ROOM, IceCandidate, IceServer, ServerMessage};
+use crate::signaling::{BrowserIce, DEVICE_ROOM, IceCandidate, ServerMessage};
 
 /// One WebSocket connection.
 pub type ConnId = u64;
@@ -15,8 +15,13 @@ pub type CallId = u64;
 /// Something that happened, fed to [`DeviceRoom::handle`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
-    /// A browser asks to call the device, able to receive these video codecs.
-    Join { conn: ConnId, codecs: Vec<String> },
+    /// A browser asks to call the device, able to receive these video codecs; `ice` is what
+    /// its `RTCPeerConnection` should use.
+    Join {
+        conn: ConnId,
+        codecs: Vec<String>,
+        ice: BrowserIce,
+    },
     /// The caller's answer to the device's offer.
     Answer { conn: ConnId, sdp: String },
     /// A caller's offer: the device makes the offers, so this is refused.
@@ -73,18 +78,18 @@ enum State {
 pub struct DeviceRoom {
     state: State,
     next_call: CallId,
-    ice_servers: Vec<IceServer>,
 }
 
-impl DeviceRoom {
-    pub fn new(ice_servers: Vec<IceServer>) -> Self {
+impl Default for DeviceRoom {
+    fn default() -> Self {
         Self {
             state: State::Idle,
             next_call: 1,
-            ice_servers,
         }
     }
+}
 
+impl DeviceRoom {
     /// The current call and its caller, if any.
     pub fn current_call(&self) -> Option<(CallId, ConnId)> {
         match self.state {
@@ -95,7 +100,7 @@ impl DeviceRoom {
 
     pub fn handle(&mut self, input: Input) -> Vec<Action> {
         match (self.state, input) {
-            (State::Idle, Input::Join { conn, codecs }) => {
+            (State::Idle, Input::Join { conn, codecs, ice }) => {
                 let call = self.next_call;
                 self.next_call += 1;
                 self.state = State::InCall { caller: conn, call };
@@ -104,7 +109,7 @@ impl DeviceRoom {
                         conn,
                         message: ServerMessage::Joined {
                             room: DEVICE_ROOM.into(),
-                            ice_servers: self.ice_servers.clone(),
+                            ice,
                         },
                     },
                     Action::StartCall { call, codecs },
@@ -200,13 +205,17 @@ mod tests {
     use super::*;
 
     fn room() -> DeviceRoom {
-        DeviceRoom::new(vec![])
+        DeviceRoom::default()
     }
 
     fn join(conn: ConnId) -> Input {
         Input::Join {
             conn,
             codecs: vec!["H264".into()],
+            ice: BrowserIce {
+                ice_servers: vec![],
+                transport_policy: crate::turn::TransportPolicy::All,
+            },
         }
     }
 

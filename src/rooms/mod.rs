@@ -20,7 +20,8 @@ pub use named_rooms::{MAX_ROOM_NAME, NamedInput, NamedRooms, RoomLimits, validat
 
 use crate::media::MediaCommand;
 use crate::metrics::Metrics;
-use crate::signaling::{ClientMessage, DEVICE_ROOM, IceServer, ServerMessage};
+use crate::signaling::{ClientMessage, DEVICE_ROOM, ServerMessage};
+use crate::turn::{BrowserIce, IcePlan};
 
 /// How many messages may wait for a slow browser before its connection is dropped.
 pub const OUTBOX_CAPACITY: usize = 64;
@@ -31,6 +32,8 @@ pub enum ConnectionEvent {
     Opened {
         conn: ConnId,
         address: IpAddr,
+        /// The host the page was loaded from (Host header without the port), for ICE URLs.
+        host: Option<String>,
         outbox: mpsc::Sender<ServerMessage>,
     },
     Message {
@@ -59,16 +62,16 @@ pub async fn run(
     mut connections: mpsc::Receiver<ConnectionEvent>,
     mut from_media: mpsc::UnboundedReceiver<Input>,
     media: mpsc::UnboundedSender<MediaCommand>,
-    ice_servers: Vec<IceServer>,
+    ice: Arc<IcePlan>,
     limits: RoomLimits,
     status: Arc<RoomStatus>,
     metrics: Arc<Metrics>,
 ) {
     let mut owner = Owner {
-        room: DeviceRoom::new(ice_servers.clone()),
-        named: NamedRooms::new(limits, ice_servers),
-        outboxes: HashMap::new(),
-        addresses: HashMap::new(),
+        room: DeviceRoom::default(),
+        named: NamedRooms::new(limits),
+        connections: HashMap::new(),
+        ice,
         media,
         metrics,
     };
@@ -87,11 +90,18 @@ pub async fn run(
     }
 }
 
+/// What the owner knows of one open connection.
+struct Connection {
+    outbox: mpsc::Sender<ServerMessage>,
+    address: IpAddr,
+    host: Option<String>,
+}
+
 struct Owner {
     room: DeviceRoom,
     named: NamedRooms,
-    outboxes: HashMap<ConnId, mpsc::Sender<ServerMessage>>,
-    addresses: HashMap<ConnId, IpAddr>,
+    connections: HashMap<ConnId, Connection>,
+    ice: Arc<IcePlan>,
     media: mpsc::UnboundedSender<MediaCommand>,
     metrics: Arc<Metrics>,
 }
@@ -102,14 +112,20 @@ impl Owner {
             ConnectionEvent::Opened {
                 conn,
                 address,
+                host,
                 outbox,
             } => {
-                self.outboxes.insert(conn, outbox);
-                self.addresses.insert(conn, address);
+                self.connections.insert(
+                    conn,
+                    Connection {
+                        outbox,
+                        address,
+                        host,
+                    },
+                );
             }
             ConnectionEvent::Closed { conn } => {
-                self.outboxes.remove(&conn);
-                self.addresses.remove(&conn);
+                self.connections.remove(&conn);
                 let reason = "the other person's connection closed".to_owned();
                 if self.named.contains(conn) {
                     self.apply_named(NamedInput::Leave { conn, reason });
@@ -134,10 +150,12 @@ impl Owner {
                         self.refuse(conn, "in a call with the device; hang up first");
                     } else {
                         let address = self.address_of(conn);
+                        let ice = self.ice_for(conn);
                         self.apply_named(NamedInput::Join {
                             conn,
                             address,
                             room: name,
+                            ice,
                         });
                     }
                 }
@@ -171,7 +189,8 @@ impl Owner {
         if in_named_room {
             self.refuse(conn, "in a room already; leave it first");
         } else {
-            self.apply(Input::Join { conn, codecs });
+            let ice = self.ice_for(conn);
+            self.apply(Input::Join { conn, codecs, ice });
         }
     }
 
@@ -182,10 +201,16 @@ impl Owner {
     }
 
     fn address_of(&self, conn: ConnId) -> IpAddr {
-        self.addresses
+        self.connections
             .get(&conn)
-            .copied()
-            .unwrap_or(IpAddr::from([0u8, 0, 0, 0]))
+            .map_or(IpAddr::from([0u8, 0, 0, 0]), |c| c.address)
+    }
+
+    /// ICE servers for this connection's browser, with TURN credentials minted now.
+    fn ice_for(&self, conn: ConnId) -> BrowserIce {
+        let host = self.connections.get(&conn).and_then(|c| c.host.as_deref());
+        self.ice
+            .for_browser(host, std::time::SystemTime::now(), &format!("conn{conn}"))
     }
 
     fn refuse(&mut self, conn: ConnId, why: &str) {
@@ -209,7 +234,10 @@ impl Owner {
                         "call {call}: started (caller connection {conn})",
                         conn = self.room.current_call().map_or(0, |c| c.1)
                     );
-                    let _ = self.media.send(MediaCommand::Start { call, codecs });
+                    let ice = self
+                        .ice
+                        .for_device(std::time::SystemTime::now(), &format!("call{call}"));
+                    let _ = self.media.send(MediaCommand::Start { call, codecs, ice });
                 }
                 Action::EndCall { call } => {
                     Metrics::add(&self.metrics.calls_ended, 1);
@@ -236,12 +264,12 @@ impl Owner {
             ServerMessage::Error { .. } => Metrics::add(&self.metrics.signaling_errors, 1),
             _ => {}
         }
-        let Some(outbox) = self.outboxes.get(&conn) else {
+        let Some(connection) = self.connections.get(&conn) else {
             return;
         };
-        if outbox.try_send(message).is_err() {
+        if connection.outbox.try_send(message).is_err() {
             log::warn!("connection {conn}: not reading its messages; dropping it");
-            self.outboxes.remove(&conn);
+            self.connections.remove(&conn);
         }
     }
 }

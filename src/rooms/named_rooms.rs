@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::ConnId;
-use crate::signaling::{DEVICE_ROOM, ErrorCode, IceServer, ServerMessage};
+use crate::signaling::{BrowserIce, DEVICE_ROOM, ErrorCode, ServerMessage};
 
 /// Longest accepted room name, in characters.
 pub const MAX_ROOM_NAME: usize = 64;
@@ -32,6 +32,7 @@ pub enum NamedInput {
         conn: ConnId,
         address: IpAddr,
         room: String,
+        ice: BrowserIce,
     },
     /// An offer, answer or candidate for the other member, already in its outgoing form.
     Relay {
@@ -61,7 +62,6 @@ pub struct NamedRooms {
     rooms: HashMap<String, Room>,
     member_of: HashMap<ConnId, String>,
     limits: RoomLimits,
-    ice_servers: Vec<IceServer>,
 }
 
 /// Checks a room name: 1 to 64 characters of `A-Z a-z 0-9 - _ .`, and not the device's room.
@@ -102,12 +102,11 @@ fn error(conn: ConnId, code: ErrorCode, message: impl Into<String>) -> Outgoing 
 }
 
 impl NamedRooms {
-    pub fn new(limits: RoomLimits, ice_servers: Vec<IceServer>) -> Self {
+    pub fn new(limits: RoomLimits) -> Self {
         Self {
             rooms: HashMap::new(),
             member_of: HashMap::new(),
             limits,
-            ice_servers,
         }
     }
 
@@ -126,13 +125,14 @@ impl NamedRooms {
                 conn,
                 address,
                 room,
-            } => self.join(conn, address, room),
+                ice,
+            } => self.join(conn, address, room, ice),
             NamedInput::Relay { conn, message } => self.relay(conn, message),
             NamedInput::Leave { conn, reason } => self.leave(conn, reason),
         }
     }
 
-    fn join(&mut self, conn: ConnId, address: IpAddr, name: String) -> Outgoing {
+    fn join(&mut self, conn: ConnId, address: IpAddr, name: String, ice: BrowserIce) -> Outgoing {
         if let Some(current) = self.member_of.get(&conn) {
             return error(
                 conn,
@@ -154,19 +154,13 @@ impl NamedRooms {
         room.members.push(Member { conn, address });
         self.member_of.insert(conn, name.clone());
         match room.members.as_slice() {
-            [only] => vec![(
-                only.conn,
-                ServerMessage::Created {
-                    room: name,
-                    ice_servers: self.ice_servers.clone(),
-                },
-            )],
+            [only] => vec![(only.conn, ServerMessage::Created { room: name, ice })],
             [first, second] => vec![
                 (
                     second.conn,
                     ServerMessage::Joined {
                         room: name.clone(),
-                        ice_servers: self.ice_servers.clone(),
+                        ice,
                     },
                 ),
                 (
@@ -267,14 +261,11 @@ mod tests {
     const AWAY: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 168, 1, 3));
 
     fn rooms() -> NamedRooms {
-        NamedRooms::new(
-            RoomLimits {
-                rooms_per_address: 2,
-                members_per_address: 3,
-                total_rooms: 4,
-            },
-            vec![],
-        )
+        NamedRooms::new(RoomLimits {
+            rooms_per_address: 2,
+            members_per_address: 3,
+            total_rooms: 4,
+        })
     }
 
     fn join(conn: ConnId, address: IpAddr, room: &str) -> NamedInput {
@@ -282,6 +273,10 @@ mod tests {
             conn,
             address,
             room: room.into(),
+            ice: BrowserIce {
+                ice_servers: vec![],
+                transport_policy: crate::turn::TransportPolicy::All,
+            },
         }
     }
 

@@ -12,12 +12,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
-use axum::http::{StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::metrics::Metrics;
 use crate::rooms::{RoomStatus, RoomsHandle};
+use crate::turn::IcePlan;
 
 /// Frames larger than this are refused by the WebSocket layer itself (connection closed with
 /// 1009); anything up to it is read and, if over the configured limit, answered with `error`.
@@ -34,6 +35,7 @@ pub struct AppState {
     pub status: Arc<RoomStatus>,
     pub max_message_bytes: usize,
     pub next_conn: Arc<AtomicU64>,
+    pub ice: Arc<IcePlan>,
 }
 
 /// One file of `web/`, embedded: (URL path, content type, body).
@@ -72,6 +74,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/ws", get(websocket))
         .route("/metrics", get(metrics))
+        .route("/api/ice-servers", get(ice_servers))
         .fallback(asset)
         .with_state(state)
 }
@@ -104,11 +107,32 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// The host the browser used to reach us, without the port.
+fn request_host(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(crate::host::host_without_port)
+        .map(str::to_owned)
+}
+
+/// The ICE configuration a browser would get when joining now (for the `/check` page).
+async fn ice_servers(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let ice = state.ice.for_browser(
+        request_host(&headers).as_deref(),
+        std::time::SystemTime::now(),
+        "check",
+    );
+    ([(header::CACHE_CONTROL, "no-store")], axum::Json(ice)).into_response()
+}
+
 async fn websocket(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let host = request_host(&headers);
     upgrade
         .max_message_size(HARD_FRAME_LIMIT)
         .max_frame_size(HARD_FRAME_LIMIT)
@@ -116,7 +140,7 @@ async fn websocket(
         // sockets in a few megabytes, and writing each message at once keeps latency low.
         .read_buffer_size(SOCKET_BUFFER)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| session::run(socket, state, peer))
+        .on_upgrade(move |socket| session::run(socket, state, peer, host))
 }
 
 #[cfg(test)]
@@ -134,6 +158,10 @@ mod tests {
             status: Arc::default(),
             max_message_bytes: 1024,
             next_conn: Arc::default(),
+            ice: Arc::new(IcePlan {
+                own_stun_port: Some(3478),
+                ..IcePlan::default()
+            }),
         }
     }
 
@@ -156,6 +184,26 @@ mod tests {
         assert_eq!(
             script.headers()[header::CONTENT_TYPE],
             "text/javascript; charset=utf-8"
+        );
+    }
+
+    #[tokio::test]
+    async fn ice_servers_name_the_host_the_browser_used() {
+        let response = router(state())
+            .oneshot(
+                Request::get("/api/ice-servers")
+                    .header(header::HOST, "cam.local:8443")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            r#"{"iceServers":[{"urls":["stun:cam.local:3478"]}],"iceTransportPolicy":"all"}"#
         );
     }
 

@@ -111,7 +111,7 @@ fn redirect_target(headers: &HeaderMap, uri: &Uri, https_port: u16) -> Response 
     let Some(host) = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .and_then(host_without_port)
+        .and_then(crate::host::host_without_port)
     else {
         return (StatusCode::BAD_REQUEST, "a Host header is required\n").into_response();
     };
@@ -122,17 +122,6 @@ fn redirect_target(headers: &HeaderMap, uri: &Uri, https_port: u16) -> Response 
         format!(":{https_port}")
     };
     Redirect::permanent(&format!("https://{host}{port}{path}")).into_response()
-}
-
-/// The host part of a Host header, refusing anything that is not a plain name or address.
-fn host_without_port(host: &str) -> Option<&str> {
-    let name = if host.starts_with('[') {
-        &host[..=host.find(']')?]
-    } else {
-        host.rsplit_once(':').map_or(host, |(name, _)| name)
-    };
-    let allowed = |c: char| c.is_ascii_alphanumeric() || "-._:[]".contains(c);
-    (!name.is_empty() && name.chars().all(allowed)).then_some(name)
 }
 
 #[cfg(test)]

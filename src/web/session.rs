@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 use crate::rooms::{ConnectionEvent, OUTBOX_CAPACITY};
 use crate::signaling::{ClientMessage, ErrorCode, ServerMessage};
 
-pub async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
+pub async fn run(socket: WebSocket, state: AppState, peer: SocketAddr, host: Option<String>) {
     let conn = state.next_conn.fetch_add(1, Ordering::Relaxed) + 1;
     Metrics::add(&state.metrics.websocket_connections, 1);
     log::debug!("connection {conn}: opened from {peer}");
@@ -29,6 +29,7 @@ pub async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
         .send(ConnectionEvent::Opened {
             conn,
             address: peer.ip().to_canonical(),
+            host,
             outbox,
         })
         .await

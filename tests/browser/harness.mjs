@@ -21,14 +21,49 @@ export const CHROMIUM_ARGS = [
   '--allow-loopback-in-peer-connection', '--ignore-certificate-errors',
 ];
 
+/** What every test daemon gets: free ports, and 127.0.0.1 for the device's ICE agent. */
+const BASE_CONFIG = {
+  '[http]': ['https_port = 0', 'http_port = 0'],
+  '[ice]': ['local_addresses = ["127.0.0.1"]'],
+  '[stun]': ['port = 0'],
+};
+
 /**
- * Starts the daemon. `toml` is appended to a config that picks free ports and lets the ICE
- * agent use 127.0.0.1. Resolves once the daemon prints its URLs.
+ * Merges a test's TOML into the base config: lines under a `[table]` the base also has join
+ * that table (a TOML table may be declared only once); other tables follow as they are.
+ */
+export function mergeConfig(toml) {
+  const tables = Object.fromEntries(Object.entries(BASE_CONFIG).map(([k, v]) => [k, [...v]]));
+  const rest = [];
+  let current = null;
+  for (const line of toml.split('\n')) {
+    const header = line.trim();
+    if (/^\[[^\[].*\]$/.test(header)) {
+      current = header;
+      if (!tables[current]) tables[current] = [];
+    } else if (/^\[\[.*\]\]$/.test(header)) {
+      current = null;
+      rest.push(line);
+    } else if (current) {
+      tables[current].push(line);
+    } else {
+      rest.push(line);
+    }
+  }
+  const topLevel = [];
+  while (rest.length && !/^\s*\[\[/.test(rest[0])) topLevel.push(rest.shift());
+  const body = Object.entries(tables).map(([header, lines]) => `${header}\n${lines.join('\n')}`);
+  return [topLevel.join('\n'), ...body, rest.join('\n')].join('\n\n');
+}
+
+/**
+ * Starts the daemon with the base config and `toml` merged in. Resolves once the daemon prints
+ * its URLs; `stunPort` is the responder's port when it runs.
  */
 export async function startDaemon(toml = '') {
   const dir = mkdtempSync(join(tmpdir(), 'peercam-test-'));
   const config = join(dir, 'peercam.toml');
-  writeFileSync(config, `[http]\nhttps_port = 0\nhttp_port = 0\n\n[ice]\nlocal_addresses = ["127.0.0.1"]\n${toml}`);
+  writeFileSync(config, mergeConfig(toml));
   const child = spawn(BINARY, ['--config', config, '--state-dir', join(dir, 'state')], {
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -52,8 +87,10 @@ export async function startDaemon(toml = '') {
       reject(new Error(`daemon exited with ${code}:\n${output}`));
     });
   });
+  const stun = output.match(/STUN responder on UDP port (\d+)/);
   return {
     port,
+    stunPort: stun ? Number(stun[1]) : null,
     pid: child.pid,
     url: `https://127.0.0.1:${port}/`,
     get output() { return output; },

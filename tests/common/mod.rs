@@ -50,6 +50,7 @@ pub struct Daemon {
     child: Child,
     pub https_port: u16,
     pub http_port: u16,
+    pub stun_port: u16,
     _dir: TempDir,
 }
 
@@ -63,7 +64,10 @@ impl Daemon {
         let dir = TempDir::new(name);
         let config = dir.write(
             "peercam.toml",
-            &format!("[http]\nbind = \"127.0.0.1\"\nhttps_port = 0\nhttp_port = 0\n{extra}"),
+            &format!(
+                "[http]\nbind = \"127.0.0.1\"\nhttps_port = 0\nhttp_port = 0\n\
+                 [stun]\nbind = \"127.0.0.1\"\nport = 0\n{extra}"
+            ),
         );
         let mut child = Command::new(binary())
             .arg("--config")
@@ -87,8 +91,8 @@ impl Daemon {
                 }
             });
         }
-        let (mut https_port, mut http_port) = (None, None);
-        while https_port.is_none() || http_port.is_none() {
+        let (mut https_port, mut http_port, mut stun_port) = (None, None, None);
+        while https_port.is_none() || http_port.is_none() || stun_port.is_none() {
             let line = rx
                 .recv_timeout(Duration::from_secs(30))
                 .expect("daemon printed its ports in time");
@@ -98,11 +102,15 @@ impl Daemon {
             if let Some(port) = port_after(&line, "HTTP on port ") {
                 http_port = Some(port);
             }
+            if let Some(port) = port_after(&line, "STUN responder on UDP port ") {
+                stun_port = Some(port);
+            }
         }
         Self {
             child,
             https_port: https_port.unwrap_or_default(),
             http_port: http_port.unwrap_or_default(),
+            stun_port: stun_port.unwrap_or_default(),
             _dir: dir,
         }
     }
