@@ -59,14 +59,15 @@ impl Daemon {
         Self::start_with(name, "")
     }
 
-    /// Starts the daemon with `extra` appended to its config.
+    /// Starts the daemon with `extra` appended to its config, right after its `[stun]` table
+    /// (so bare keys set STUN options and `[table]`s add their own).
     pub fn start_with(name: &str, extra: &str) -> Self {
         let dir = TempDir::new(name);
         let config = dir.write(
             "peercam.toml",
             &format!(
                 "[http]\nbind = \"127.0.0.1\"\nhttps_port = 0\nhttp_port = 0\n\
-                 [stun]\nbind = \"127.0.0.1\"\nport = 0\n{extra}"
+                 [stun]\nbind = \"::\"\nport = 0\n{extra}"
             ),
         );
         let mut child = Command::new(binary())
