@@ -53,12 +53,12 @@ const JS: &str = "text/javascript; charset=utf-8";
 
 /// The page's files. Served with `no-cache` so an updated device never runs an old page against
 /// a new protocol.
-const ASSETS: [(&str, &str, &str); 10] = [
-    (
-        "/",
-        "text/html; charset=utf-8",
-        include_str!("../../web/index.html"),
-    ),
+const HTML: &str = "text/html; charset=utf-8";
+
+const ASSETS: [(&str, &str, &str); 12] = [
+    ("/", HTML, include_str!("../../web/index.html")),
+    ("/check", HTML, include_str!("../../web/check.html")),
+    web_file!("check.js", JS),
     web_file!("app.js", JS),
     web_file!("signaling.js", JS),
     web_file!("peer.js", JS),
@@ -107,19 +107,21 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// The host the browser used to reach us, without the port.
-fn request_host(headers: &HeaderMap) -> Option<String> {
+/// The host the browser used to reach us, without the port: the Host header (HTTP/1.1) or the
+/// request's authority (HTTP/2).
+fn request_host(headers: &HeaderMap, uri: &Uri) -> Option<String> {
     headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
         .and_then(crate::host::host_without_port)
         .map(str::to_owned)
 }
 
 /// The ICE configuration a browser would get when joining now (for the `/check` page).
-async fn ice_servers(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn ice_servers(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
     let ice = state.ice.for_browser(
-        request_host(&headers).as_deref(),
+        request_host(&headers, &uri).as_deref(),
         std::time::SystemTime::now(),
         "check",
     );
@@ -130,9 +132,10 @@ async fn websocket(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
+    uri: Uri,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let host = request_host(&headers);
+    let host = request_host(&headers, &uri);
     upgrade
         .max_message_size(HARD_FRAME_LIMIT)
         .max_frame_size(HARD_FRAME_LIMIT)

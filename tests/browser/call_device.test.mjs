@@ -35,6 +35,10 @@ test('calling the device shows its picture and plays its sound, again and again'
   assert.match(first.video.fmtp, /profile-level-id=42e01f/);
   assert.match(first.video.fmtp, /packetization-mode=1/);
   assert.equal(first.audio.codec.toLowerCase(), 'audio/opus');
+  const sent = await page.locator('#candidates tr[data-side="local"]').evaluateAll((trs) =>
+    trs.map((tr) => ({ type: tr.dataset.type, address: tr.cells[3].textContent })));
+  assert.deepEqual(sent.filter((c) => c.type === 'host' && !c.address.endsWith('.local')), [],
+    'the browser hides its host addresses, as a phone does, and the call still connects');
   firstFrames.push(first.firstFrameMs);
   await hangUp(page);
   const fdsAfterFirstCall = env.daemon.openFds();

@@ -13,13 +13,22 @@ import { chromium } from 'playwright-core';
 const ROOT = resolve(import.meta.dirname, '../..');
 const BINARY = process.env.PEERCAM_BIN ?? join(ROOT, 'target/debug/peercam');
 
-/** The design brief's Chromium flags: fake media, loopback allowed, mDNS hiding left on. */
+/** The design brief's Chromium flags: fake devices, loopback allowed, mDNS hiding left on. */
 export const CHROMIUM_ARGS = [
   '--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-  '--allow-loopback-in-peer-connection', '--ignore-certificate-errors',
+  '--use-fake-device-for-media-stream', '--allow-loopback-in-peer-connection',
+  '--ignore-certificate-errors',
 ];
+
+/**
+ * Grants camera and microphone without asking. Chromium then treats every page as one the user
+ * gave the camera to and shows it real host addresses instead of mDNS names, as it would on a
+ * phone after "Allow". So only tests that use the camera or microphone (Talk, rooms) add it;
+ * calling the device receive-only runs with host addresses hidden, like a phone that was
+ * never asked.
+ */
+export const MEDIA_PERMISSION_ARGS = ['--use-fake-ui-for-media-stream'];
 
 /** What every test daemon gets: free ports, and 127.0.0.1 for the device's ICE agent. */
 const BASE_CONFIG = {
@@ -140,11 +149,11 @@ export async function eventually(probe, timeoutMs, what) {
  * Registers before/after hooks that start a daemon (with extra `toml` config) and a browser for
  * the tests of one file; returns an object whose `daemon` and `browser` are set once started.
  */
-export function useDaemonAndBrowser(toml = '') {
+export function useDaemonAndBrowser(toml = '', { media = false } = {}) {
   const env = { daemon: null, browser: null };
   before(async () => {
     env.daemon = await startDaemon(toml);
-    env.browser = await launchBrowser();
+    env.browser = await launchBrowser({ media });
   });
   after(async () => {
     if (process.env.PEERCAM_SHOW_LOG) console.log(env.daemon?.output);
@@ -160,8 +169,10 @@ export async function waitUntilIdle(daemon) {
     'the device to be free within 2 s');
 }
 
-export async function launchBrowser() {
-  return chromium.launch({ executablePath: '/usr/bin/chromium', headless: false, args: CHROMIUM_ARGS });
+/** Debian's Chromium; `media: true` grants camera and microphone (see MEDIA_PERMISSION_ARGS). */
+export async function launchBrowser({ media = false } = {}) {
+  const args = media ? [...CHROMIUM_ARGS, ...MEDIA_PERMISSION_ARGS] : CHROMIUM_ARGS;
+  return chromium.launch({ executablePath: '/usr/bin/chromium', headless: false, args });
 }
 
 /** A fresh page (its own context: like a separate phone) at the daemon's URL. */

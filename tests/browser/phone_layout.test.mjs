@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { callButton, openPage, useDaemonAndBrowser, waitForFrames } from './harness.mjs';
 
-const env = useDaemonAndBrowser('[media]\nwidth = 640\nheight = 360\n');
+const env = useDaemonAndBrowser('[media]\nwidth = 640\nheight = 360\n', { media: true });
 
 async function checkLayout(page, buttons) {
   const layout = await page.evaluate((names) => {

@@ -6,7 +6,7 @@ import {
   exchange, joinMany, openPage, useDaemonAndBrowser, waitForFrames, waitForStatus,
 } from './harness.mjs';
 
-const env = useDaemonAndBrowser('[rooms]\nrooms_per_address = 3\nmembers_per_address = 5\n');
+const env = useDaemonAndBrowser('[rooms]\nrooms_per_address = 3\nmembers_per_address = 5\n', { media: true });
 
 test('invalid room names get a clear error', async () => {
   const page = await openPage(env.browser, env.daemon.url);

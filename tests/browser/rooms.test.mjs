@@ -7,7 +7,7 @@ import {
   eventually, inbound, openPage, status, useDaemonAndBrowser, waitForFrames, waitForStatus,
 } from './harness.mjs';
 
-const env = useDaemonAndBrowser();
+const env = useDaemonAndBrowser('', { media: true });
 const roomUrl = (room) => `${env.daemon.url}?room=${room}`;
 
 /** Joins `room` by typing its name and pressing Connect, as a person would. */

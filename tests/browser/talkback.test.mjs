@@ -6,7 +6,7 @@ import {
   callButton, eventually, openPage, talkButton, useDaemonAndBrowser, waitForFrames, waitUntilIdle,
 } from './harness.mjs';
 
-const env = useDaemonAndBrowser('[media]\nwidth = 640\nheight = 360\n');
+const env = useDaemonAndBrowser('[media]\nwidth = 640\nheight = 360\n', { media: true });
 
 const talkbackBytes = async () => (await env.daemon.metrics()).peercam_talkback_bytes_total;
 
