@@ -99,7 +99,7 @@ impl Default for MediaConfig {
 /// The value that asks peercam to choose for itself.
 pub const AUTO: &str = "auto";
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct IceConfig {
     /// Extra local addresses for the device's ICE agent. libnice skips loopback by default, so a
@@ -110,6 +110,19 @@ pub struct IceConfig {
     pub transport_policy: TransportPolicy,
     /// Static STUN/TURN servers handed to callers and used by the device.
     pub servers: Vec<IceServerConfig>,
+    /// A call that has not connected after this long is ended with a clear reason.
+    pub connect_timeout_seconds: u64,
+}
+
+impl Default for IceConfig {
+    fn default() -> Self {
+        Self {
+            local_addresses: Vec::new(),
+            transport_policy: TransportPolicy::default(),
+            servers: Vec::new(),
+            connect_timeout_seconds: 15,
+        }
+    }
 }
 
 /// One static ICE server, as in `RTCIceServer` (TURN with coturn's `user=name:password`).
@@ -368,6 +381,12 @@ impl Config {
         }
         if self.turn.secret.as_deref() == Some("") {
             return Err(("turn.secret", "must not be empty".into()));
+        }
+        if !(1..=300).contains(&self.ice.connect_timeout_seconds) {
+            return Err((
+                "ice.connect_timeout_seconds",
+                "must be between 1 and 300".into(),
+            ));
         }
         if self.turn.lifetime_seconds == 0 {
             return Err(("turn.lifetime_seconds", "must be at least 1".into()));

@@ -44,6 +44,8 @@ pub struct MediaSettings {
     pub keyframe_interval: u32,
     /// Local addresses for the ICE agent, besides those of the network interfaces.
     pub extra_ice_addresses: Vec<IpAddr>,
+    /// How long a call may take to connect before it is given up.
+    pub connect_timeout: std::time::Duration,
 }
 
 impl MediaSettings {
@@ -71,6 +73,7 @@ impl MediaSettings {
             audio_bitrate_kbps: media.audio_bitrate_kbps,
             keyframe_interval: media.keyframe_interval,
             extra_ice_addresses: ice.local_addresses.clone(),
+            connect_timeout: std::time::Duration::from_secs(ice.connect_timeout_seconds),
         }
     }
 
@@ -88,6 +91,7 @@ impl MediaSettings {
             audio_bitrate_kbps: 48,
             keyframe_interval: 60,
             extra_ice_addresses: vec![],
+            connect_timeout: std::time::Duration::from_secs(15),
         }
     }
 }
@@ -177,7 +181,27 @@ pub async fn run(
         let _ = room.send(Input::PeerFailed { call, reason });
     };
     loop {
+        let deadline = current
+            .as_ref()
+            .and_then(|p| p.connect_deadline(settings.connect_timeout));
+        let connect_timeout = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            () = connect_timeout => {
+                if let Some(peer) = current.take() {
+                    let call = peer.call();
+                    tokio::task::block_in_place(|| peer.stop());
+                    fail(call, format!(
+                        "could not connect to the caller within {} s: no network path was found \
+                         (with relay-only calls, check the TURN server and its credentials)",
+                        settings.connect_timeout.as_secs()
+                    ));
+                }
+            }
             command = commands.recv() => {
                 let Some(command) = command else { break };
                 match command {

@@ -325,6 +325,11 @@ impl Peer {
         }
     }
 
+    /// When the call must have connected by, if it has not yet.
+    pub fn connect_deadline(&self, timeout: Duration) -> Option<Instant> {
+        (!self.connected).then(|| self.started + timeout)
+    }
+
     fn offer_caps_ready(&self) -> bool {
         self.sink_pads.iter().all(|p| p.current_caps().is_some())
     }

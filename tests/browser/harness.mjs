@@ -281,3 +281,52 @@ export async function joinMany(page, rooms) {
     return replies;
   }, rooms);
 }
+
+/**
+ * Starts Debian's coturn on loopback (inside the test's network namespace), as the tutorials
+ * configure it: long-term credentials with either a static user (`user`, "name:password") or
+ * coturn's shared secret (`secret`, use-auth-secret). Resolves once it answers on its port.
+ */
+export async function startCoturn({ port = 3479, secret, user }) {
+  const auth = secret
+    ? ['--use-auth-secret', `--static-auth-secret=${secret}`]
+    : ['--lt-cred-mech', `--user=${user}`];
+  const child = spawn('turnserver', [
+    '-n', '--listening-ip=127.0.0.1', `--listening-port=${port}`, '--relay-ip=127.0.0.1',
+    '--min-port=50000', '--max-port=50999', '--realm=peercam.test', '--fingerprint',
+    '--no-tls', '--no-dtls', '--no-cli', '--allow-loopback-peers', '--log-file=stdout',
+    '--simple-log', ...auth,
+  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (c) => { output += c; });
+  child.stderr.on('data', (c) => { output += c; });
+  await eventually(() => /Relay ports initialization done/.test(output) || child.exitCode !== null,
+    10_000, 'coturn to start');
+  if (child.exitCode !== null) throw new Error(`coturn exited:\n${output}`);
+  await new Promise((r) => setTimeout(r, 200));
+  return {
+    url: `turn:127.0.0.1:${port}?transport=udp`,
+    get output() { return output; },
+    async stop() {
+      child.kill('SIGTERM');
+      await new Promise((r) => { child.once('exit', r); setTimeout(r, 3000); });
+    },
+  };
+}
+
+/** The types of the selected ICE candidate pair of the page's call: { local, remote }. */
+export async function selectedPair(page) {
+  return page.evaluate(async () => {
+    const stats = await window.peercam.pc.getStats();
+    for (const s of stats.values()) {
+      if (s.type === 'transport' && s.selectedCandidatePairId) {
+        const pair = stats.get(s.selectedCandidatePairId);
+        return {
+          local: stats.get(pair.localCandidateId)?.candidateType,
+          remote: stats.get(pair.remoteCandidateId)?.candidateType,
+        };
+      }
+    }
+    return null;
+  });
+}
