@@ -11,6 +11,7 @@
 //! - `tls`: the certificate, configured or self-signed and kept in the state directory.
 //! - `host`: the machine's name and addresses.
 //! - `metrics`: counters served at `/metrics`.
+//! - `system`: systemd notifications (READY, STATUS, WATCHDOG, STOPPING).
 //! - `memory`: allocator settings that keep RSS flat across calls.
 //!
 //! The binary (`main.rs`) only wires these together: listeners, channels and tasks.
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod rooms;
 pub mod signaling;
 pub mod stun;
+pub mod system;
 pub mod tls;
 pub mod turn;
 pub mod web;

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -14,7 +16,8 @@ use peercam::config::Config;
 use peercam::media::{self, MediaSettings};
 use peercam::metrics::Metrics;
 use peercam::rooms::{self, RoomLimits, RoomStatus, RoomsHandle};
-use peercam::turn::IcePlan;
+use peercam::system::{self, Notifier};
+use peercam::turn::{IcePlan, SharedIcePlan};
 use peercam::web::{self, AppState, serve};
 use peercam::{host, stun, tls};
 
@@ -79,7 +82,7 @@ fn run_daemon(cli: &Cli) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve_forever(config, cli.state_dir.clone()))
+    runtime.block_on(serve_forever(config, cli.config.clone(), cli.state_dir.clone()))
 }
 
 fn init_logging(level: Option<&str>) {
@@ -94,7 +97,11 @@ fn init_logging(level: Option<&str>) {
     builder.init();
 }
 
-async fn serve_forever(config: Config, state_dir: Option<PathBuf>) -> Result<()> {
+async fn serve_forever(
+    config: Config,
+    config_path: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+) -> Result<()> {
     let state_dir = state_dir
         .or_else(|| config.state_dir.clone())
         .unwrap_or_else(default_state_dir);
@@ -145,7 +152,8 @@ async fn serve_forever(config: Config, state_dir: Option<PathBuf>) -> Result<()>
     if let Some(port) = stun_port {
         log::info!("STUN responder on UDP port {port}");
     }
-    let ice = Arc::new(IcePlan::from_config(&config, stun_port));
+    let ice = Arc::new(SharedIcePlan::new(IcePlan::from_config(&config, stun_port)));
+    let notifier = Arc::new(Notifier::from_env());
 
     let (connections_tx, connections_rx) = mpsc::channel(256);
     let (media_tx, media_rx) = mpsc::unbounded_channel();
@@ -155,14 +163,17 @@ async fn serve_forever(config: Config, state_dir: Option<PathBuf>) -> Result<()>
         connections_rx,
         room_input_rx,
         media_tx,
-        Arc::clone(&ice),
         RoomLimits {
             rooms_per_address: config.rooms.rooms_per_address,
             members_per_address: config.rooms.members_per_address,
             total_rooms: config.rooms.total_rooms,
         },
-        Arc::clone(&status),
-        Arc::clone(&metrics),
+        rooms::Shared {
+            ice: Arc::clone(&ice),
+            status: Arc::clone(&status),
+            metrics: Arc::clone(&metrics),
+            notifier: Arc::clone(&notifier),
+        },
     ));
     let mut media_task = tokio::spawn(media::run(
         settings,
@@ -171,15 +182,16 @@ async fn serve_forever(config: Config, state_dir: Option<PathBuf>) -> Result<()>
         Arc::clone(&metrics),
     ));
     let stun_metrics = Arc::clone(&metrics);
+    let rooms_handle = RoomsHandle {
+        connections: connections_tx,
+    };
     let router = web::router(AppState {
-        rooms: RoomsHandle {
-            connections: connections_tx,
-        },
-        metrics,
-        status,
+        rooms: rooms_handle.clone(),
+        metrics: Arc::clone(&metrics),
+        status: Arc::clone(&status),
         max_message_bytes: config.signaling.max_message_bytes,
         next_conn: Arc::default(),
-        ice,
+        ice: Arc::clone(&ice),
     });
     let stun = async move {
         match stun_socket {
@@ -215,20 +227,136 @@ async fn serve_forever(config: Config, state_dir: Option<PathBuf>) -> Result<()>
         log::warn!("media warm-up did not finish: {e}");
     }
     announce(&host_name, &addresses, https_port);
+    notifier.ready();
 
-    tokio::select! {
-        () = https => anyhow::bail!("the HTTPS listener stopped"),
-        result = redirect => {
-            result.context("the HTTP redirect listener failed")?;
-            anyhow::bail!("the HTTP redirect listener stopped")
+    let mut signals = Signals::new()?;
+    let mut watchdog = Watchdog::new(system::watchdog_interval());
+    tokio::pin!(https, redirect, stun);
+    loop {
+        tokio::select! {
+            () = &mut https => anyhow::bail!("the HTTPS listener stopped"),
+            result = &mut redirect => {
+                result.context("the HTTP redirect listener failed")?;
+                anyhow::bail!("the HTTP redirect listener stopped")
+            }
+            _ = &mut rooms_task => anyhow::bail!("the room owner stopped"),
+            _ = &mut media_task => anyhow::bail!("the media owner stopped"),
+            () = &mut stun => anyhow::bail!("the STUN responder stopped"),
+            () = watchdog.tick() => {
+                let in_call = status.in_call.load(Ordering::Relaxed);
+                let packets = metrics.video_packets_sent.load(Ordering::Relaxed);
+                if watchdog.healthy(in_call, packets) {
+                    notifier.watchdog();
+                } else {
+                    log::warn!("in a call but no video is flowing; not petting the watchdog");
+                }
+            }
+            _ = signals.hup.recv() => reload(config_path.as_deref(), &ice, stun_port),
+            _ = signals.term.recv() => {
+                log::info!("SIGTERM: hanging up and shutting down");
+                break;
+            }
+            _ = signals.int.recv() => {
+                log::info!("SIGINT: hanging up and shutting down");
+                break;
+            }
         }
-        _ = &mut rooms_task => anyhow::bail!("the room owner stopped"),
-        _ = &mut media_task => anyhow::bail!("the media owner stopped"),
-        () = stun => anyhow::bail!("the STUN responder stopped"),
-        signal = shutdown_signal() => {
-            log::info!("{signal}: shutting down");
-            Ok(())
+    }
+    notifier.stopping();
+    shut_down(&rooms_handle).await;
+    Ok(())
+}
+
+/// SIGHUP: reads the config again and applies what can change without a restart (ICE servers
+/// and TURN credentials, log level). A bad file is reported and the running config kept.
+fn reload(path: Option<&Path>, ice: &SharedIcePlan, stun_port: Option<u16>) {
+    let Some(path) = path else {
+        log::info!("SIGHUP: no config file to reload (started without --config)");
+        return;
+    };
+    match Config::load(path) {
+        Ok(config) => {
+            ice.replace(IcePlan::from_config(&config, stun_port));
+            if std::env::var_os("RUST_LOG").is_none()
+                && let Some(level) = config.log_level.as_deref().and_then(|l| l.parse().ok())
+            {
+                log::set_max_level(level);
+            }
+            log::info!(
+                "SIGHUP: reloaded {} (ICE servers and log level; ports, media and certificate \
+                 changes need a restart)",
+                path.display()
+            );
         }
+        Err(e) => log::error!("SIGHUP: kept the running config: {e}"),
+    }
+}
+
+/// SIGTERM: says bye to every caller, stops the pipeline, and gives the sockets a moment to
+/// deliver the goodbyes; all within well under systemd's stop timeout.
+async fn shut_down(rooms: &RoomsHandle) {
+    let (done, stopped) = tokio::sync::oneshot::channel();
+    if rooms
+        .connections
+        .send(rooms::ConnectionEvent::Shutdown { done })
+        .await
+        .is_ok()
+        && tokio::time::timeout(Duration::from_millis(1500), stopped)
+            .await
+            .is_err()
+    {
+        log::warn!("media did not stop within 1.5 s; exiting anyway");
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+}
+
+/// The signals the daemon acts on.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            hup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
+        })
+    }
+
+}
+
+/// Pets systemd's watchdog from the main loop, and during a call only while video flows.
+struct Watchdog {
+    interval: Option<tokio::time::Interval>,
+    last_packets: u64,
+}
+
+impl Watchdog {
+    fn new(period: Option<Duration>) -> Self {
+        Self {
+            interval: period.map(tokio::time::interval),
+            last_packets: 0,
+        }
+    }
+
+    async fn tick(&mut self) {
+        match &mut self.interval {
+            Some(interval) => {
+                interval.tick().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Alive when idle, or in a call with video packets sent since the last tick.
+    fn healthy(&mut self, in_call: bool, packets: u64) -> bool {
+        let flowing = packets != self.last_packets;
+        self.last_packets = packets;
+        !in_call || flowing
     }
 }
 
@@ -241,20 +369,6 @@ fn announce(host_name: &str, addresses: &[std::net::IpAddr], port: u16) {
         println!("  {url}");
     }
     println!("(The certificate is self-signed: accept the browser's warning once.)");
-}
-
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    }
 }
 
 /// `/var/lib/peercam` when it exists or can be made and is writable, else a per-user directory.

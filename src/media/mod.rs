@@ -115,6 +115,10 @@ pub enum MediaCommand {
         call: CallId,
         candidate: IceCandidate,
     },
+    /// Stop any call's pipeline and answer on `done`.
+    Shutdown {
+        done: tokio::sync::oneshot::Sender<()>,
+    },
 }
 
 #[derive(Debug, Error)]
@@ -231,6 +235,12 @@ pub async fn run(
                         {
                             fail(call, e.to_string());
                         }
+                    }
+                    MediaCommand::Shutdown { done } => {
+                        if let Some(peer) = current.take() {
+                            tokio::task::block_in_place(|| peer.stop());
+                        }
+                        let _ = done.send(());
                     }
                     MediaCommand::Candidate { call, candidate } => {
                         if let Some(peer) = current.as_mut().filter(|p| p.call() == call) {

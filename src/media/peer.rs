@@ -409,6 +409,9 @@ impl Peer {
         if let Some(bus) = self.pipeline.bus() {
             bus.unset_sync_handler();
         }
+        // No EOS first: sending it to a pipeline with live sources can block on the source's
+        // stream lock (seen here with videotestsrc), and nothing in a call needs it. NULL stops
+        // every element and closes every socket.
         if let Err(e) = self.pipeline.set_state(gst::State::Null) {
             log::warn!("call {}: pipeline did not stop cleanly: {e}", self.call);
         }

@@ -21,7 +21,8 @@ pub use named_rooms::{MAX_ROOM_NAME, NamedInput, NamedRooms, RoomLimits, validat
 use crate::media::MediaCommand;
 use crate::metrics::Metrics;
 use crate::signaling::{ClientMessage, DEVICE_ROOM, ServerMessage};
-use crate::turn::{BrowserIce, IcePlan};
+use crate::system::Notifier;
+use crate::turn::{BrowserIce, SharedIcePlan};
 
 /// How many messages may wait for a slow browser before its connection is dropped.
 pub const OUTBOX_CAPACITY: usize = 64;
@@ -43,6 +44,8 @@ pub enum ConnectionEvent {
     Closed {
         conn: ConnId,
     },
+    /// The daemon is stopping: tell everyone, end the call, and say when media has stopped.
+    Shutdown { done: tokio::sync::oneshot::Sender<()> },
 }
 
 /// The channels into the room owner.
@@ -57,16 +60,28 @@ pub struct RoomStatus {
     pub in_call: std::sync::atomic::AtomicBool,
 }
 
+/// What the room owner shares with the rest of the daemon.
+pub struct Shared {
+    pub ice: Arc<SharedIcePlan>,
+    pub status: Arc<RoomStatus>,
+    pub metrics: Arc<Metrics>,
+    pub notifier: Arc<Notifier>,
+}
+
 /// The room owner. Ends when every connection sender is gone.
 pub async fn run(
     mut connections: mpsc::Receiver<ConnectionEvent>,
     mut from_media: mpsc::UnboundedReceiver<Input>,
     media: mpsc::UnboundedSender<MediaCommand>,
-    ice: Arc<IcePlan>,
     limits: RoomLimits,
-    status: Arc<RoomStatus>,
-    metrics: Arc<Metrics>,
+    shared: Shared,
 ) {
+    let Shared {
+        ice,
+        status,
+        metrics,
+        notifier,
+    } = shared;
     let mut owner = Owner {
         room: DeviceRoom::default(),
         named: NamedRooms::new(limits),
@@ -74,7 +89,9 @@ pub async fn run(
         ice,
         media,
         metrics,
+        last_failure: None,
     };
+    let mut last_status = String::new();
     loop {
         tokio::select! {
             event = connections.recv() => match event {
@@ -87,6 +104,11 @@ pub async fn run(
             owner.room.current_call().is_some(),
             std::sync::atomic::Ordering::Relaxed,
         );
+        let text = owner.status_text();
+        if text != last_status {
+            notifier.status(&text);
+            last_status = text;
+        }
     }
 }
 
@@ -101,9 +123,11 @@ struct Owner {
     room: DeviceRoom,
     named: NamedRooms,
     connections: HashMap<ConnId, Connection>,
-    ice: Arc<IcePlan>,
+    ice: Arc<SharedIcePlan>,
     media: mpsc::UnboundedSender<MediaCommand>,
     metrics: Arc<Metrics>,
+    /// Why the last call failed, until the next call starts (for STATUS).
+    last_failure: Option<String>,
 }
 
 impl Owner {
@@ -134,6 +158,42 @@ impl Owner {
                 }
             }
             ConnectionEvent::Message { conn, message } => self.route(conn, message),
+            ConnectionEvent::Shutdown { done } => self.shut_down(done),
+        }
+    }
+
+    /// Says goodbye to every connection, ends the call, and hands `done` to the media owner,
+    /// which answers once the pipeline is down.
+    fn shut_down(&mut self, done: tokio::sync::oneshot::Sender<()>) {
+        let conns: Vec<ConnId> = self.connections.keys().copied().collect();
+        for conn in conns {
+            self.send(
+                conn,
+                ServerMessage::Bye {
+                    reason: "the device is shutting down".into(),
+                },
+            );
+        }
+        if let Some((call, _)) = self.room.current_call() {
+            let _ = self.media.send(MediaCommand::End { call });
+        }
+        let _ = self.media.send(MediaCommand::Shutdown { done });
+    }
+
+    /// One line for systemd's STATUS.
+    fn status_text(&self) -> String {
+        match self.room.current_call() {
+            Some((call, caller)) => {
+                let with = self
+                    .connections
+                    .get(&caller)
+                    .map_or_else(|| "a caller".to_owned(), |c| c.address.to_string());
+                format!("In call {call} with {with}")
+            }
+            None => match &self.last_failure {
+                Some(why) => format!("Idle; the last call failed: {why}"),
+                None => "Idle, waiting for a call".to_owned(),
+            },
         }
     }
 
@@ -210,6 +270,7 @@ impl Owner {
     fn ice_for(&self, conn: ConnId) -> BrowserIce {
         let host = self.connections.get(&conn).and_then(|c| c.host.as_deref());
         self.ice
+            .current()
             .for_browser(host, std::time::SystemTime::now(), &format!("conn{conn}"))
     }
 
@@ -225,6 +286,11 @@ impl Owner {
 
     fn apply(&mut self, input: Input) {
         let failed = matches!(input, Input::PeerFailed { .. });
+        if let Input::PeerFailed { reason, call } = &input
+            && self.room.current_call().is_some_and(|(current, _)| current == *call)
+        {
+            self.last_failure = Some(reason.clone());
+        }
         for action in self.room.handle(input) {
             match action {
                 Action::Send { conn, message } => self.send(conn, message),
@@ -234,8 +300,10 @@ impl Owner {
                         "call {call}: started (caller connection {conn})",
                         conn = self.room.current_call().map_or(0, |c| c.1)
                     );
+                    self.last_failure = None;
                     let ice = self
                         .ice
+                        .current()
                         .for_device(std::time::SystemTime::now(), &format!("call{call}"));
                     let _ = self.media.send(MediaCommand::Start { call, codecs, ice });
                 }

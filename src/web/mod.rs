@@ -18,7 +18,7 @@ use axum::routing::get;
 
 use crate::metrics::Metrics;
 use crate::rooms::{RoomStatus, RoomsHandle};
-use crate::turn::IcePlan;
+use crate::turn::SharedIcePlan;
 
 /// Frames larger than this are refused by the WebSocket layer itself (connection closed with
 /// 1009); anything up to it is read and, if over the configured limit, answered with `error`.
@@ -35,7 +35,7 @@ pub struct AppState {
     pub status: Arc<RoomStatus>,
     pub max_message_bytes: usize,
     pub next_conn: Arc<AtomicU64>,
-    pub ice: Arc<IcePlan>,
+    pub ice: Arc<SharedIcePlan>,
 }
 
 /// One file of `web/`, embedded: (URL path, content type, body).
@@ -120,7 +120,7 @@ fn request_host(headers: &HeaderMap, uri: &Uri) -> Option<String> {
 
 /// The ICE configuration a browser would get when joining now (for the `/check` page).
 async fn ice_servers(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let ice = state.ice.for_browser(
+    let ice = state.ice.current().for_browser(
         request_host(&headers, &uri).as_deref(),
         std::time::SystemTime::now(),
         "check",
@@ -152,6 +152,7 @@ mod tests {
     use axum::body::Body;
     use axum::http::Request;
     use tower::ServiceExt;
+    use crate::turn::IcePlan;
 
     fn state() -> AppState {
         let (connections, _rx) = tokio::sync::mpsc::channel(1);
@@ -161,10 +162,10 @@ mod tests {
             status: Arc::default(),
             max_message_bytes: 1024,
             next_conn: Arc::default(),
-            ice: Arc::new(IcePlan {
+            ice: Arc::new(SharedIcePlan::new(IcePlan {
                 own_stun_port: Some(3478),
                 ..IcePlan::default()
-            }),
+            })),
         }
     }
 

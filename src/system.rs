@@ -1,0 +1,107 @@
+//! systemd integration: the `sd_notify` protocol over `$NOTIFY_SOCKET` (READY, STATUS,
+//! WATCHDOG, STOPPING) and the watchdog interval systemd asks for.
+//!
+//! Best effort by design: without systemd (run by hand, in tests) there is no socket and every
+//! call does nothing; a failed send is logged at debug level and never stops the daemon.
+
+use std::os::unix::net::UnixDatagram;
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct Notifier {
+    socket: Option<(UnixDatagram, std::os::unix::net::SocketAddr)>,
+}
+
+impl Notifier {
+    /// A notifier for `$NOTIFY_SOCKET` (a path, or `@name` for the abstract namespace).
+    pub fn from_env() -> Self {
+        let socket = std::env::var_os("NOTIFY_SOCKET").and_then(|path| {
+            let path = path.to_string_lossy().into_owned();
+            let address = if let Some(name) = path.strip_prefix('@') {
+                use std::os::linux::net::SocketAddrExt;
+                std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).ok()?
+            } else {
+                std::os::unix::net::SocketAddr::from_pathname(&path).ok()?
+            };
+            Some((UnixDatagram::unbound().ok()?, address))
+        });
+        Self { socket }
+    }
+
+    /// A notifier that tells nobody anything.
+    pub fn disabled() -> Self {
+        Self { socket: None }
+    }
+
+    fn send(&self, message: &str) {
+        if let Some((socket, address)) = &self.socket
+            && let Err(e) = socket.send_to_addr(message.as_bytes(), address)
+        {
+            log::debug!("sd_notify `{message}`: {e}");
+        }
+    }
+
+    /// The listeners are bound and the daemon can take calls.
+    pub fn ready(&self) {
+        self.send("READY=1");
+    }
+
+    /// One line of what the daemon is doing, shown by `systemctl status`.
+    pub fn status(&self, text: &str) {
+        self.send(&format!("STATUS={}", text.replace('\n', " ")));
+    }
+
+    pub fn watchdog(&self) {
+        self.send("WATCHDOG=1");
+    }
+
+    pub fn stopping(&self) {
+        self.send("STOPPING=1");
+    }
+}
+
+/// How often to pet the watchdog: half of `$WATCHDOG_USEC`, when it is meant for this process.
+pub fn watchdog_interval() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Some(pid) = std::env::var("WATCHDOG_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        && pid != std::process::id()
+    {
+        return None;
+    }
+    (usec > 0).then(|| Duration::from_micros(usec / 2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_reach_the_socket() {
+        let dir = std::env::temp_dir().join(format!("peercam-notify-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("notify");
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixDatagram::bind(&path).unwrap();
+        let notifier = Notifier {
+            socket: Some((
+                UnixDatagram::unbound().unwrap(),
+                std::os::unix::net::SocketAddr::from_pathname(&path).unwrap(),
+            )),
+        };
+        notifier.ready();
+        notifier.status("In a call\nwith 10.0.0.2");
+        let mut buffer = [0u8; 256];
+        let n = listener.recv(&mut buffer).unwrap();
+        assert_eq!(&buffer[..n], b"READY=1");
+        let n = listener.recv(&mut buffer).unwrap();
+        assert_eq!(&buffer[..n], b"STATUS=In a call with 10.0.0.2");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn without_systemd_nothing_happens() {
+        Notifier::disabled().ready();
+    }
+}
