@@ -82,7 +82,11 @@ fn run_daemon(cli: &Cli) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve_forever(config, cli.config.clone(), cli.state_dir.clone()))
+    runtime.block_on(serve_forever(
+        config,
+        cli.config.clone(),
+        cli.state_dir.clone(),
+    ))
 }
 
 fn init_logging(level: Option<&str>) {
@@ -326,7 +330,6 @@ impl Signals {
             hup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
         })
     }
-
 }
 
 /// Pets systemd's watchdog from the main loop, and during a call only while video flows.

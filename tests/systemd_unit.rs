@@ -20,7 +20,8 @@ fn systemd_analyze(args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .expect("systemd-analyze (package systemd) is installed by scripts/setup --test");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }
 
@@ -30,7 +31,10 @@ fn the_unit_verifies_cleanly() {
     let unit = unit_under_test(&dir);
     let (ok, text) = systemd_analyze(&["verify", unit.to_str().unwrap()]);
     assert!(ok, "systemd-analyze verify failed:\n{text}");
-    assert!(text.trim().is_empty(), "systemd-analyze verify warned:\n{text}");
+    assert!(
+        text.trim().is_empty(),
+        "systemd-analyze verify warned:\n{text}"
+    );
 }
 
 #[test]
@@ -40,7 +44,10 @@ fn the_unit_exposure_is_at_most_2_0() {
     let (_, text) = systemd_analyze(&["security", "--offline=true", unit.to_str().unwrap()]);
     let exposure: f64 = text
         .lines()
-        .find_map(|line| line.split("Overall exposure level for peercam.service: ").nth(1))
+        .find_map(|line| {
+            line.split("Overall exposure level for peercam.service: ")
+                .nth(1)
+        })
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|number| number.parse().ok())
         .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
@@ -65,6 +72,9 @@ fn the_unit_is_a_notify_service_with_a_watchdog_and_its_own_user() {
     }
     assert!(SYSUSERS.lines().any(|l| l.starts_with("u peercam ")));
     for group in ["video", "audio", "render"] {
-        assert!(SYSUSERS.lines().any(|l| l == format!("m peercam {group}")), "group {group}");
+        assert!(
+            SYSUSERS.lines().any(|l| l == format!("m peercam {group}")),
+            "group {group}"
+        );
     }
 }

@@ -190,6 +190,18 @@ impl Peer {
             .request_pad_simple("sink_%u")
             .ok_or_else(|| build_error(what, "webrtcbin gave no sink pad"))?;
         src.link(&sink).map_err(|e| build_error(what, e))?;
+        // A source that ends (a camera unplugged, a file at its end) ends only its branch: the
+        // pipeline as a whole never reaches EOS while the other branch runs, so watch for it.
+        let tx = self.notices.clone();
+        let call = self.call;
+        src.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+            if let Some(gst::PadProbeData::Event(event)) = &info.data
+                && event.type_() == gst::EventType::Eos
+            {
+                let _ = tx.send((call, Notice::Eos));
+            }
+            gst::PadProbeReturn::Ok
+        });
         let transceiver = sink.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver");
         transceiver.set_direction(direction);
         if direction == WebRTCRTPTransceiverDirection::Sendonly {
@@ -299,7 +311,10 @@ impl Peer {
             }],
             Notice::IceState(state) => self.on_ice_state(state),
             Notice::Error(reason) => vec![failed(call, reason)],
-            Notice::Eos => vec![failed(call, "the media source ended".into())],
+            Notice::Eos => vec![failed(
+                call,
+                "the camera or microphone stopped sending (end of stream)".into(),
+            )],
         }
     }
 

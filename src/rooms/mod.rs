@@ -45,7 +45,9 @@ pub enum ConnectionEvent {
         conn: ConnId,
     },
     /// The daemon is stopping: tell everyone, end the call, and say when media has stopped.
-    Shutdown { done: tokio::sync::oneshot::Sender<()> },
+    Shutdown {
+        done: tokio::sync::oneshot::Sender<()>,
+    },
 }
 
 /// The channels into the room owner.
@@ -91,7 +93,8 @@ pub async fn run(
         metrics,
         last_failure: None,
     };
-    let mut last_status = String::new();
+    let mut last_status = owner.status_text();
+    notifier.status(&last_status);
     loop {
         tokio::select! {
             event = connections.recv() => match event {
@@ -287,7 +290,10 @@ impl Owner {
     fn apply(&mut self, input: Input) {
         let failed = matches!(input, Input::PeerFailed { .. });
         if let Input::PeerFailed { reason, call } = &input
-            && self.room.current_call().is_some_and(|(current, _)| current == *call)
+            && self
+                .room
+                .current_call()
+                .is_some_and(|(current, _)| current == *call)
         {
             self.last_failure = Some(reason.clone());
         }

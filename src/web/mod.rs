@@ -149,10 +149,10 @@ async fn websocket(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::turn::IcePlan;
     use axum::body::Body;
     use axum::http::Request;
     use tower::ServiceExt;
-    use crate::turn::IcePlan;
 
     fn state() -> AppState {
         let (connections, _rx) = tokio::sync::mpsc::channel(1);

@@ -3,7 +3,7 @@
 // and reads call statistics from the page. Everything talks to loopback only; the test command
 // runs these tests inside a network namespace of their own (see scripts/test).
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import https from 'node:https';
@@ -69,13 +69,16 @@ export function mergeConfig(toml) {
  * Starts the daemon with the base config and `toml` merged in. Resolves once the daemon prints
  * its URLs; `stunPort` is the responder's port when it runs.
  */
-export async function startDaemon(toml = '') {
+export async function startDaemon(toml = '', { env = {} } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'peercam-test-'));
   const config = join(dir, 'peercam.toml');
   writeFileSync(config, mergeConfig(toml));
   const child = spawn(BINARY, ['--config', config, '--state-dir', join(dir, 'state')], {
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise((resolveExit) => {
+    child.on('exit', (code, signal) => resolveExit({ code, signal, at: Date.now() }));
   });
   let output = '';
   const collect = (chunk) => { output += chunk; };
@@ -101,6 +104,11 @@ export async function startDaemon(toml = '') {
     port,
     stunPort: stun ? Number(stun[1]) : null,
     pid: child.pid,
+    configPath: config,
+    /** Resolves with { code, signal, at } when the daemon exits. */
+    exited,
+    /** GET `path` over HTTPS (self-signed certificate accepted); resolves with the body. */
+    get: (path) => fetchText(port, path),
     url: `https://127.0.0.1:${port}/`,
     get output() { return output; },
     /** The daemon's counters from /metrics, as a name → number map. */
@@ -117,21 +125,23 @@ export async function startDaemon(toml = '') {
   };
 }
 
-function fetchMetrics(port) {
-  return new Promise((resolveMetrics, reject) => {
-    https.get({ host: '127.0.0.1', port, path: '/metrics', rejectUnauthorized: false }, (res) => {
+function fetchText(port, path) {
+  return new Promise((resolveText, reject) => {
+    https.get({ host: '127.0.0.1', port, path, rejectUnauthorized: false }, (res) => {
       let body = '';
       res.on('data', (c) => { body += c; });
-      res.on('end', () => {
-        const values = {};
-        for (const line of body.split('\n')) {
-          const [name, value] = line.split(' ');
-          if (name && !name.startsWith('#')) values[name] = Number(value);
-        }
-        resolveMetrics(values);
-      });
+      res.on('end', () => resolveText(body));
     }).on('error', reject);
   });
+}
+
+async function fetchMetrics(port) {
+  const values = {};
+  for (const line of (await fetchText(port, '/metrics')).split('\n')) {
+    const [name, value] = line.split(' ');
+    if (name && !name.startsWith('#')) values[name] = Number(value);
+  }
+  return values;
 }
 
 /** Polls `probe` until it returns a truthy value or `timeoutMs` passes. */
@@ -329,4 +339,39 @@ export async function selectedPair(page) {
     }
     return null;
   });
+}
+
+/**
+ * Listens on a unix datagram socket as systemd's NOTIFY_SOCKET would (Node has no unix
+ * datagram sockets, so a few lines of Python do the listening). `messages` collects what the
+ * daemon sent, one entry per datagram.
+ */
+export async function startNotifyListener() {
+  const dir = mkdtempSync(join(tmpdir(), 'peercam-notify-'));
+  const path = join(dir, 'notify');
+  const child = spawn('python3', ['-u', '-c', `
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+print("LISTENING", flush=True)
+while True:
+    print(s.recv(4096).decode(errors="replace").replace("\\n", " | "), flush=True)
+`, path], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const messages = [];
+  let buffered = '';
+  child.stdout.on('data', (chunk) => {
+    buffered += chunk;
+    const lines = buffered.split('\n');
+    buffered = lines.pop();
+    messages.push(...lines.filter((l) => l && l !== 'LISTENING'));
+  });
+  await eventually(() => existsSync(path), 5_000, 'the notify socket');
+  return {
+    path,
+    messages,
+    stop() {
+      child.kill();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
