@@ -66,7 +66,9 @@ fn main() -> ExitCode {
 }
 
 fn check_config(path: &Path) -> Result<()> {
-    Config::load(path)?;
+    let config = Config::load(path)?;
+    media::init()?;
+    media::validate_launch_lines(&config.media)?;
     println!("{}: OK", path.display());
     Ok(())
 }
@@ -110,6 +112,7 @@ async fn serve_forever(
         .or_else(|| config.state_dir.clone())
         .unwrap_or_else(default_state_dir);
     media::init()?;
+    media::validate_launch_lines(&config.media)?;
     let settings = MediaSettings::resolve(&config.media, &config.ice);
     let metrics = Arc::new(Metrics::default());
     let warm_up = tokio::task::spawn_blocking({

@@ -52,6 +52,22 @@ fn an_unknown_field_is_named() {
 }
 
 #[test]
+fn a_bad_launch_line_is_named_before_any_call() {
+    let (ok, _, stderr) = check("[media]\nvideo_source = \"v4l2srcc device=/dev/video0\"\n");
+    assert!(!ok);
+    assert!(stderr.contains("media.video_source"), "{stderr}");
+    assert!(stderr.contains("v4l2srcc"), "{stderr}");
+    let (ok, _, stderr) = check("[media]\naudio_source = \"audiotestsrc ! fakesink\"\n");
+    assert!(!ok);
+    assert!(stderr.contains("no free output"), "{stderr}");
+    let (ok, _, stderr) = check(
+        "[media]\nvideo_source = \"videotestsrc is-live=true pattern=ball\"\n\
+         video_encoder = \"openh264enc\"\n",
+    );
+    assert!(ok, "{stderr}");
+}
+
+#[test]
 fn a_missing_file_is_a_clear_error() {
     let out = run(&["check-config", "/nonexistent/peercam.toml"]);
     assert!(!out.status.success());

@@ -20,6 +20,8 @@ use std::sync::Arc;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
+use gstreamer::prelude::*;
+
 use crate::config::{AUTO, IceConfig, MediaConfig};
 use crate::metrics::Metrics;
 use crate::rooms::{CallId, Input};
@@ -135,6 +137,40 @@ pub enum MediaError {
     StateChange(String),
     #[error("the caller's answer is not valid SDP")]
     BadAnswer,
+    #[error("{field}: `{launch}` is not a usable GStreamer launch line: {reason}")]
+    InvalidLaunch {
+        field: &'static str,
+        launch: String,
+        reason: String,
+    },
+}
+
+/// Checks the GStreamer launch lines given in the config (anything but `auto`) before the first
+/// call needs them: each must parse, name elements that exist, and sources must leave an output
+/// to link. GStreamer must be initialised.
+pub fn validate_launch_lines(media: &MediaConfig) -> Result<(), MediaError> {
+    let checks = [
+        ("media.video_source", &media.video_source, true),
+        ("media.audio_source", &media.audio_source, true),
+        ("media.video_encoder", &media.video_encoder, true),
+        ("media.audio_sink", &media.audio_sink, false),
+    ];
+    for (field, launch, needs_output) in checks {
+        if launch == AUTO {
+            continue;
+        }
+        let invalid = |reason: String| MediaError::InvalidLaunch {
+            field,
+            launch: launch.clone(),
+            reason,
+        };
+        let bin = gstreamer::parse::bin_from_description(launch, true)
+            .map_err(|e| invalid(e.to_string()))?;
+        if needs_output && bin.static_pad("src").is_none() {
+            return Err(invalid("it has no free output to link onwards".into()));
+        }
+    }
+    Ok(())
 }
 
 /// Initialises GStreamer and checks, once, that the elements every call needs exist.
