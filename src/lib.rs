@@ -10,6 +10,7 @@
 //! - `turn`: ICE servers handed to callers, with TURN credentials minted per call.
 //! - `tls`: the certificate, configured or self-signed and kept in the state directory.
 //! - `host`: the machine's name and addresses.
+//! - `logging`: journald with structured fields under systemd, stderr otherwise.
 //! - `metrics`: counters served at `/metrics`.
 //! - `system`: systemd notifications (READY, STATUS, WATCHDOG, STOPPING).
 //! - `memory`: allocator settings that keep RSS flat across calls.
@@ -18,6 +19,7 @@
 
 pub mod config;
 pub mod host;
+pub mod logging;
 pub mod media;
 pub mod memory;
 pub mod metrics;

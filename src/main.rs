@@ -79,7 +79,7 @@ fn run_daemon(cli: &Cli) -> Result<()> {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    init_logging(config.log_level.as_deref());
+    peercam::logging::init(config.log_level.as_deref());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -89,18 +89,6 @@ fn run_daemon(cli: &Cli) -> Result<()> {
         cli.config.clone(),
         cli.state_dir.clone(),
     ))
-}
-
-fn init_logging(level: Option<&str>) {
-    let mut builder = env_logger::Builder::new();
-    builder.filter_level(log::LevelFilter::Info);
-    if let Some(level) = level.and_then(|l| l.parse().ok()) {
-        builder.filter_level(level);
-    }
-    if let Ok(spec) = std::env::var("RUST_LOG") {
-        builder.parse_filters(&spec);
-    }
-    builder.init();
 }
 
 async fn serve_forever(

@@ -302,10 +302,12 @@ impl Owner {
                 Action::Send { conn, message } => self.send(conn, message),
                 Action::StartCall { call, codecs } => {
                     Metrics::add(&self.metrics.calls_started, 1);
-                    log::info!(
-                        "call {call}: started (caller connection {conn})",
-                        conn = self.room.current_call().map_or(0, |c| c.1)
-                    );
+                    let peer = self
+                        .room
+                        .current_call()
+                        .and_then(|(_, caller)| self.connections.get(&caller))
+                        .map(|c| c.address);
+                    crate::logging::call_event(call, peer, format_args!("started"));
                     self.last_failure = None;
                     let ice = self
                         .ice
@@ -315,6 +317,7 @@ impl Owner {
                 }
                 Action::EndCall { call } => {
                     Metrics::add(&self.metrics.calls_ended, 1);
+                    crate::logging::call_event(call, None, format_args!("ended"));
                     if failed {
                         Metrics::add(&self.metrics.calls_failed, 1);
                     }
