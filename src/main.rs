@@ -153,10 +153,12 @@ async fn serve_forever(
     let (connections_tx, connections_rx) = mpsc::channel(256);
     let (media_tx, media_rx) = mpsc::unbounded_channel();
     let (room_input_tx, room_input_rx) = mpsc::unbounded_channel();
+    let (health_tx, health_rx) = mpsc::unbounded_channel();
     let status = Arc::new(RoomStatus::default());
     let mut rooms_task = tokio::spawn(rooms::run(
         connections_rx,
         room_input_rx,
+        health_rx,
         media_tx,
         RoomLimits {
             rooms_per_address: config.rooms.rooms_per_address,
@@ -174,6 +176,7 @@ async fn serve_forever(
         settings,
         media_rx,
         room_input_tx,
+        health_tx,
         Arc::clone(&metrics),
     ));
     let stun_metrics = Arc::clone(&metrics);

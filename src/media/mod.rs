@@ -10,6 +10,7 @@
 //! the speaker).
 
 mod devices;
+mod health;
 mod peer;
 pub mod plan;
 mod talkback;
@@ -28,6 +29,7 @@ use crate::rooms::{CallId, Input};
 use crate::signaling::IceCandidate;
 use crate::turn::DeviceIce;
 
+pub use health::MediaHealth;
 pub use peer::Notice;
 
 /// Media settings with every `auto` resolved to a concrete GStreamer description.
@@ -213,10 +215,15 @@ pub async fn run(
     settings: MediaSettings,
     mut commands: mpsc::UnboundedReceiver<MediaCommand>,
     room: mpsc::UnboundedSender<Input>,
+    health_tx: mpsc::UnboundedSender<MediaHealth>,
     metrics: Arc<Metrics>,
 ) {
     let (notice_tx, mut notices) = mpsc::unbounded_channel::<(CallId, Notice)>();
     let mut current: Option<peer::Peer> = None;
+    let mut health = health::SourceHealth::default();
+    let report = |update: MediaHealth| {
+        let _ = health_tx.send(update);
+    };
     let fail = |call: CallId, reason: String| {
         let _ = room.send(Input::PeerFailed { call, reason });
     };
@@ -224,6 +231,14 @@ pub async fn run(
         let deadline = current
             .as_ref()
             .and_then(|p| p.connect_deadline(settings.connect_timeout));
+        // Sources are probed again only while nobody is calling.
+        let probe_at = health.next_probe().filter(|_| current.is_none());
+        let probe_due = async {
+            match probe_at {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         let connect_timeout = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -231,6 +246,21 @@ pub async fn run(
             }
         };
         tokio::select! {
+            () = probe_due => {
+                match tokio::task::block_in_place(|| health::probe_sources(&settings)) {
+                    Ok(()) => {
+                        if health.recovered() {
+                            log::info!("camera and microphone work again");
+                            report(MediaHealth::Available);
+                        }
+                    }
+                    Err(reason) => {
+                        let update = health.failed(reason, std::time::Instant::now());
+                        log::warn!("media sources still unavailable: {update:?}");
+                        report(update);
+                    }
+                }
+            }
             () = connect_timeout => {
                 if let Some(peer) = current.take() {
                     let call = peer.call();
@@ -256,6 +286,9 @@ pub async fn run(
                             Ok(peer) => current = Some(peer),
                             Err(e) => {
                                 log::error!("call {call}: {e}");
+                                if matches!(e, MediaError::Build { .. } | MediaError::StateChange(_)) {
+                                    report(health.failed(e.to_string(), std::time::Instant::now()));
+                                }
                                 fail(call, e.to_string());
                             }
                         }
@@ -287,8 +320,16 @@ pub async fn run(
             }
             Some((call, notice)) = notices.recv() => {
                 if let Some(peer) = current.as_mut().filter(|p| p.call() == call) {
+                    let source_trouble = matches!(notice, Notice::Error(_) | Notice::Eos);
+                    let connected = matches!(notice, Notice::IceState(_));
                     for input in peer.on_notice(notice) {
+                        if let (true, Input::PeerFailed { reason, .. }) = (source_trouble, &input) {
+                            report(health.failed(reason.clone(), std::time::Instant::now()));
+                        }
                         let _ = room.send(input);
+                    }
+                    if connected && peer.is_connected() && health.recovered() {
+                        report(MediaHealth::Available);
                     }
                 }
             }

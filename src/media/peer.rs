@@ -340,6 +340,10 @@ impl Peer {
         }
     }
 
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
     /// When the call must have connected by, if it has not yet.
     pub fn connect_deadline(&self, timeout: Duration) -> Option<Instant> {
         (!self.connected).then(|| self.started + timeout)

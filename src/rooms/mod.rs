@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 pub use device_room::{Action, CallId, ConnId, DeviceRoom, Input};
 pub use named_rooms::{MAX_ROOM_NAME, NamedInput, NamedRooms, RoomLimits, validate_room_name};
 
-use crate::media::MediaCommand;
+use crate::media::{MediaCommand, MediaHealth};
 use crate::metrics::Metrics;
 use crate::signaling::{ClientMessage, DEVICE_ROOM, ServerMessage};
 use crate::system::Notifier;
@@ -74,6 +74,7 @@ pub struct Shared {
 pub async fn run(
     mut connections: mpsc::Receiver<ConnectionEvent>,
     mut from_media: mpsc::UnboundedReceiver<Input>,
+    mut media_health: mpsc::UnboundedReceiver<MediaHealth>,
     media: mpsc::UnboundedSender<MediaCommand>,
     limits: RoomLimits,
     shared: Shared,
@@ -92,6 +93,7 @@ pub async fn run(
         media,
         metrics,
         last_failure: None,
+        sources: MediaHealth::Available,
     };
     let mut last_status = owner.status_text();
     notifier.status(&last_status);
@@ -102,6 +104,7 @@ pub async fn run(
                 Some(event) => owner.on_connection_event(event),
             },
             Some(input) = from_media.recv() => owner.apply(input),
+            Some(health) = media_health.recv() => owner.sources = health,
         }
         status.in_call.store(
             owner.room.current_call().is_some(),
@@ -131,6 +134,8 @@ struct Owner {
     metrics: Arc<Metrics>,
     /// Why the last call failed, until the next call starts (for STATUS).
     last_failure: Option<String>,
+    /// Whether the camera and microphone work (for STATUS).
+    sources: MediaHealth,
 }
 
 impl Owner {
@@ -193,9 +198,15 @@ impl Owner {
                     .map_or_else(|| "a caller".to_owned(), |c| c.address.to_string());
                 format!("In call {call} with {with}")
             }
-            None => match &self.last_failure {
-                Some(why) => format!("Idle; the last call failed: {why}"),
-                None => "Idle, waiting for a call".to_owned(),
+            None => match (&self.sources, &self.last_failure) {
+                (MediaHealth::Unavailable { reason, retry_in }, _) => format!(
+                    "Camera or microphone unavailable ({reason}); trying again in {} s",
+                    retry_in.as_secs()
+                ),
+                (MediaHealth::Available, Some(why)) => {
+                    format!("Idle; the last call failed: {why}")
+                }
+                (MediaHealth::Available, None) => "Idle, waiting for a call".to_owned(),
             },
         }
     }

@@ -67,9 +67,11 @@ test('SIGHUP: a new ICE server is handed to the next caller; a broken file is re
   await page.context().close();
 });
 
-test('a camera that stops: the caller is told, the daemon survives, the next call works', async (t) => {
-  const daemon = await startDaemon('[media]\nwidth = 640\nheight = 360\nvideo_source = "videotestsrc is-live=true num-buffers=60"\n');
-  t.after(() => daemon.stop());
+test('a camera that stops: the caller is told, STATUS says so, the daemon retries and the next call works', async (t) => {
+  const notify = await startNotifyListener();
+  const daemon = await startDaemon('[media]\nwidth = 640\nheight = 360\nvideo_source = "videotestsrc is-live=true num-buffers=60"\n',
+    { env: { NOTIFY_SOCKET: notify.path } });
+  t.after(async () => { notify.stop(); await daemon.stop(); });
   const page = await openPage(browser, daemon.url);
   await callButton(page).click();
   await waitForFrames(page, 10);
@@ -77,6 +79,11 @@ test('a camera that stops: the caller is told, the daemon survives, the next cal
   assert.match(failed.text, /camera or microphone stopped/);
   await waitUntilIdle(daemon);
   assert.equal((await daemon.metrics()).peercam_calls_failed_total, 1);
+  const status = () => notify.messages.filter((m) => m.startsWith('STATUS='));
+  await eventually(() => status().some((m) => /Camera or microphone unavailable .*trying again in 1 s/.test(m)),
+    5_000, 'STATUS saying the camera is unavailable');
+  await eventually(() => status().at(-1).startsWith('STATUS=Idle; the last call failed'), 10_000,
+    'a probe finding the source working again');
 
   await callButton(page).click();
   await waitForFrames(page, 10);
