@@ -110,13 +110,14 @@ async fn serve_forever(
 
     let host_name = host::host_name();
     let addresses = host::addresses();
-    let configured_cert = config
-        .http
-        .certificate
-        .as_deref()
-        .zip(config.http.private_key.as_deref());
-    let certificate = tls::load_or_create(configured_cert, &state_dir, &host_name, &addresses)?;
+    let certificates = tls::CertificateStore {
+        state_dir,
+        host_name: host_name.clone(),
+        addresses: addresses.clone(),
+    };
+    let certificate = certificates.load(&config.http)?;
     log::info!("certificate: {}", certificate.origin);
+    let tls = Arc::new(tls::SharedTls::new(certificate.config));
 
     let https_listener = serve::bind(SocketAddr::new(config.http.bind, config.http.https_port))
         .await
@@ -207,7 +208,7 @@ async fn serve_forever(
     };
     let https = serve::https(
         https_listener,
-        certificate.config,
+        Arc::clone(&tls),
         router,
         std::future::pending(),
     );
@@ -249,7 +250,10 @@ async fn serve_forever(
                     log::warn!("in a call but no video is flowing; not petting the watchdog");
                 }
             }
-            _ = signals.hup.recv() => reload(config_path.as_deref(), &ice, stun_port),
+            _ = signals.hup.recv() => {
+                let live = Live { ice: &ice, stun_port, tls: &tls, certificates: &certificates };
+                reload(config_path.as_deref(), &live);
+            }
             _ = signals.term.recv() => {
                 log::info!("SIGTERM: hanging up and shutting down");
                 break;
@@ -265,23 +269,40 @@ async fn serve_forever(
     Ok(())
 }
 
+/// What a reload may change in the running daemon.
+struct Live<'a> {
+    ice: &'a SharedIcePlan,
+    stun_port: Option<u16>,
+    tls: &'a tls::SharedTls,
+    certificates: &'a tls::CertificateStore,
+}
+
 /// SIGHUP: reads the config again and applies what can change without a restart (ICE servers
-/// and TURN credentials, log level). A bad file is reported and the running config kept.
-fn reload(path: Option<&Path>, ice: &SharedIcePlan, stun_port: Option<u16>) {
+/// and TURN credentials, the certificate, the log level). A bad file or certificate is reported
+/// and the running one kept.
+fn reload(path: Option<&Path>, live: &Live<'_>) {
     let Some(path) = path else {
         log::info!("SIGHUP: no config file to reload (started without --config)");
         return;
     };
     match Config::load(path) {
         Ok(config) => {
-            ice.replace(IcePlan::from_config(&config, stun_port));
+            live.ice
+                .replace(IcePlan::from_config(&config, live.stun_port));
+            match live.certificates.load(&config.http) {
+                Ok(certificate) => {
+                    live.tls.replace(certificate.config);
+                    log::info!("SIGHUP: certificate {}", certificate.origin);
+                }
+                Err(e) => log::error!("SIGHUP: kept the running certificate: {e}"),
+            }
             if std::env::var_os("RUST_LOG").is_none()
                 && let Some(level) = config.log_level.as_deref().and_then(|l| l.parse().ok())
             {
                 log::set_max_level(level);
             }
             log::info!(
-                "SIGHUP: reloaded {} (ICE servers and log level; ports, media and certificate \
+                "SIGHUP: reloaded {} (ICE servers, certificate, log level; port and media \
                  changes need a restart)",
                 path.display()
             );

@@ -34,11 +34,57 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
+/// The TLS configuration in force; replaced as a whole when the certificate is reloaded
+/// (SIGHUP). The lock is held only to clone or swap the `Arc`.
+#[derive(Debug)]
+pub struct SharedTls(std::sync::RwLock<Arc<rustls::ServerConfig>>);
+
+impl SharedTls {
+    pub fn new(config: Arc<rustls::ServerConfig>) -> Self {
+        Self(std::sync::RwLock::new(config))
+    }
+
+    pub fn current(&self) -> Arc<rustls::ServerConfig> {
+        match self.0.read() {
+            Ok(config) => Arc::clone(&config),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    pub fn replace(&self, config: Arc<rustls::ServerConfig>) {
+        match self.0.write() {
+            Ok(mut current) => *current = config,
+            Err(poisoned) => *poisoned.into_inner() = config,
+        }
+    }
+}
+
 /// Where the certificate came from, for the start-up log.
 #[derive(Debug)]
 pub struct LoadedCertificate {
     pub config: Arc<rustls::ServerConfig>,
     pub origin: String,
+}
+
+/// Where certificates come from: the config's paths, else the state directory.
+#[derive(Debug, Clone)]
+pub struct CertificateStore {
+    pub state_dir: PathBuf,
+    pub host_name: String,
+    pub addresses: Vec<IpAddr>,
+}
+
+impl CertificateStore {
+    /// The certificate the `[http]` config asks for (see [`load_or_create`]).
+    pub fn load(&self, http: &crate::config::HttpConfig) -> Result<LoadedCertificate, TlsError> {
+        let configured = http.certificate.as_deref().zip(http.private_key.as_deref());
+        load_or_create(
+            configured,
+            &self.state_dir,
+            &self.host_name,
+            &self.addresses,
+        )
+    }
 }
 
 /// Loads the configured certificate, else the one in `state_dir`, else makes one there.

@@ -31,14 +31,14 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     }
 }
 
-/// Serves `router` over TLS until `shutdown` completes.
+/// Serves `router` over TLS until `shutdown` completes, with the certificate in force at each
+/// connection.
 pub async fn https(
     listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Arc<crate::tls::SharedTls>,
     router: Router,
     shutdown: impl Future<Output = ()>,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -53,12 +53,9 @@ pub async fn https(
                 }
             },
         };
-        tokio::spawn(serve_connection(
-            acceptor.clone(),
-            tcp,
-            peer,
-            router.clone(),
-        ));
+        // The certificate in force now: a reload applies to the next connection.
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+        tokio::spawn(serve_connection(acceptor, tcp, peer, router.clone()));
     }
 }
 

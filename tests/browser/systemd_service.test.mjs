@@ -3,13 +3,28 @@
 // reloads its config on SIGHUP, and survives a camera that stops.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import tls from 'node:tls';
 import {
   callButton, eventually, exchange, launchBrowser, mergeConfig, openPage, startDaemon,
   startNotifyListener, waitForFrames, waitForStatus, waitUntilIdle,
 } from './harness.mjs';
 
 const SMALL = '[media]\nwidth = 640\nheight = 360\n';
+
+/** The common name on the certificate the daemon presents now. */
+function certificateName(port) {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
+      resolve(socket.getPeerCertificate().subject?.CN);
+      socket.end();
+    });
+    socket.on('error', reject);
+  });
+}
 let browser;
 before(async () => { browser = await launchBrowser(); });
 after(async () => { await browser?.close(); });
@@ -43,7 +58,7 @@ test('systemd hears READY, STATUS, WATCHDOG and STOPPING; SIGTERM hangs up withi
   await page.context().close();
 });
 
-test('SIGHUP: a new ICE server is handed to the next caller; a broken file is refused', async (t) => {
+test('SIGHUP: a new ICE server and certificate take effect; a broken file is refused', async (t) => {
   const daemon = await startDaemon(SMALL);
   t.after(() => daemon.stop());
   const iceUrls = async () => JSON.parse(await daemon.get('/api/ice-servers')).iceServers.flatMap((s) => s.urls);
@@ -58,6 +73,19 @@ test('SIGHUP: a new ICE server is handed to the next caller; a broken file is re
   assert.ok(replies[0].iceServers.some((s) => s.urls.includes('stun:stun.example.test:3478')),
     'the next caller gets the new server');
   await waitUntilIdle(daemon);
+
+  // A configured certificate is picked up by the next connection.
+  const dir = mkdtempSync(join(tmpdir(), 'peercam-cert-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256',
+    '-nodes', '-subj', '/CN=reloaded.peercam.test', '-days', '1',
+    '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+  writeFileSync(daemon.configPath, mergeConfig(`${SMALL}[http]\ncertificate = "${join(dir, 'cert.pem')}"\n` +
+    `private_key = "${join(dir, 'key.pem')}"\n[[ice.servers]]\nurls = ["stun:stun.example.test:3478"]\n`));
+  assert.notEqual(await certificateName(daemon.port), 'reloaded.peercam.test');
+  process.kill(daemon.pid, 'SIGHUP');
+  await eventually(async () => (await certificateName(daemon.port)) === 'reloaded.peercam.test',
+    5_000, 'the reloaded certificate');
 
   writeFileSync(daemon.configPath, '[media\nbroken');
   process.kill(daemon.pid, 'SIGHUP');
