@@ -44,6 +44,14 @@ pub struct HttpConfig {
     /// PEM certificate chain; with `private_key`, replaces the generated self-signed one.
     pub certificate: Option<PathBuf>,
     pub private_key: Option<PathBuf>,
+    /// HTTPS connections one source address may hold open at once.
+    pub connections_per_address: usize,
+    /// Seconds a client may take for the TLS handshake.
+    pub handshake_timeout_seconds: u64,
+    /// Seconds a client may take to send a request's headers (against slowloris).
+    pub header_read_timeout_seconds: u64,
+    /// Seconds without any frame (pings are answered by browsers) before a WebSocket is closed.
+    pub websocket_idle_timeout_seconds: u64,
 }
 
 impl Default for HttpConfig {
@@ -55,6 +63,10 @@ impl Default for HttpConfig {
             redirect: true,
             certificate: None,
             private_key: None,
+            connections_per_address: 64,
+            handshake_timeout_seconds: 10,
+            header_read_timeout_seconds: 10,
+            websocket_idle_timeout_seconds: 75,
         }
     }
 }
@@ -333,6 +345,32 @@ impl Config {
             }
         }
         self.validate_ice()?;
+        for (field, value, low) in [
+            (
+                "http.connections_per_address",
+                self.http.connections_per_address as u64,
+                1,
+            ),
+            (
+                "http.handshake_timeout_seconds",
+                self.http.handshake_timeout_seconds,
+                1,
+            ),
+            (
+                "http.header_read_timeout_seconds",
+                self.http.header_read_timeout_seconds,
+                1,
+            ),
+            (
+                "http.websocket_idle_timeout_seconds",
+                self.http.websocket_idle_timeout_seconds,
+                10,
+            ),
+        ] {
+            if value < low {
+                return Err((field, format!("must be at least {low}")));
+            }
+        }
         if self.http.certificate.is_some() != self.http.private_key.is_some() {
             return Err((
                 "http.certificate",

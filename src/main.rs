@@ -117,6 +117,11 @@ async fn serve_forever(
     };
     let certificate = certificates.load(&config.http)?;
     log::info!("certificate: {}", certificate.origin);
+    log::info!(
+        "certificate SHA-256 fingerprint: {}",
+        certificate.fingerprint
+    );
+    let fingerprint = certificate.fingerprint.clone();
     let tls = Arc::new(tls::SharedTls::new(certificate.config));
 
     let https_listener = serve::bind(SocketAddr::new(config.http.bind, config.http.https_port))
@@ -191,6 +196,7 @@ async fn serve_forever(
         max_message_bytes: config.signaling.max_message_bytes,
         next_conn: Arc::default(),
         ice: Arc::clone(&ice),
+        websocket_idle_timeout: Duration::from_secs(config.http.websocket_idle_timeout_seconds),
     });
     let stun = async move {
         match stun_socket {
@@ -210,6 +216,11 @@ async fn serve_forever(
         https_listener,
         Arc::clone(&tls),
         router,
+        serve::ConnectionLimits {
+            per_address: web::limits::PerAddress::new(config.http.connections_per_address),
+            handshake_timeout: Duration::from_secs(config.http.handshake_timeout_seconds),
+            header_read_timeout: Duration::from_secs(config.http.header_read_timeout_seconds),
+        },
         std::future::pending(),
     );
     let redirect = async move {
@@ -225,7 +236,7 @@ async fn serve_forever(
     if let Err(e) = warm_up.await {
         log::warn!("media warm-up did not finish: {e}");
     }
-    announce(&host_name, &addresses, https_port);
+    announce(&host_name, &addresses, https_port, &fingerprint);
     notifier.ready();
 
     let mut signals = Signals::new()?;
@@ -292,7 +303,11 @@ fn reload(path: Option<&Path>, live: &Live<'_>) {
             match live.certificates.load(&config.http) {
                 Ok(certificate) => {
                     live.tls.replace(certificate.config);
-                    log::info!("SIGHUP: certificate {}", certificate.origin);
+                    log::info!(
+                        "SIGHUP: certificate {}, SHA-256 fingerprint {}",
+                        certificate.origin,
+                        certificate.fingerprint
+                    );
                 }
                 Err(e) => log::error!("SIGHUP: kept the running certificate: {e}"),
             }
@@ -379,14 +394,15 @@ impl Watchdog {
 }
 
 /// Tells the person who started the daemon where to point a browser.
-fn announce(host_name: &str, addresses: &[std::net::IpAddr], port: u16) {
+fn announce(host_name: &str, addresses: &[std::net::IpAddr], port: u16, fingerprint: &str) {
     let urls = host::page_urls(host_name, addresses, port);
     log::info!("ready on HTTPS port {port}");
     println!("peercam is ready. Open one of these in a browser and press \"Call device\":");
     for url in urls {
         println!("  {url}");
     }
-    println!("(The certificate is self-signed: accept the browser's warning once.)");
+    println!("(The certificate is self-signed: accept the browser's warning once. Its SHA-256");
+    println!(" fingerprint, to compare with what the browser shows: {fingerprint})");
 }
 
 /// `/var/lib/peercam` when it exists or can be made and is writable, else a per-user directory.

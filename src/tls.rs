@@ -64,6 +64,18 @@ impl SharedTls {
 pub struct LoadedCertificate {
     pub config: Arc<rustls::ServerConfig>,
     pub origin: String,
+    /// SHA-256 of the leaf certificate, `AB:CD:...`, as browsers show it.
+    pub fingerprint: String,
+}
+
+/// The SHA-256 fingerprint of a DER certificate in the colon-separated form browsers show.
+pub fn fingerprint(der: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Where certificates come from: the config's paths, else the state directory.
@@ -107,10 +119,11 @@ pub fn load_or_create(
             }
         }
     };
-    let config = server_config(&cert_path, &key_path)?;
+    let (config, fingerprint) = server_config(&cert_path, &key_path)?;
     Ok(LoadedCertificate {
         config,
         origin: format!("{} ({origin})", cert_path.display()),
+        fingerprint,
     })
 }
 
@@ -166,7 +179,10 @@ fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
     })
 }
 
-fn server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+fn server_config(
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<(Arc<rustls::ServerConfig>, String), TlsError> {
     let read = |path: &Path| {
         std::fs::read(path).map_err(|source| TlsError::Read {
             path: path.to_owned(),
@@ -196,13 +212,14 @@ fn server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<rustls::Server
             path: key_path.to_owned(),
             what: "PEM private key",
         })?;
+    let leaf_fingerprint = fingerprint(certs[0].as_ref());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), leaf_fingerprint))
 }
 
 #[cfg(test)]
@@ -226,6 +243,13 @@ mod tests {
         assert!(second.origin.contains("generated earlier"));
         assert_eq!(pem, std::fs::read(dir.join(CERT_FILE)).unwrap());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn fingerprint_is_colon_separated_sha256() {
+        let print = fingerprint(b"abc");
+        assert_eq!(print.len(), 32 * 3 - 1);
+        assert!(print.starts_with("BA:78:16:BF:8F:01:CF:EA"), "{print}");
     }
 
     #[test]

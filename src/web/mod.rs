@@ -4,6 +4,8 @@
 //! `router` is a plain function of the shared state, so tests can drive it without sockets;
 //! `serve` owns the listeners and TLS; `session` is one WebSocket connection.
 
+mod headers;
+pub mod limits;
 pub mod serve;
 mod session;
 
@@ -36,6 +38,8 @@ pub struct AppState {
     pub max_message_bytes: usize,
     pub next_conn: Arc<AtomicU64>,
     pub ice: Arc<SharedIcePlan>,
+    /// A WebSocket silent this long (no answer to pings) is closed.
+    pub websocket_idle_timeout: std::time::Duration,
 }
 
 /// One file of `web/`, embedded: (URL path, content type, body).
@@ -76,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/ice-servers", get(ice_servers))
         .fallback(asset)
+        .layer(axum::middleware::map_response(headers::add))
         .with_state(state)
 }
 
@@ -128,6 +133,31 @@ async fn ice_servers(State(state): State<AppState>, headers: HeaderMap, uri: Uri
     ([(header::CACHE_CONTROL, "no-store")], axum::Json(ice)).into_response()
 }
 
+/// A browser's WebSocket must come from a page this device served: its Origin must name the
+/// same host and port the request went to. Clients that send no Origin (not browsers) pass.
+fn check_origin(headers: &HeaderMap, uri: &Uri) -> Result<(), String> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin
+        .to_str()
+        .map_err(|_| "unreadable Origin header".to_owned())?;
+    let target = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+        .ok_or_else(|| "no Host header".to_owned())?;
+    let origin_authority = origin
+        .strip_prefix("https://")
+        .ok_or_else(|| format!("Origin `{origin}` is not an https page"))?;
+    let normalise = |authority: &str| authority.trim_end_matches(":443").to_ascii_lowercase();
+    if normalise(origin_authority) == normalise(target) {
+        Ok(())
+    } else {
+        Err(format!("Origin `{origin}` is not this device ({target})"))
+    }
+}
+
 async fn websocket(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
@@ -136,6 +166,10 @@ async fn websocket(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let host = request_host(&headers, &uri);
+    if let Err(why) = check_origin(&headers, &uri) {
+        log::warn!("refused a WebSocket from {peer}: {why}");
+        return (StatusCode::FORBIDDEN, format!("{why}\n")).into_response();
+    }
     upgrade
         .max_message_size(HARD_FRAME_LIMIT)
         .max_frame_size(HARD_FRAME_LIMIT)
@@ -166,6 +200,7 @@ mod tests {
                 own_stun_port: Some(3478),
                 ..IcePlan::default()
             })),
+            websocket_idle_timeout: std::time::Duration::from_secs(75),
         }
     }
 
@@ -209,6 +244,50 @@ mod tests {
             String::from_utf8_lossy(&body),
             r#"{"iceServers":[{"urls":["stun:cam.local:3478"]}],"iceTransportPolicy":"all"}"#
         );
+    }
+
+    #[test]
+    fn origins_must_match_the_host() {
+        let check = |origin: &str, host: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ORIGIN, origin.parse().unwrap());
+            headers.insert(header::HOST, host.parse().unwrap());
+            check_origin(&headers, &Uri::from_static("/ws"))
+        };
+        assert!(check("https://cam.local:8443", "cam.local:8443").is_ok());
+        assert!(check("https://CAM.local", "cam.local:443").is_ok());
+        assert!(check("https://evil.example", "cam.local:8443").is_err());
+        assert!(check("https://cam.local:9999", "cam.local:8443").is_err());
+        assert!(check("http://cam.local:8443", "cam.local:8443").is_err());
+        assert!(check("null", "cam.local:8443").is_err());
+        assert!(check_origin(&HeaderMap::new(), &Uri::from_static("/ws")).is_ok());
+    }
+
+    #[tokio::test]
+    async fn every_response_carries_the_security_headers() {
+        for path in ["/", "/app.js", "/nope"] {
+            let response = get(path).await;
+            let headers = response.headers();
+            assert_eq!(
+                headers[header::CONTENT_SECURITY_POLICY],
+                headers::CONTENT_SECURITY_POLICY
+            );
+            assert!(headers::CONTENT_SECURITY_POLICY.contains("frame-ancestors 'none'"));
+            assert!(!headers::CONTENT_SECURITY_POLICY.contains("unsafe-inline"));
+            assert_eq!(headers[header::REFERRER_POLICY], "no-referrer");
+            assert!(
+                headers["permissions-policy"]
+                    .to_str()
+                    .unwrap()
+                    .contains("camera=(self)")
+            );
+            assert!(
+                headers[header::STRICT_TRANSPORT_SECURITY]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("max-age=")
+            );
+        }
     }
 
     #[tokio::test]

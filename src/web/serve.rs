@@ -17,8 +17,15 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Limits on each HTTPS connection, from `[http]` in the config.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    pub per_address: Arc<super::limits::PerAddress>,
+    /// How long a client may take to finish the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// How long a client may take to send a request's headers (against slowloris).
+    pub header_read_timeout: Duration,
+}
 
 /// Binds `address`; an IPv6 wildcard falls back to IPv4 on hosts without IPv6.
 pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
@@ -37,6 +44,7 @@ pub async fn https(
     listener: TcpListener,
     tls: Arc<crate::tls::SharedTls>,
     router: Router,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -53,9 +61,22 @@ pub async fn https(
                 }
             },
         };
+        let permit = match limits.per_address.try_acquire(peer.ip().to_canonical()) {
+            Ok(permit) => permit,
+            Err(open) => {
+                // Closed before TLS: the cheapest answer to a flood from one address.
+                log::warn!("refused a connection from {peer}: {open} already open from it");
+                drop(tcp);
+                continue;
+            }
+        };
         // The certificate in force now: a reload applies to the next connection.
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
-        tokio::spawn(serve_connection(acceptor, tcp, peer, router.clone()));
+        let (router, limits) = (router.clone(), limits.clone());
+        tokio::spawn(async move {
+            serve_connection(acceptor, tcp, peer, router, &limits).await;
+            drop(permit);
+        });
     }
 }
 
@@ -64,9 +85,10 @@ async fn serve_connection(
     tcp: TcpStream,
     peer: SocketAddr,
     router: Router,
+    limits: &ConnectionLimits,
 ) {
     let _ = tcp.set_nodelay(true);
-    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+    let stream = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
             log::debug!("TLS handshake with {peer} failed: {e}");
@@ -81,7 +103,11 @@ async fn serve_connection(
         request.extensions_mut().insert(ConnectInfo(peer));
         router.clone().oneshot(request)
     });
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
     if let Err(e) = builder
         .serve_connection_with_upgrades(TokioIo::new(stream), service)
         .await

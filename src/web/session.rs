@@ -9,7 +9,10 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
-use axum::extract::ws::{Message, WebSocket};
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
@@ -38,14 +41,42 @@ pub async fn run(socket: WebSocket, state: AppState, peer: SocketAddr, host: Opt
         return;
     }
     let (mut sink, mut stream) = socket.split();
+    // When the browser last sent anything (a pong counts), in milliseconds since `opened`.
+    let opened = Instant::now();
+    let last_heard = AtomicU64::new(0);
+    let silence = || {
+        let heard = Duration::from_millis(last_heard.load(Ordering::Relaxed));
+        opened.elapsed().saturating_sub(heard)
+    };
+    let idle_limit = state.websocket_idle_timeout;
 
     let writer = async {
-        while let Some(message) = queued.recv().await {
-            if sink
-                .send(Message::Text(message.to_json().into()))
-                .await
-                .is_err()
-            {
+        let mut keepalive = tokio::time::interval(idle_limit / 3);
+        keepalive.tick().await;
+        loop {
+            let message = tokio::select! {
+                message = queued.recv() => match message {
+                    Some(message) => Message::Text(message.to_json().into()),
+                    None => break,
+                },
+                _ = keepalive.tick() => {
+                    if silence() > idle_limit {
+                        log::info!(
+                            "connection {conn} from {peer}: closed, silent for {} s",
+                            idle_limit.as_secs()
+                        );
+                        let _ = sink
+                            .send(Message::Close(Some(CloseFrame {
+                                code: close_code::AWAY,
+                                reason: "no answer to keepalive pings".into(),
+                            })))
+                            .await;
+                        break;
+                    }
+                    Message::Ping(Vec::new().into())
+                }
+            };
+            if sink.send(message).await.is_err() {
                 break;
             }
         }
@@ -54,6 +85,8 @@ pub async fn run(socket: WebSocket, state: AppState, peer: SocketAddr, host: Opt
 
     let reader = async {
         while let Some(Ok(frame)) = stream.next().await {
+            let now = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+            last_heard.store(now, Ordering::Relaxed);
             let parsed = match frame {
                 Message::Text(text) => {
                     ClientMessage::parse(&text, state.max_message_bytes).map_err(|e| e.to_message())

@@ -59,15 +59,29 @@ impl Daemon {
         Self::start_with(name, "")
     }
 
-    /// Starts the daemon with `extra` appended to its config, right after its `[stun]` table
-    /// (so bare keys set STUN options and `[table]`s add their own).
+    /// Starts the daemon with `extra` in its config: bare keys go into `[stun]`, lines under
+    /// `[http]` join the harness's own `[http]` table, other tables are added as they are.
     pub fn start_with(name: &str, extra: &str) -> Self {
         let dir = TempDir::new(name);
+        let (mut http, mut rest) = (String::new(), String::new());
+        let mut in_http = false;
+        for line in extra.lines() {
+            let header = line.trim();
+            if header.starts_with('[') {
+                in_http = header == "[http]";
+                if in_http {
+                    continue;
+                }
+            }
+            let target = if in_http { &mut http } else { &mut rest };
+            target.push_str(line);
+            target.push('\n');
+        }
         let config = dir.write(
             "peercam.toml",
             &format!(
-                "[http]\nbind = \"127.0.0.1\"\nhttps_port = 0\nhttp_port = 0\n\
-                 [stun]\nbind = \"::\"\nport = 0\n{extra}"
+                "[http]\nbind = \"127.0.0.1\"\nhttps_port = 0\nhttp_port = 0\n{http}\
+                 [stun]\nbind = \"::\"\nport = 0\n{rest}"
             ),
         );
         let mut child = Command::new(binary())
