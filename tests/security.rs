@@ -184,5 +184,6 @@ fn a_client_too_slow_to_send_its_headers_is_cut_off() {
     }
     drop(stdin);
     let _ = child.kill();
+    let _ = child.wait();
     assert!(closed, "the connection stayed open with half a request");
 }
