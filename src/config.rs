@@ -17,6 +17,9 @@ use crate::turn::TransportPolicy;
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// `password` (the default: only the owner can watch) or `none` (anyone on the network;
+    /// for a lab bench only, warned about at every start).
+    pub auth: AuthMode,
     /// `error`, `warn`, `info`, `debug` or `trace`; `RUST_LOG` wins when set.
     pub log_level: Option<String>,
     /// Where the generated certificate lives; `--state-dir` wins when given.
@@ -28,6 +31,38 @@ pub struct Config {
     pub rooms: RoomsConfig,
     pub stun: StunConfig,
     pub turn: TurnConfig,
+    pub login: LoginConfig,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    #[default]
+    Password,
+    None,
+}
+
+/// Sessions and the brute-force cap.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoginConfig {
+    pub session_hours: u64,
+    /// Failed logins one address may make within `failure_window_seconds`.
+    pub max_failures: usize,
+    pub failure_window_seconds: u64,
+    /// Let browsers without a session use the browser-to-browser rooms (never the device).
+    pub open_rooms: bool,
+}
+
+impl Default for LoginConfig {
+    fn default() -> Self {
+        Self {
+            session_hours: 24 * 7,
+            max_failures: 5,
+            failure_window_seconds: 60,
+            open_rooms: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -345,6 +380,15 @@ impl Config {
             }
         }
         self.validate_ice()?;
+        if self.login.session_hours == 0 || self.login.max_failures == 0 {
+            return Err((
+                "login",
+                "session_hours and max_failures must be at least 1".into(),
+            ));
+        }
+        if self.login.failure_window_seconds == 0 {
+            return Err(("login.failure_window_seconds", "must be at least 1".into()));
+        }
         for (field, value, low) in [
             (
                 "http.connections_per_address",

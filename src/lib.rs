@@ -1,6 +1,7 @@
 //! peercam: the firmware daemon of a camera appliance you call from a browser.
 //!
 //! # Layout
+//! - `auth`: the owner's password or pairing code, sessions, the failed-login cap.
 //! - `config`: the TOML file, every field optional, errors that name field and line.
 //! - `signaling`: the JSON wire protocol of `/ws` (mirrored by `web/signaling.js`).
 //! - `rooms`: the device's room as a pure state machine, and the task that owns it.
@@ -17,6 +18,7 @@
 //!
 //! The binary (`main.rs`) only wires these together: listeners, channels and tasks.
 
+pub mod auth;
 pub mod config;
 pub mod host;
 pub mod logging;

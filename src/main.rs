@@ -12,7 +12,10 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use tokio::sync::mpsc;
 
-use peercam::config::Config;
+use std::io::IsTerminal;
+
+use peercam::auth::{Auth, AuthSettings};
+use peercam::config::{AuthMode, Config};
 use peercam::media::{self, MediaSettings};
 use peercam::metrics::Metrics;
 use peercam::rooms::{self, RoomLimits, RoomStatus, RoomsHandle};
@@ -35,7 +38,7 @@ struct Cli {
     config: Option<PathBuf>,
     /// Where the generated certificate is kept [default: /var/lib/peercam when writable, else
     /// $XDG_STATE_HOME/peercam].
-    #[arg(long)]
+    #[arg(long, global = true)]
     state_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
@@ -48,12 +51,15 @@ enum Command {
         /// The file to check.
         path: PathBuf,
     },
+    /// Set the owner's password (read from standard input) and end every open session.
+    SetPassword,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::CheckConfig { ref path }) => check_config(path),
+        Some(Command::SetPassword) => set_password(&cli),
         None => run_daemon(&cli),
     };
     match result {
@@ -70,6 +76,31 @@ fn check_config(path: &Path) -> Result<()> {
     media::init()?;
     media::validate_launch_lines(&config.media)?;
     println!("{}: OK", path.display());
+    Ok(())
+}
+
+fn set_password(cli: &Cli) -> Result<()> {
+    let config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let state_dir = cli
+        .state_dir
+        .clone()
+        .or(config.state_dir)
+        .unwrap_or_else(default_state_dir);
+    if std::io::stdin().is_terminal() {
+        eprint!("New password for peercam (at least 8 characters): ");
+    }
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("cannot read the password from standard input")?;
+    peercam::auth::set_password(&state_dir, password.trim_end_matches(['\r', '\n']))?;
+    println!(
+        "Password set in {}; open sessions end now.",
+        state_dir.display()
+    );
     Ok(())
 }
 
@@ -122,6 +153,21 @@ async fn serve_forever(
         certificate.fingerprint
     );
     let fingerprint = certificate.fingerprint.clone();
+    let auth = match config.auth {
+        AuthMode::None => {
+            log::warn!(
+                "auth = \"none\": anyone who can reach this device can watch and listen; \
+                 use it on a lab bench only"
+            );
+            None
+        }
+        AuthMode::Password => Some(Arc::new(Auth::new(AuthSettings {
+            state_dir: certificates.state_dir.clone(),
+            session_lifetime: Duration::from_secs(config.login.session_hours * 3600),
+            max_failures: config.login.max_failures,
+            failure_window: Duration::from_secs(config.login.failure_window_seconds),
+        })?)),
+    };
     let tls = Arc::new(tls::SharedTls::new(certificate.config));
 
     let https_listener = serve::bind(SocketAddr::new(config.http.bind, config.http.https_port))
@@ -197,6 +243,8 @@ async fn serve_forever(
         next_conn: Arc::default(),
         ice: Arc::clone(&ice),
         websocket_idle_timeout: Duration::from_secs(config.http.websocket_idle_timeout_seconds),
+        auth: auth.clone(),
+        open_rooms: config.login.open_rooms,
     });
     let stun = async move {
         match stun_socket {
@@ -237,6 +285,9 @@ async fn serve_forever(
         log::warn!("media warm-up did not finish: {e}");
     }
     announce(&host_name, &addresses, https_port, &fingerprint);
+    if let Some(code) = auth.as_ref().and_then(|a| a.pairing_code()) {
+        announce_pairing(&host::page_urls(&host_name, &addresses, https_port), code);
+    }
     notifier.ready();
 
     let mut signals = Signals::new()?;
@@ -390,6 +441,25 @@ impl Watchdog {
         let flowing = packets != self.last_packets;
         self.last_packets = packets;
         !in_call || flowing
+    }
+}
+
+/// No password is set yet: the pairing link, logged once and shown as a QR code on a terminal
+/// so a phone can scan it.
+fn announce_pairing(urls: &[String], code: &str) {
+    let Some(base) = urls.first() else {
+        return;
+    };
+    let link = format!("{base}login?code={code}");
+    log::warn!("no password set (run `peercam set-password`); pairing link: {link}");
+    if std::io::stdout().is_terminal()
+        && let Ok(qr) = qrcode::QrCode::new(link.as_bytes())
+    {
+        let picture = qr
+            .render::<qrcode::render::unicode::Dense1x2>()
+            .quiet_zone(true)
+            .build();
+        println!("Scan to pair this phone (or open {link}):\n{picture}");
     }
 }
 

@@ -35,6 +35,8 @@ pub enum ConnectionEvent {
         address: IpAddr,
         /// The host the page was loaded from (Host header without the port), for ICE URLs.
         host: Option<String>,
+        /// Whether the browser logged in; without it only open named rooms are allowed.
+        authenticated: bool,
         outbox: mpsc::Sender<ServerMessage>,
     },
     Message {
@@ -123,6 +125,7 @@ struct Connection {
     outbox: mpsc::Sender<ServerMessage>,
     address: IpAddr,
     host: Option<String>,
+    authenticated: bool,
 }
 
 struct Owner {
@@ -145,6 +148,7 @@ impl Owner {
                 conn,
                 address,
                 host,
+                authenticated,
                 outbox,
             } => {
                 self.connections.insert(
@@ -153,6 +157,7 @@ impl Owner {
                         outbox,
                         address,
                         host,
+                        authenticated,
                     },
                 );
             }
@@ -260,7 +265,10 @@ impl Owner {
     }
 
     fn join_device(&mut self, conn: ConnId, in_named_room: bool, codecs: Vec<String>) {
-        if in_named_room {
+        let authenticated = self.connections.get(&conn).is_some_and(|c| c.authenticated);
+        if !authenticated {
+            self.refuse(conn, "log in to call the device");
+        } else if in_named_room {
             self.refuse(conn, "in a room already; leave it first");
         } else {
             let ice = self.ice_for(conn);
@@ -281,11 +289,19 @@ impl Owner {
     }
 
     /// ICE servers for this connection's browser, with TURN credentials minted now.
+    /// Without a session (open rooms), only the device's own STUN: no relay credentials.
     fn ice_for(&self, conn: ConnId) -> BrowserIce {
-        let host = self.connections.get(&conn).and_then(|c| c.host.as_deref());
-        self.ice
-            .current()
-            .for_browser(host, std::time::SystemTime::now(), &format!("conn{conn}"))
+        let connection = self.connections.get(&conn);
+        let host = connection.and_then(|c| c.host.as_deref());
+        let mut ice = self.ice.current().for_browser(
+            host,
+            std::time::SystemTime::now(),
+            &format!("conn{conn}"),
+        );
+        if !connection.is_some_and(|c| c.authenticated) {
+            ice.ice_servers.retain(|s| s.username.is_none());
+        }
+        ice
     }
 
     fn refuse(&mut self, conn: ConnId, why: &str) {

@@ -6,6 +6,7 @@
 
 mod headers;
 pub mod limits;
+mod login;
 pub mod serve;
 mod session;
 
@@ -40,6 +41,10 @@ pub struct AppState {
     pub ice: Arc<SharedIcePlan>,
     /// A WebSocket silent this long (no answer to pings) is closed.
     pub websocket_idle_timeout: std::time::Duration,
+    /// `None` with `auth = "none"`.
+    pub auth: Option<Arc<crate::auth::Auth>>,
+    /// Whether browsers without a session may use the named rooms.
+    pub open_rooms: bool,
 }
 
 /// One file of `web/`, embedded: (URL path, content type, body).
@@ -79,7 +84,12 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(websocket))
         .route("/metrics", get(metrics))
         .route("/api/ice-servers", get(ice_servers))
+        .route("/login", get(login::show).post(login::submit))
         .fallback(asset)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            login::guard,
+        ))
         .layer(axum::middleware::map_response(headers::add))
         .with_state(state)
 }
@@ -170,6 +180,10 @@ async fn websocket(
         log::warn!("refused a WebSocket from {peer}: {why}");
         return (StatusCode::FORBIDDEN, format!("{why}\n")).into_response();
     }
+    let authenticated = login::has_session(&state, &headers);
+    if !authenticated && !state.open_rooms {
+        return (StatusCode::UNAUTHORIZED, "log in first\n").into_response();
+    }
     upgrade
         .max_message_size(HARD_FRAME_LIMIT)
         .max_frame_size(HARD_FRAME_LIMIT)
@@ -177,7 +191,7 @@ async fn websocket(
         // sockets in a few megabytes, and writing each message at once keeps latency low.
         .read_buffer_size(SOCKET_BUFFER)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| session::run(socket, state, peer, host))
+        .on_upgrade(move |socket| session::run(socket, state, peer, host, authenticated))
 }
 
 #[cfg(test)]
@@ -201,6 +215,8 @@ mod tests {
                 ..IcePlan::default()
             })),
             websocket_idle_timeout: std::time::Duration::from_secs(75),
+            auth: None,
+            open_rooms: false,
         }
     }
 

@@ -21,7 +21,13 @@ use crate::metrics::Metrics;
 use crate::rooms::{ConnectionEvent, OUTBOX_CAPACITY};
 use crate::signaling::{ClientMessage, ErrorCode, ServerMessage};
 
-pub async fn run(socket: WebSocket, state: AppState, peer: SocketAddr, host: Option<String>) {
+pub async fn run(
+    socket: WebSocket,
+    state: AppState,
+    peer: SocketAddr,
+    host: Option<String>,
+    authenticated: bool,
+) {
     let conn = state.next_conn.fetch_add(1, Ordering::Relaxed) + 1;
     Metrics::add(&state.metrics.websocket_connections, 1);
     log::debug!("connection {conn}: opened from {peer}");
@@ -33,6 +39,7 @@ pub async fn run(socket: WebSocket, state: AppState, peer: SocketAddr, host: Opt
             conn,
             address: peer.ip().to_canonical(),
             host,
+            authenticated,
             outbox,
         })
         .await

@@ -2,7 +2,7 @@
 // fresh state directory, launches Debian's headless Chromium with fake camera and microphone,
 // and reads call statistics from the page. Everything talks to loopback only; the test command
 // runs these tests inside a network namespace of their own (see scripts/test).
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -73,6 +73,8 @@ export async function startDaemon(toml = '', { env = {} } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'peercam-test-'));
   const config = join(dir, 'peercam.toml');
   writeFileSync(config, mergeConfig(toml));
+  const auth = !/^auth\s*=\s*"none"/m.test(toml);
+  if (auth) setPassword(join(dir, 'state'), PASSWORD);
   const child = spawn(BINARY, ['--config', config, '--state-dir', join(dir, 'state')], {
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -100,6 +102,7 @@ export async function startDaemon(toml = '', { env = {} } = {}) {
     });
   });
   const stun = output.match(/STUN responder on UDP port (\d+)/);
+  const session = auth ? await logIn(port, PASSWORD) : '';
   return {
     port,
     stunPort: stun ? Number(stun[1]) : null,
@@ -107,12 +110,13 @@ export async function startDaemon(toml = '', { env = {} } = {}) {
     configPath: config,
     /** Resolves with { code, signal, at } when the daemon exits. */
     exited,
-    /** GET `path` over HTTPS (self-signed certificate accepted); resolves with the body. */
-    get: (path) => fetchText(port, path),
+    /** GET `path` over HTTPS with a logged-in session; resolves with the body. */
+    get: (path) => fetchText(port, path, session),
+    password: PASSWORD,
     url: `https://127.0.0.1:${port}/`,
     get output() { return output; },
     /** The daemon's counters from /metrics, as a name → number map. */
-    metrics: () => fetchMetrics(port),
+    metrics: () => fetchMetrics(port, session),
     /** How many file descriptors the daemon holds. */
     openFds: () => readdirSync(`/proc/${child.pid}/fd`).length,
     async stop() {
@@ -125,9 +129,36 @@ export async function startDaemon(toml = '', { env = {} } = {}) {
   };
 }
 
-function fetchText(port, path) {
+/** The password every test daemon gets (set with `peercam set-password` before it starts). */
+export const PASSWORD = 'peercam-test-password';
+
+/** Sets the owner's password in `stateDir` the way an owner would. */
+export function setPassword(stateDir, password) {
+  execFileSync(BINARY, ['set-password', '--state-dir', stateDir], { input: `${password}\n`, stdio: ['pipe', 'ignore', 'inherit'] });
+}
+
+/** Logs in over HTTPS; resolves with the session cookie (`name=value`). */
+export function logIn(port, password) {
+  return new Promise((resolveCookie, reject) => {
+    const body = `password=${encodeURIComponent(password)}`;
+    const request = https.request({
+      host: '127.0.0.1', port, path: '/login', method: 'POST', rejectUnauthorized: false,
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) },
+    }, (res) => {
+      res.resume();
+      const cookie = (res.headers['set-cookie'] ?? [])[0]?.split(';')[0];
+      if (res.statusCode === 303 && cookie) resolveCookie(cookie);
+      else reject(new Error(`login failed with HTTP ${res.statusCode}`));
+    });
+    request.on('error', reject);
+    request.end(body);
+  });
+}
+
+function fetchText(port, path, cookie = '') {
   return new Promise((resolveText, reject) => {
-    https.get({ host: '127.0.0.1', port, path, rejectUnauthorized: false }, (res) => {
+    const headers = cookie ? { cookie } : {};
+    https.get({ host: '127.0.0.1', port, path, rejectUnauthorized: false, headers }, (res) => {
       let body = '';
       res.on('data', (c) => { body += c; });
       res.on('end', () => resolveText(body));
@@ -135,9 +166,9 @@ function fetchText(port, path) {
   });
 }
 
-async function fetchMetrics(port) {
+async function fetchMetrics(port, cookie) {
   const values = {};
-  for (const line of (await fetchText(port, '/metrics')).split('\n')) {
+  for (const line of (await fetchText(port, '/metrics', cookie)).split('\n')) {
     const [name, value] = line.split(' ');
     if (name && !name.startsWith('#')) values[name] = Number(value);
   }
@@ -185,17 +216,35 @@ export async function launchBrowser({ media = false } = {}) {
   return chromium.launch({ executablePath: '/usr/bin/chromium', headless: false, args });
 }
 
-/** A fresh page (its own context: like a separate phone) at the daemon's URL. */
-export async function openPage(browser, url, contextOptions = {}) {
+/** Logs `page` in through the login form, as the owner would. */
+export async function logInPage(page, origin) {
+  await page.goto(`${origin}/login`);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.waitForURL(`${origin}/`);
+}
+
+/**
+ * A fresh page (its own context: like a separate phone), logged in unless `loggedIn: false`
+ * or the daemon runs with `auth = "none"`, at the daemon's URL.
+ */
+export async function openPage(browser, url, { loggedIn = true, ...contextOptions } = {}) {
   const context = await browser.newContext({ ignoreHTTPSErrors: true, ...contextOptions });
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error('page error:', e.message));
-  // A just-started Chromium may still be reading the namespace's interfaces and abort the
-  // first load with ERR_NETWORK_CHANGED; that says nothing about the daemon, so load again.
+  if (loggedIn) await retryNetworkChange(() => logInPage(page, new URL(url).origin));
+  await retryNetworkChange(() => page.goto(url));
+  return page;
+}
+
+/**
+ * A just-started Chromium may still be reading the namespace's interfaces and abort the first
+ * load with ERR_NETWORK_CHANGED; that says nothing about the daemon, so try again.
+ */
+async function retryNetworkChange(load) {
   for (let attempt = 1; ; attempt++) {
     try {
-      await page.goto(url);
-      return page;
+      return await load();
     } catch (e) {
       if (attempt >= 3 || !String(e.message).includes('ERR_NETWORK_CHANGED')) throw e;
     }

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  eventually, inbound, openPage, status, useDaemonAndBrowser, waitForFrames, waitForStatus,
+  eventually, inbound, logInPage, openPage, status, useDaemonAndBrowser, waitForFrames, waitForStatus,
 } from './harness.mjs';
 
 const env = useDaemonAndBrowser('', { media: true });
@@ -119,6 +119,7 @@ test('the page loads nothing from anywhere but the device', async () => {
   const page = await context.newPage();
   const requested = [];
   page.on('request', (request) => requested.push(request.url()));
+  await logInPage(page, new URL(env.daemon.url).origin);
   await page.goto(roomUrl('offline'));
   await waitForStatus(page, 'waiting');
   const origin = new URL(env.daemon.url).origin;

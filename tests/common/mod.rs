@@ -45,7 +45,8 @@ pub fn run(args: &[&str]) -> Output {
         .expect("run peercam")
 }
 
-/// The daemon, started on loopback with free ports; killed on drop.
+/// The daemon, started on loopback with free ports and `auth = "none"` (these tests are about
+/// the network, not about logging in); killed on drop.
 pub struct Daemon {
     child: Child,
     pub https_port: u16,
@@ -80,7 +81,7 @@ impl Daemon {
         let config = dir.write(
             "peercam.toml",
             &format!(
-                "[http]\nbind = \"127.0.0.1\"\nhttps_port = 0\nhttp_port = 0\n{http}\
+                "auth = \"none\"\n[http]\nbind = \"127.0.0.1\"\nhttps_port = 0\nhttp_port = 0\n{http}\
                  [stun]\nbind = \"::\"\nport = 0\n{rest}"
             ),
         );
