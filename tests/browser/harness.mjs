@@ -69,12 +69,12 @@ export function mergeConfig(toml) {
  * Starts the daemon with the base config and `toml` merged in. Resolves once the daemon prints
  * its URLs; `stunPort` is the responder's port when it runs.
  */
-export async function startDaemon(toml = '', { env = {} } = {}) {
+export async function startDaemon(toml = '', { env = {}, password = true } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'peercam-test-'));
   const config = join(dir, 'peercam.toml');
   writeFileSync(config, mergeConfig(toml));
   const auth = !/^auth\s*=\s*"none"/m.test(toml);
-  if (auth) setPassword(join(dir, 'state'), PASSWORD);
+  if (auth && password) setPassword(join(dir, 'state'), PASSWORD);
   const child = spawn(BINARY, ['--config', config, '--state-dir', join(dir, 'state')], {
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -102,7 +102,7 @@ export async function startDaemon(toml = '', { env = {} } = {}) {
     });
   });
   const stun = output.match(/STUN responder on UDP port (\d+)/);
-  const session = auth ? await logIn(port, PASSWORD) : '';
+  const session = auth && password ? await logIn(port, PASSWORD) : '';
   return {
     port,
     stunPort: stun ? Number(stun[1]) : null,
@@ -113,6 +113,7 @@ export async function startDaemon(toml = '', { env = {} } = {}) {
     /** GET `path` over HTTPS with a logged-in session; resolves with the body. */
     get: (path) => fetchText(port, path, session),
     password: PASSWORD,
+    stateDir: join(dir, 'state'),
     url: `https://127.0.0.1:${port}/`,
     get output() { return output; },
     /** The daemon's counters from /metrics, as a name → number map. */
@@ -155,7 +156,7 @@ export function logIn(port, password) {
   });
 }
 
-function fetchText(port, path, cookie = '') {
+export function fetchText(port, path, cookie = '') {
   return new Promise((resolveText, reject) => {
     const headers = cookie ? { cookie } : {};
     https.get({ host: '127.0.0.1', port, path, rejectUnauthorized: false, headers }, (res) => {
