@@ -65,7 +65,10 @@ pub async fn https(
             Ok(permit) => permit,
             Err(open) => {
                 // Closed before TLS: the cheapest answer to a flood from one address.
-                log::warn!("refused a connection from {peer}: {open} already open from it");
+                log::warn!(
+                    "refused a connection from {}: {open} already open from it",
+                    peer.ip().to_canonical()
+                );
                 drop(tcp);
                 continue;
             }

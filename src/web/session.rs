@@ -90,8 +90,26 @@ pub async fn run(
         let _ = sink.close().await;
     };
 
+    // Returns the close frame to send when the browser broke a limit.
     let reader = async {
-        while let Some(Ok(frame)) = stream.next().await {
+        loop {
+            let frame = match stream.next().await {
+                Some(Ok(frame)) => frame,
+                Some(Err(e)) => {
+                    let reason = e.to_string();
+                    log::info!("connection {conn} from {peer}: closed: {reason}");
+                    let too_big = reason.contains("too long") || reason.contains("too big");
+                    break Some(CloseFrame {
+                        code: if too_big {
+                            close_code::SIZE
+                        } else {
+                            close_code::PROTOCOL
+                        },
+                        reason: reason.chars().take(100).collect::<String>().into(),
+                    });
+                }
+                None => break None,
+            };
             let now = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX);
             last_heard.store(now, Ordering::Relaxed);
             let parsed = match frame {
@@ -102,33 +120,36 @@ pub async fn run(
                     code: ErrorCode::BadMessage,
                     message: "binary frames are not part of the protocol; send JSON text".into(),
                 }),
-                Message::Close(_) => break,
+                Message::Close(_) => break None,
                 Message::Ping(_) | Message::Pong(_) => continue,
             };
             match parsed {
                 Ok(message) => {
                     let event = ConnectionEvent::Message { conn, message };
                     if rooms.send(event).await.is_err() {
-                        break;
+                        break None;
                     }
                 }
                 Err(reply) => {
                     log::info!("connection {conn} from {peer}: refused a message: {reply:?}");
                     Metrics::add(&state.metrics.signaling_errors, 1);
                     let Some(outbox) = replies.upgrade() else {
-                        break;
+                        break None;
                     };
                     if outbox.try_send(reply).is_err() {
-                        break;
+                        break None;
                     }
                 }
             }
         }
     };
 
-    tokio::select! {
-        () = writer => {},
-        () = reader => {},
+    let close = tokio::select! {
+        () = writer => None,
+        close = reader => close,
+    };
+    if let Some(frame) = close {
+        let _ = sink.send(Message::Close(Some(frame))).await;
     }
     log::debug!("connection {conn}: closed");
     let _ = rooms.send(ConnectionEvent::Closed { conn }).await;

@@ -5,8 +5,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import https from 'node:https';
+import net from 'node:net';
 import {
-  PASSWORD, callButton, exchange, fetchText, launchBrowser, logIn, openPage,
+  PASSWORD, callButton, eventually, exchange, fetchText, launchBrowser, logIn, openPage,
   setPassword, startDaemon, waitForFrames,
 } from './harness.mjs';
 
@@ -105,8 +106,8 @@ test('the session cookie is HttpOnly, Secure, SameSite=Strict; a new password en
 test('with no password set, the printed pairing link logs a phone in', async (t) => {
   const daemon = await startDaemon('', { password: false });
   t.after(() => daemon.stop());
-  const link = daemon.output.match(/pairing link: (https:\/\/\S+)/);
-  assert.ok(link, daemon.output);
+  const link = await eventually(() => daemon.output.match(/pairing link: (https:\/\/\S+)/), 5_000,
+    'the pairing link in the log');
   const code = new URL(link[1]).searchParams.get('code');
   const paired = await request(daemon.port, { path: `/login?code=${encodeURIComponent(code)}` });
   assert.equal(paired.status, 303);
@@ -125,4 +126,27 @@ test('open rooms let anyone chat browser to browser but never call the device', 
   assert.equal(replies[2].code, 'not-allowed');
   assert.match(replies[2].message, /log in to call the device/);
   await guest.context().close();
+});
+
+test('200 connections from one address are capped and a call from another page still works', async (t) => {
+  const daemon = await startDaemon('[http]\nconnections_per_address = 20\n[media]\nwidth = 640\nheight = 360\n');
+  t.after(() => daemon.stop());
+  // The flood comes from the namespace's veth address; the browser calls from 127.0.0.1.
+  const sockets = [];
+  t.after(() => sockets.forEach((s) => s.destroy()));
+  const outcomes = await Promise.all(Array.from({ length: 200 }, () => new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port: daemon.port, localAddress: '10.99.0.1' });
+    sockets.push(socket);
+    socket.on('close', () => resolve('closed'));
+    socket.on('error', () => resolve('closed'));
+    setTimeout(() => resolve('open'), 1000);
+  })));
+  assert.equal(outcomes.filter((o) => o === 'open').length, 20, 'the cap holds 20 open');
+  await eventually(() => /refused a connection from 10\.99\.0\.1: 20 already open from it/.test(daemon.output),
+    5_000, 'the refusals in the log');
+
+  const caller = await openPage(browser, daemon.url);
+  await callButton(caller).click();
+  await waitForFrames(caller, 30);
+  await caller.context().close();
 });

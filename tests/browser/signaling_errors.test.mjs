@@ -8,6 +8,20 @@ import {
 
 const env = useDaemonAndBrowser('[media]\nwidth = 640\nheight = 360\n[signaling]\nmax_message_bytes = 65536\n');
 
+test('a frame over the hard limit closes the socket with 1009 and its reason', async () => {
+  const page = await openPage(env.browser, env.daemon.url);
+  const closed = await page.evaluate(async () => {
+    const ws = new WebSocket(`wss://${location.host}/ws`);
+    await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = reject; });
+    const done = new Promise((resolve) => { ws.onclose = (e) => resolve({ code: e.code, reason: e.reason }); });
+    ws.send('x'.repeat(5 * 1024 * 1024));
+    return done;
+  });
+  assert.equal(closed.code, 1009);
+  assert.match(closed.reason, /too (long|big)/i);
+  await page.context().close();
+});
+
 test('bad messages get clear errors and disturb nothing', async () => {
   const caller = await openPage(env.browser, env.daemon.url);
   await callButton(caller).click();
