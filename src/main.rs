@@ -467,7 +467,9 @@ fn announce_pairing(urls: &[String], code: &str) {
 fn announce(host_name: &str, addresses: &[std::net::IpAddr], port: u16, fingerprint: &str) {
     let urls = host::page_urls(host_name, addresses, port);
     log::info!("ready on HTTPS port {port}");
-    println!("peercam is ready. Open one of these in a browser, log in, and press \"Call device\":");
+    println!(
+        "peercam is ready. Open one of these in a browser, log in, and press \"Call device\":"
+    );
     for url in urls {
         println!("  {url}");
     }
