@@ -13,6 +13,7 @@
 //! - `host`: the machine's name and addresses.
 //! - `logging`: journald with structured fields under systemd, stderr otherwise.
 //! - `metrics`: counters served at `/metrics`.
+//! - `swappable`: values a reload replaces as a whole (ICE plan, TLS configuration).
 //! - `system`: systemd notifications (READY, STATUS, WATCHDOG, STOPPING).
 //! - `memory`: allocator settings that keep RSS flat across calls.
 //!
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod rooms;
 pub mod signaling;
 pub mod stun;
+pub mod swappable;
 pub mod system;
 pub mod tls;
 pub mod turn;

@@ -199,7 +199,9 @@ async fn serve_forever(
     if let Some(port) = stun_port {
         log::info!("STUN responder on UDP port {port}");
     }
-    let ice = Arc::new(SharedIcePlan::new(IcePlan::from_config(&config, stun_port)));
+    let ice = Arc::new(SharedIcePlan::new(Arc::new(IcePlan::from_config(
+        &config, stun_port,
+    ))));
     let notifier = Arc::new(Notifier::from_env());
 
     let (connections_tx, connections_rx) = mpsc::channel(256);
@@ -350,7 +352,7 @@ fn reload(path: Option<&Path>, live: &Live<'_>) {
     match Config::load(path) {
         Ok(config) => {
             live.ice
-                .replace(IcePlan::from_config(&config, live.stun_port));
+                .replace(Arc::new(IcePlan::from_config(&config, live.stun_port)));
             match live.certificates.load(&config.http) {
                 Ok(certificate) => {
                     live.tls.replace(certificate.config);

@@ -34,30 +34,9 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
-/// The TLS configuration in force; replaced as a whole when the certificate is reloaded
-/// (SIGHUP). The lock is held only to clone or swap the `Arc`.
-#[derive(Debug)]
-pub struct SharedTls(std::sync::RwLock<Arc<rustls::ServerConfig>>);
-
-impl SharedTls {
-    pub fn new(config: Arc<rustls::ServerConfig>) -> Self {
-        Self(std::sync::RwLock::new(config))
-    }
-
-    pub fn current(&self) -> Arc<rustls::ServerConfig> {
-        match self.0.read() {
-            Ok(config) => Arc::clone(&config),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
-    }
-
-    pub fn replace(&self, config: Arc<rustls::ServerConfig>) {
-        match self.0.write() {
-            Ok(mut current) => *current = config,
-            Err(poisoned) => *poisoned.into_inner() = config,
-        }
-    }
-}
+/// The TLS configuration in force, replaced as a whole when the certificate is reloaded
+/// (SIGHUP).
+pub type SharedTls = crate::swappable::Swappable<rustls::ServerConfig>;
 
 /// Where the certificate came from, for the start-up log.
 #[derive(Debug)]

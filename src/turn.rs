@@ -53,31 +53,8 @@ pub struct DeviceIce {
     pub transport_policy: TransportPolicy,
 }
 
-/// The plan in force, replaced as a whole when the config is reloaded (SIGHUP). The lock is held
-/// only to clone or swap the `Arc`, never across an `.await`.
-#[derive(Debug, Default)]
-pub struct SharedIcePlan(std::sync::RwLock<std::sync::Arc<IcePlan>>);
-
-impl SharedIcePlan {
-    pub fn new(plan: IcePlan) -> Self {
-        Self(std::sync::RwLock::new(std::sync::Arc::new(plan)))
-    }
-
-    pub fn current(&self) -> std::sync::Arc<IcePlan> {
-        match self.0.read() {
-            Ok(plan) => std::sync::Arc::clone(&plan),
-            Err(poisoned) => std::sync::Arc::clone(&poisoned.into_inner()),
-        }
-    }
-
-    pub fn replace(&self, plan: IcePlan) {
-        let plan = std::sync::Arc::new(plan);
-        match self.0.write() {
-            Ok(mut current) => *current = plan,
-            Err(poisoned) => *poisoned.into_inner() = plan,
-        }
-    }
-}
+/// The plan in force, replaced as a whole when the config is reloaded (SIGHUP).
+pub type SharedIcePlan = crate::swappable::Swappable<IcePlan>;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IcePlan {

@@ -12,19 +12,7 @@ use common::Daemon;
 /// Runs `openssl s_client` against the daemon with `args`, sending `request`; returns whether
 /// the handshake worked and everything printed.
 fn s_client(daemon: &Daemon, args: &[&str], request: &str) -> (bool, String) {
-    let mut child = Command::new("openssl")
-        .arg("s_client")
-        .args([
-            "-connect",
-            &format!("127.0.0.1:{}", daemon.https_port),
-            "-quiet",
-        ])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("openssl is installed by scripts/setup --test");
+    let mut child = spawn_s_client(daemon, args);
     let stdin = child.stdin.take();
     if let Some(mut stdin) = stdin {
         let _ = stdin.write_all(request.as_bytes());
@@ -40,6 +28,23 @@ fn s_client(daemon: &Daemon, args: &[&str], request: &str) -> (bool, String) {
         && !text.contains("handshake failure")
         && !text.contains("no protocols available");
     (handshake_ok, text)
+}
+
+/// `openssl s_client` connected to the daemon, with piped standard streams.
+fn spawn_s_client(daemon: &Daemon, args: &[&str]) -> std::process::Child {
+    Command::new("openssl")
+        .arg("s_client")
+        .args([
+            "-connect",
+            &format!("127.0.0.1:{}", daemon.https_port),
+            "-quiet",
+        ])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl is installed by scripts/setup --test")
 }
 
 fn get(path: &str, extra_headers: &str) -> String {
@@ -157,18 +162,7 @@ fn socket2_free_connect(local: &str, server: SocketAddr) -> bool {
 #[test]
 fn a_client_too_slow_to_send_its_headers_is_cut_off() {
     let daemon = Daemon::start_with("slowloris", "[http]\nheader_read_timeout_seconds = 2\n");
-    let mut child = Command::new("openssl")
-        .arg("s_client")
-        .args([
-            "-connect",
-            &format!("127.0.0.1:{}", daemon.https_port),
-            "-quiet",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("openssl");
+    let mut child = spawn_s_client(&daemon, &[]);
     let mut stdin = child.stdin.take().expect("stdin");
     stdin
         .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")

@@ -482,14 +482,15 @@ fn add_ice_addresses(webrtc: &gst::Element, extra: &[std::net::IpAddr]) {
         return;
     }
     let agent = webrtc.property::<gst::glib::Object>("ice-agent");
-    let interfaces = if_addrs::get_if_addrs().unwrap_or_default();
-    let mut addresses: Vec<std::net::IpAddr> = interfaces
-        .iter()
-        .filter(|i| !i.is_loopback())
-        .map(|i| i.ip())
+    let mut addresses: Vec<std::net::IpAddr> = crate::host::addresses()
+        .into_iter()
+        .filter(|ip| !ip.is_loopback())
         .collect();
-    addresses.extend(extra.iter().copied());
-    addresses.dedup();
+    for address in extra {
+        if !addresses.contains(address) {
+            addresses.push(*address);
+        }
+    }
     for address in addresses {
         let added = agent.emit_by_name::<bool>("add-local-ip-address", &[&address.to_string()]);
         if !added {

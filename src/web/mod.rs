@@ -125,12 +125,17 @@ async fn metrics(State(state): State<AppState>) -> Response {
 /// The host the browser used to reach us, without the port: the Host header (HTTP/1.1) or the
 /// request's authority (HTTP/2).
 fn request_host(headers: &HeaderMap, uri: &Uri) -> Option<String> {
+    request_authority(headers, uri)
+        .and_then(crate::host::host_without_port)
+        .map(str::to_owned)
+}
+
+/// Host and port the request went to: the Host header, or the authority under HTTP/2.
+fn request_authority<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<&'a str> {
     headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| uri.authority().map(|a| a.as_str()))
-        .and_then(crate::host::host_without_port)
-        .map(str::to_owned)
 }
 
 /// The ICE configuration a browser would get when joining now (for the `/check` page).
@@ -152,11 +157,7 @@ fn check_origin(headers: &HeaderMap, uri: &Uri) -> Result<(), String> {
     let origin = origin
         .to_str()
         .map_err(|_| "unreadable Origin header".to_owned())?;
-    let target = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| uri.authority().map(|a| a.as_str()))
-        .ok_or_else(|| "no Host header".to_owned())?;
+    let target = request_authority(headers, uri).ok_or_else(|| "no Host header".to_owned())?;
     let origin_authority = origin
         .strip_prefix("https://")
         .ok_or_else(|| format!("Origin `{origin}` is not an https page"))?;
@@ -210,10 +211,10 @@ mod tests {
             status: Arc::default(),
             max_message_bytes: 1024,
             next_conn: Arc::default(),
-            ice: Arc::new(SharedIcePlan::new(IcePlan {
+            ice: Arc::new(SharedIcePlan::new(Arc::new(IcePlan {
                 own_stun_port: Some(3478),
                 ..IcePlan::default()
-            })),
+            }))),
             websocket_idle_timeout: std::time::Duration::from_secs(75),
             auth: None,
             open_rooms: false,
