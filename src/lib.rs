@@ -16,6 +16,8 @@
 //! - `swappable`: values a reload replaces as a whole (ICE plan, TLS configuration).
 //! - `system`: systemd notifications (READY, STATUS, WATCHDOG, STOPPING).
 //! - `memory`: allocator settings that keep RSS flat across calls.
+//! - `probe` (feature `probe`): `peercam probe`, an independent WebRTC caller for health checks
+//!   and benchmarks.
 //!
 //! The binary (`main.rs`) only wires these together: listeners, channels and tasks.
 
@@ -26,6 +28,8 @@ pub mod logging;
 pub mod media;
 pub mod memory;
 pub mod metrics;
+#[cfg(feature = "probe")]
+pub mod probe;
 pub mod rooms;
 pub mod signaling;
 pub mod stun;

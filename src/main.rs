@@ -53,6 +53,43 @@ enum Command {
     },
     /// Set the owner's password (read from standard input) and end every open session.
     SetPassword,
+    /// Call a device as a browser would and report time to first frame, fps, bitrate, loss and
+    /// jitter. Exits non-zero when it does not answer or sends no frames in time.
+    #[cfg(feature = "probe")]
+    Probe(ProbeArgs),
+}
+
+#[cfg(feature = "probe")]
+#[derive(clap::Args)]
+struct ProbeArgs {
+    /// The device's page, e.g. https://peercam.local/ or https://192.168.1.20:8443/
+    url: String,
+    /// The SHA-256 fingerprint of the device's certificate (printed when it starts). Without it,
+    /// --insecure is needed.
+    #[arg(long, conflicts_with = "insecure")]
+    fingerprint: Option<String>,
+    /// Accept any certificate (a lab bench, where who answers does not matter).
+    #[arg(long)]
+    insecure: bool,
+    /// A file holding the device's password [default: the PEERCAM_PASSWORD environment
+    /// variable; none when that is unset].
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+    /// Calls to make one after another; with more than one, percentiles are reported.
+    #[arg(long, default_value_t = 1)]
+    calls: u32,
+    /// Seconds to receive in each call after the first keyframe.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Seconds the device has to answer and send its first keyframe.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+    /// Video codecs to accept, in the order a browser lists them.
+    #[arg(long, value_delimiter = ',', default_value = "H264,VP8")]
+    codecs: Vec<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() -> ExitCode {
@@ -60,6 +97,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::CheckConfig { ref path }) => check_config(path),
         Some(Command::SetPassword) => set_password(&cli),
+        #[cfg(feature = "probe")]
+        Some(Command::Probe(ref args)) => probe(args),
         None => run_daemon(&cli),
     };
     match result {
@@ -76,6 +115,68 @@ fn check_config(path: &Path) -> Result<()> {
     media::init()?;
     media::validate_launch_lines(&config.media)?;
     println!("{}: OK", path.display());
+    Ok(())
+}
+
+#[cfg(feature = "probe")]
+fn probe(args: &ProbeArgs) -> Result<()> {
+    use peercam::probe::{self, ProbeOptions, Trust};
+    // webrtc-rs warns about routine ICE events; its errors and our warnings are what matter.
+    env_logger::Builder::new()
+        .parse_filters(
+            &std::env::var("RUST_LOG")
+                .unwrap_or_else(|_| "warn,rtc=error,rtc_ice=error,rtc_dtls=error".into()),
+        )
+        .init();
+    let trust = match (&args.fingerprint, args.insecure) {
+        (Some(fingerprint), _) => Trust::Pinned(fingerprint.clone()),
+        (None, true) => Trust::Anything,
+        (None, false) => anyhow::bail!(
+            "give the device's certificate fingerprint with --fingerprint (it prints it when it \
+             starts), or --insecure to accept any certificate"
+        ),
+    };
+    let password = match &args.password_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the password from {}", path.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+        ),
+        None => std::env::var("PEERCAM_PASSWORD").ok(),
+    };
+    let seconds = |value: f64, name: &str| {
+        Duration::try_from_secs_f64(value)
+            .with_context(|| format!("--{name} must be a number of seconds, not {value}"))
+    };
+    let options = ProbeOptions {
+        url: args.url.clone(),
+        trust,
+        password,
+        calls: args.calls,
+        duration: seconds(args.duration, "duration")?,
+        timeout: seconds(args.timeout, "timeout")?,
+        codecs: args.codecs.clone(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report = runtime.block_on(probe::run(&options))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.human());
+    }
+    if !report.healthy() {
+        anyhow::bail!(
+            "{}",
+            report
+                .failure
+                .as_deref()
+                .unwrap_or("the device sent no video frames")
+        );
+    }
     Ok(())
 }
 

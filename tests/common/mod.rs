@@ -52,7 +52,9 @@ pub struct Daemon {
     pub https_port: u16,
     pub http_port: u16,
     pub stun_port: u16,
-    _dir: TempDir,
+    /// The certificate's SHA-256 fingerprint, as the daemon logged it.
+    pub fingerprint: String,
+    dir: TempDir,
 }
 
 impl Daemon {
@@ -63,6 +65,15 @@ impl Daemon {
     /// Starts the daemon with `extra` in its config: bare keys go into `[stun]`, lines under
     /// `[http]` join the harness's own `[http]` table, other tables are added as they are.
     pub fn start_with(name: &str, extra: &str) -> Self {
+        Self::start_configured(name, "none", extra)
+    }
+
+    /// Like [`Daemon::start_with`], but the device asks for a password (`auth = "password"`).
+    pub fn start_with_password(name: &str, extra: &str) -> Self {
+        Self::start_configured(name, "password", extra)
+    }
+
+    fn start_configured(name: &str, auth: &str, extra: &str) -> Self {
         let dir = TempDir::new(name);
         let (mut http, mut rest) = (String::new(), String::new());
         let mut in_http = false;
@@ -81,7 +92,7 @@ impl Daemon {
         let config = dir.write(
             "peercam.toml",
             &format!(
-                "auth = \"none\"\n[http]\nbind = \"127.0.0.1\"\nhttps_port = 0\nhttp_port = 0\n{http}\
+                "auth = \"{auth}\"\n[http]\nbind = \"127.0.0.1\"\nhttps_port = 0\nhttp_port = 0\n{http}\
                  [stun]\nbind = \"::\"\nport = 0\n{rest}"
             ),
         );
@@ -108,10 +119,14 @@ impl Daemon {
             });
         }
         let (mut https_port, mut http_port, mut stun_port) = (None, None, None);
+        let mut fingerprint = String::new();
         while https_port.is_none() || http_port.is_none() || stun_port.is_none() {
             let line = rx
                 .recv_timeout(Duration::from_secs(30))
                 .expect("daemon printed its ports in time");
+            if let Some((_, value)) = line.split_once("certificate SHA-256 fingerprint: ") {
+                fingerprint = value.trim().to_owned();
+            }
             if let Some(port) = port_after(&line, "https://localhost:") {
                 https_port = Some(port);
             }
@@ -127,7 +142,8 @@ impl Daemon {
             https_port: https_port.unwrap_or_default(),
             http_port: http_port.unwrap_or_default(),
             stun_port: stun_port.unwrap_or_default(),
-            _dir: dir,
+            fingerprint,
+            dir,
         }
     }
 }
@@ -135,6 +151,14 @@ impl Daemon {
 impl Daemon {
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.0.join("state")
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}/", self.https_port)
     }
 }
 

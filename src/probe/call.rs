@@ -1,0 +1,450 @@
+//! One probe call: join the device's room over the signaling socket, answer the device's offer
+//! with an independent WebRTC stack (webrtc-rs), trickle candidates both ways, receive video and
+//! audio, and time each step up to the first keyframe a decoder could start from.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use rtc::ice::mdns::MulticastDnsMode;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceServer, RTCIceTransportPolicy,
+    RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription, Registry,
+    SettingEngineBuilder, register_default_interceptors,
+};
+
+use super::ProbeError;
+use super::client::{Connector, Signaling};
+use super::stream_stats::{Packet, PayloadKind, StreamStats, StreamSummary};
+
+/// How often a keyframe is asked for until the first one arrives, as browsers do.
+const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(250);
+
+/// What one call is asked to do.
+#[derive(Debug, Clone)]
+pub struct CallPlan {
+    /// How long to receive after the first keyframe.
+    pub duration: Duration,
+    /// How long the device has to get the first keyframe to us.
+    pub timeout: Duration,
+    /// Video codecs to offer to receive, as a browser lists them in `join`.
+    pub codecs: Vec<String>,
+    /// The session cookie, when the device asked for a login.
+    pub cookie: Option<String>,
+}
+
+/// Milliseconds from the start of the call (opening the signaling socket) to each step.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    pub joined_ms: f64,
+    pub offer_ms: Option<f64>,
+    pub connected_ms: Option<f64>,
+    pub first_packet_ms: Option<f64>,
+    pub first_keyframe_ms: Option<f64>,
+}
+
+/// What one call measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallReport {
+    pub video_codec: Option<String>,
+    pub timings: Timings,
+    pub video: Option<StreamSummary>,
+    pub audio: Option<StreamSummary>,
+    /// Seconds of media received after the first keyframe.
+    pub received_seconds: f64,
+}
+
+/// Things the WebRTC stack tells the call loop.
+enum Event {
+    LocalCandidate(RTCIceCandidateInit),
+    Connected(Instant),
+    Failed(String),
+    FirstKeyframe(Instant),
+}
+
+/// The streams of the call, filled in by the track readers.
+#[derive(Default)]
+struct Streams {
+    video: Option<(String, StreamStats)>,
+    audio: Option<StreamStats>,
+}
+
+#[derive(Clone)]
+struct Handler {
+    events: mpsc::UnboundedSender<Event>,
+    streams: Arc<Mutex<Streams>>,
+    started: Instant,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        match event.candidate.to_json() {
+            Ok(init) => {
+                let _ = self.events.send(Event::LocalCandidate(init));
+            }
+            Err(e) => log::debug!("skipping a local candidate: {e}"),
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        log::debug!("connection state: {state}");
+        let event = match state {
+            RTCPeerConnectionState::Connected => Event::Connected(Instant::now()),
+            RTCPeerConnectionState::Failed => {
+                Event::Failed("ICE or DTLS failed: no route to the device's media".into())
+            }
+            _ => return,
+        };
+        let _ = self.events.send(event);
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let kind = track.kind().await;
+        let Some(ssrc) = track.ssrcs().await.first().copied() else {
+            return;
+        };
+        let codec = track.codec(ssrc).await;
+        let (mime, clock_rate) = codec.map_or_else(
+            || (String::new(), 90_000),
+            |c| (c.mime_type.clone(), c.clock_rate),
+        );
+        let stats = StreamStats::new(PayloadKind::from_mime(&mime), clock_rate, self.started);
+        {
+            let Ok(mut streams) = self.streams.lock() else {
+                return;
+            };
+            match kind {
+                RtpCodecKind::Video => streams.video = Some((mime, stats)),
+                _ => streams.audio = Some(stats),
+            }
+        }
+        tokio::spawn(read_track(
+            track,
+            kind == RtpCodecKind::Video,
+            ssrc,
+            self.clone(),
+        ));
+    }
+}
+
+/// Feeds a track's packets into its statistics; asks for a keyframe until one arrives.
+async fn read_track(track: Arc<dyn TrackRemote>, video: bool, ssrc: u32, handler: Handler) {
+    let mut last_request: Option<Instant> = None;
+    let mut have_keyframe = false;
+    while let Some(event) = track.poll().await {
+        let TrackRemoteEvent::OnRtpPacket(rtp) = event else {
+            if matches!(event, TrackRemoteEvent::OnEnded) {
+                break;
+            }
+            continue;
+        };
+        let arrival = Instant::now();
+        let packet = Packet {
+            sequence_number: rtp.header.sequence_number,
+            timestamp: rtp.header.timestamp,
+            marker: rtp.header.marker,
+            payload: &rtp.payload,
+            arrival,
+        };
+        let first_keyframe = {
+            let Ok(mut streams) = handler.streams.lock() else {
+                break;
+            };
+            match (video, &mut *streams) {
+                (true, Streams { video: Some(v), .. }) => v.1.on_packet(&packet),
+                (false, Streams { audio: Some(a), .. }) => a.on_packet(&packet),
+                _ => false,
+            }
+        };
+        if first_keyframe {
+            have_keyframe = true;
+            let _ = handler.events.send(Event::FirstKeyframe(arrival));
+        }
+        if video
+            && !have_keyframe
+            && last_request.is_none_or(|t| t.elapsed() >= KEYFRAME_REQUEST_INTERVAL)
+        {
+            last_request = Some(arrival);
+            let request = PictureLossIndication {
+                sender_ssrc: 0,
+                media_ssrc: ssrc,
+            };
+            if let Err(e) = track.write_rtcp(vec![Box::new(request)]).await {
+                log::debug!("keyframe request not sent: {e}");
+            }
+        }
+    }
+}
+
+/// Where the probe's media socket binds: the local address that routes to the device; for a
+/// device on this machine, every non-loopback interface (as the device's own candidates are),
+/// since ICE stacks do not pair loopback candidates with others.
+fn media_bind_address(device: SocketAddr) -> Result<SocketAddr, ProbeError> {
+    let any: IpAddr = if device.is_ipv4() {
+        std::net::Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        std::net::Ipv6Addr::UNSPECIFIED.into()
+    };
+    if device.ip().is_loopback() {
+        return Ok(SocketAddr::new(any, 0));
+    }
+    let socket = std::net::UdpSocket::bind(SocketAddr::new(any, 0)).map_err(ProbeError::Local)?;
+    socket.connect(device).map_err(ProbeError::Local)?;
+    let local = socket.local_addr().map_err(ProbeError::Local)?;
+    Ok(SocketAddr::new(local.ip(), 0))
+}
+
+fn millis(since: Instant, at: Instant) -> f64 {
+    at.saturating_duration_since(since).as_secs_f64() * 1000.0
+}
+
+async fn send(socket: &mut Signaling, message: Value) -> Result<(), ProbeError> {
+    socket
+        .send(Message::text(message.to_string()))
+        .await
+        .map_err(|e| ProbeError::Signaling(e.to_string()))
+}
+
+/// The next JSON message from the device, or why there is none.
+async fn receive(socket: &mut Signaling) -> Result<Value, ProbeError> {
+    loop {
+        match socket.next().await {
+            Some(Ok(Message::Text(text))) => {
+                return serde_json::from_str(&text)
+                    .map_err(|e| ProbeError::Signaling(format!("the device sent bad JSON: {e}")));
+            }
+            Some(Ok(Message::Close(frame))) => {
+                let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
+                return Err(ProbeError::HungUp(format!(
+                    "the device closed the socket {reason}"
+                )));
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(ProbeError::Signaling(e.to_string())),
+            None => return Err(ProbeError::HungUp("the device closed the socket".into())),
+        }
+    }
+}
+
+fn text_field(message: &Value, field: &str) -> String {
+    message
+        .get(field)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The `iceServers` of a `joined` message, as webrtc-rs wants them.
+fn ice_servers(joined: &Value) -> Vec<RTCIceServer> {
+    let Some(servers) = joined.get("iceServers").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    servers
+        .iter()
+        .map(|server| {
+            let urls = match server.get("urls") {
+                Some(Value::String(url)) => vec![url.clone()],
+                Some(Value::Array(urls)) => urls
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect(),
+                _ => Vec::new(),
+            };
+            RTCIceServer {
+                urls,
+                username: text_field(server, "username"),
+                credential: text_field(server, "credential"),
+            }
+        })
+        .collect()
+}
+
+/// Makes one call and measures it.
+pub async fn call(connector: &Connector, plan: &CallPlan) -> Result<CallReport, ProbeError> {
+    let started = Instant::now();
+    let bind = media_bind_address(connector.device().address)?;
+    let mut socket = connector.signaling(plan.cookie.as_deref()).await?;
+    send(
+        &mut socket,
+        json!({"type": "join", "room": "device", "codecs": plan.codecs}),
+    )
+    .await?;
+    let joined = tokio::time::timeout(plan.timeout, wait_for_joined(&mut socket))
+        .await
+        .map_err(|_| ProbeError::NoAnswer(plan.timeout))??;
+    let mut timings = Timings {
+        joined_ms: millis(started, Instant::now()),
+        ..Timings::default()
+    };
+
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let streams = Arc::new(Mutex::new(Streams::default()));
+    let handler = Handler {
+        events: events_tx,
+        streams: Arc::clone(&streams),
+        started,
+    };
+    let peer = build_peer(&joined, handler, bind).await?;
+
+    let outcome = run_call(&mut socket, &peer, &mut events, plan, started, &mut timings).await;
+    let _ = send(&mut socket, json!({"type": "bye"})).await;
+    let _ = socket.close(None).await;
+    if let Err(e) = peer.close().await {
+        log::debug!("closing the peer connection: {e}");
+    }
+    let received_seconds = outcome?;
+
+    let streams = streams
+        .lock()
+        .map_err(|_| ProbeError::Signaling("a track reader panicked".into()))?;
+    timings.first_packet_ms = streams
+        .video
+        .as_ref()
+        .and_then(|(_, s)| s.first_packet_at())
+        .map(|at| millis(started, at));
+    Ok(CallReport {
+        video_codec: streams.video.as_ref().map(|(mime, _)| mime.clone()),
+        timings,
+        video: streams.video.as_ref().map(|(_, s)| s.summary()),
+        audio: streams.audio.as_ref().map(StreamStats::summary),
+        received_seconds,
+    })
+}
+
+async fn wait_for_joined(socket: &mut Signaling) -> Result<Value, ProbeError> {
+    loop {
+        let message = receive(socket).await?;
+        match message.get("type").and_then(Value::as_str) {
+            Some("joined") => return Ok(message),
+            Some("full") => return Err(ProbeError::Busy),
+            Some("error") => return Err(ProbeError::Refused(text_field(&message, "message"))),
+            Some("bye") => return Err(ProbeError::HungUp(text_field(&message, "reason"))),
+            _ => continue,
+        }
+    }
+}
+
+async fn build_peer(
+    joined: &Value,
+    handler: Handler,
+    bind: SocketAddr,
+) -> Result<impl PeerConnection, ProbeError> {
+    let webrtc = |e: rtc::shared::error::Error| ProbeError::WebRtc(e.to_string());
+    let mut media = MediaEngine::default();
+    media.register_default_codecs().map_err(webrtc)?;
+    let registry = register_default_interceptors(Registry::new(), &mut media).map_err(webrtc)?;
+    let mut configuration = RTCConfigurationBuilder::new().with_ice_servers(ice_servers(joined));
+    if joined.get("iceTransportPolicy").and_then(Value::as_str) == Some("relay") {
+        configuration = configuration.with_ice_transport_policy(RTCIceTransportPolicy::Relay);
+    }
+    // The device sends plain addresses, so there are no .local names to resolve; and a
+    // multicast socket cannot even be opened on a host (or test namespace) without a route.
+    let settings = SettingEngineBuilder::new()
+        .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+        .build();
+    PeerConnectionBuilder::new()
+        .with_configuration(configuration.build())
+        .with_setting_engine(settings)
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .with_handler(Arc::new(handler) as Arc<dyn PeerConnectionEventHandler>)
+        .with_udp_addrs(vec![bind])
+        .build()
+        .await
+        .map_err(webrtc)
+}
+
+/// Drives the call from `joined` to the end of its receiving time; returns the seconds of
+/// media received after the first keyframe.
+async fn run_call(
+    socket: &mut Signaling,
+    peer: &impl PeerConnection,
+    events: &mut mpsc::UnboundedReceiver<Event>,
+    plan: &CallPlan,
+    started: Instant,
+    timings: &mut Timings,
+) -> Result<f64, ProbeError> {
+    let webrtc = |e: rtc::shared::error::Error| ProbeError::WebRtc(e.to_string());
+    let mut deadline = tokio::time::Instant::from_std(started + plan.timeout);
+    let mut first_keyframe: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => {
+                return match first_keyframe {
+                    Some(at) => Ok(at.elapsed().as_secs_f64()),
+                    None => Err(ProbeError::NoFrames(plan.timeout)),
+                };
+            }
+            message = receive(socket) => {
+                let message = match message {
+                    Ok(message) => message,
+                    Err(e) => return Err(e),
+                };
+                match message.get("type").and_then(Value::as_str) {
+                    Some("offer") => {
+                        timings.offer_ms = Some(millis(started, Instant::now()));
+                        let offer = RTCSessionDescription::offer(text_field(&message, "sdp"))
+                            .map_err(webrtc)?;
+                        peer.set_remote_description(offer).await.map_err(webrtc)?;
+                        let answer = peer.create_answer(None).await.map_err(webrtc)?;
+                        let sdp = answer.sdp.clone();
+                        peer.set_local_description(answer).await.map_err(webrtc)?;
+                        send(socket, json!({"type": "answer", "sdp": sdp})).await?;
+                    }
+                    Some("candidate") => {
+                        let candidate = text_field(&message, "candidate");
+                        if candidate.is_empty() {
+                            continue;
+                        }
+                        let init = RTCIceCandidateInit {
+                            candidate,
+                            sdp_mid: message.get("sdpMid").and_then(Value::as_str).map(str::to_owned),
+                            sdp_mline_index: message
+                                .get("sdpMLineIndex")
+                                .and_then(Value::as_u64)
+                                .and_then(|i| u16::try_from(i).ok()),
+                            ..RTCIceCandidateInit::default()
+                        };
+                        if let Err(e) = peer.add_ice_candidate(init).await {
+                            log::debug!("the device's candidate was not usable: {e}");
+                        }
+                    }
+                    Some("bye") => {
+                        return Err(ProbeError::HungUp(text_field(&message, "reason")));
+                    }
+                    Some("error") => {
+                        return Err(ProbeError::Refused(text_field(&message, "message")));
+                    }
+                    _ => {}
+                }
+            }
+            Some(event) = events.recv() => match event {
+                Event::LocalCandidate(init) => {
+                    send(socket, json!({
+                        "type": "candidate",
+                        "candidate": init.candidate,
+                        "sdpMLineIndex": init.sdp_mline_index.unwrap_or(0),
+                    })).await?;
+                }
+                Event::Connected(at) => timings.connected_ms = Some(millis(started, at)),
+                Event::Failed(why) => return Err(ProbeError::WebRtc(why)),
+                Event::FirstKeyframe(at) => {
+                    first_keyframe = Some(at);
+                    timings.first_keyframe_ms = Some(millis(started, at));
+                    deadline = tokio::time::Instant::from_std(at + plan.duration);
+                }
+            },
+        }
+    }
+}

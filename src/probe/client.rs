@@ -1,0 +1,372 @@
+//! How the probe reaches a device over HTTPS: the address from the URL, TLS that trusts the
+//! device's self-signed certificate only when its fingerprint is pinned (or checking is turned
+//! off on purpose), the login form, and the signaling WebSocket with the session cookie.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, header};
+
+use super::ProbeError;
+
+/// The signaling socket to a device.
+pub type Signaling = WebSocketStream<TlsStream<TcpStream>>;
+
+/// Which device certificates to accept.
+#[derive(Debug, Clone)]
+pub enum Trust {
+    /// Only a certificate with this SHA-256 fingerprint (`AB:CD:…`, colons and case optional).
+    Pinned(String),
+    /// Any certificate: for a lab bench, where who answers does not matter.
+    Anything,
+}
+
+/// A device's address, from its page URL.
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub url: String,
+    pub host: String,
+    pub port: u16,
+    pub address: SocketAddr,
+}
+
+impl Device {
+    /// Parses `https://host[:port]/…` and resolves the host.
+    pub async fn from_url(url: &str) -> Result<Self, ProbeError> {
+        let bad = |why: &str| ProbeError::BadUrl {
+            url: url.to_owned(),
+            why: why.to_owned(),
+        };
+        let uri: axum::http::Uri = url.parse().map_err(|_| bad("not a URL"))?;
+        if uri.scheme_str() != Some("https") {
+            return Err(bad("the device serves https:// only"));
+        }
+        let host = uri.host().ok_or_else(|| bad("no host"))?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = uri.port_u16().unwrap_or(443);
+        let address = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .ok()
+            .and_then(|mut addresses| addresses.next())
+            .ok_or_else(|| bad("cannot resolve the host"))?;
+        Ok(Self {
+            url: url.to_owned(),
+            host,
+            port,
+            address,
+        })
+    }
+
+    fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Opens TLS connections to one device.
+#[derive(Clone)]
+pub struct Connector {
+    device: Device,
+    tls: TlsConnector,
+    timeout: Duration,
+}
+
+impl Connector {
+    pub fn new(device: Device, trust: Trust, timeout: Duration) -> Result<Self, ProbeError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = Arc::new(DeviceCertificate {
+            trust,
+            provider: Arc::clone(&provider),
+        });
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ProbeError::Tls {
+                url: device.url.clone(),
+                why: e.to_string(),
+            })?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        Ok(Self {
+            device,
+            tls: TlsConnector::from(Arc::new(config)),
+            timeout,
+        })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    async fn connect(&self) -> Result<TlsStream<TcpStream>, ProbeError> {
+        let device = &self.device;
+        let unreachable = |why: String| ProbeError::Unreachable {
+            url: device.url.clone(),
+            why,
+        };
+        let tcp = tokio::time::timeout(self.timeout, TcpStream::connect(device.address))
+            .await
+            .map_err(|_| unreachable(format!("no answer within {:?}", self.timeout)))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let name = match device.host.parse::<std::net::IpAddr>() {
+            Ok(ip) => ServerName::IpAddress(ip.into()),
+            Err(_) => ServerName::try_from(device.host.clone())
+                .map_err(|_| unreachable("the host is not a valid server name".into()))?,
+        };
+        tokio::time::timeout(self.timeout, self.tls.connect(name, tcp))
+            .await
+            .map_err(|_| unreachable("TLS handshake timed out".into()))?
+            .map_err(|e| ProbeError::Tls {
+                url: device.url.clone(),
+                why: e.to_string(),
+            })
+    }
+
+    /// Logs in with the password and returns the session cookie (`name=value`), or `None` when
+    /// the device does not ask for a password.
+    pub async fn log_in(&self, password: &str) -> Result<Option<String>, ProbeError> {
+        let mut stream = self.connect().await?;
+        let body = format!("password={}", form_encode(password));
+        let request = format!(
+            "POST /login HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.device.authority(),
+            body.len()
+        );
+        let mut response = Vec::new();
+        let exchange = async {
+            stream.write_all(request.as_bytes()).await?;
+            stream.read_to_end(&mut response).await
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(Ok(_)) => {}
+            // A server may close without close_notify after `Connection: close`.
+            Ok(Err(e)) if !response.is_empty() => log::debug!("login response ended: {e}"),
+            Ok(Err(e)) => {
+                return Err(ProbeError::Unreachable {
+                    url: self.device.url.clone(),
+                    why: e.to_string(),
+                });
+            }
+            Err(_) => {
+                return Err(ProbeError::Unreachable {
+                    url: self.device.url.clone(),
+                    why: "the login did not answer in time".into(),
+                });
+            }
+        }
+        login_outcome(&String::from_utf8_lossy(&response))
+    }
+
+    /// Opens the signaling WebSocket, with the session cookie when there is one.
+    pub async fn signaling(&self, cookie: Option<&str>) -> Result<Signaling, ProbeError> {
+        let stream = self.connect().await?;
+        let url = format!("wss://{}/ws", self.device.authority());
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| ProbeError::Signaling(e.to_string()))?;
+        if let Some(cookie) = cookie {
+            let value = HeaderValue::from_str(cookie)
+                .map_err(|_| ProbeError::Signaling("the session cookie is not a header".into()))?;
+            request.headers_mut().insert(header::COOKIE, value);
+        }
+        let handshake = tokio_tungstenite::client_async(request, stream);
+        match tokio::time::timeout(self.timeout, handshake).await {
+            Ok(Ok((socket, _))) => Ok(socket),
+            Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
+                Err(match response.status().as_u16() {
+                    401 => ProbeError::PasswordNeeded,
+                    status => ProbeError::Signaling(format!("the device answered HTTP {status}")),
+                })
+            }
+            Ok(Err(e)) => Err(ProbeError::Signaling(e.to_string())),
+            Err(_) => Err(ProbeError::Signaling(
+                "the WebSocket handshake timed out".into(),
+            )),
+        }
+    }
+}
+
+/// What the login form's answer means.
+fn login_outcome(response: &str) -> Result<Option<String>, ProbeError> {
+    let mut lines = response.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse::<u16>().ok())
+        .ok_or_else(|| ProbeError::Signaling("the login answer is not HTTP".into()))?;
+    let cookie = lines
+        .take_while(|line| !line.is_empty())
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("set-cookie"))
+        .and_then(|(_, value)| value.split(';').next())
+        .map(|pair| pair.trim().to_owned());
+    match status {
+        303 | 302 | 200 => Ok(cookie),
+        401 => Err(ProbeError::WrongPassword),
+        429 => Err(ProbeError::TooManyLogins),
+        other => Err(ProbeError::Signaling(format!(
+            "the login answered HTTP {other}"
+        ))),
+    }
+}
+
+/// `application/x-www-form-urlencoded`, as a browser sends a form field.
+fn form_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                out.push(char::from(byte));
+            }
+            b' ' => out.push('+'),
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    out
+}
+
+/// Accepts the device's certificate by its pinned fingerprint (or any, when asked), and still
+/// checks that the handshake was signed by that certificate's key.
+#[derive(Debug)]
+struct DeviceCertificate {
+    trust: Trust,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+fn normalise_fingerprint(fingerprint: &str) -> String {
+    fingerprint
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+impl ServerCertVerifier for DeviceCertificate {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match &self.trust {
+            Trust::Anything => Ok(ServerCertVerified::assertion()),
+            Trust::Pinned(expected) => {
+                let seen = crate::tls::fingerprint(end_entity.as_ref());
+                if normalise_fingerprint(&seen) == normalise_fingerprint(expected) {
+                    Ok(ServerCertVerified::assertion())
+                } else {
+                    Err(rustls::Error::General(format!(
+                        "the device's certificate has fingerprint {seen}, not the pinned one"
+                    )))
+                }
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_encoding_escapes_what_a_browser_escapes() {
+        assert_eq!(form_encode("abc-XYZ_0.9*"), "abc-XYZ_0.9*");
+        assert_eq!(form_encode("a b&c=d%"), "a+b%26c%3Dd%25");
+        assert_eq!(form_encode("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn login_outcomes() {
+        let ok = "HTTP/1.1 303 See Other\r\nlocation: /\r\nset-cookie: peercam_session=abc; Path=/; \
+                  HttpOnly\r\n\r\n";
+        assert_eq!(
+            login_outcome(ok).unwrap(),
+            Some("peercam_session=abc".to_owned())
+        );
+        let open = "HTTP/1.1 303 See Other\r\nlocation: /\r\n\r\n";
+        assert_eq!(login_outcome(open).unwrap(), None);
+        assert!(matches!(
+            login_outcome("HTTP/1.1 401 Unauthorized\r\n\r\nWrong password."),
+            Err(ProbeError::WrongPassword)
+        ));
+        assert!(matches!(
+            login_outcome("HTTP/1.1 429 Too Many Requests\r\n\r\n"),
+            Err(ProbeError::TooManyLogins)
+        ));
+        assert!(login_outcome("garbage").is_err());
+    }
+
+    #[test]
+    fn fingerprints_compare_without_colons_or_case() {
+        assert_eq!(
+            normalise_fingerprint("ab:CD:0f"),
+            normalise_fingerprint("ABCD0F")
+        );
+    }
+
+    #[tokio::test]
+    async fn urls_must_be_https_with_a_host() {
+        assert!(Device::from_url("http://127.0.0.1:8080/").await.is_err());
+        assert!(Device::from_url("not a url").await.is_err());
+        let device = Device::from_url("https://127.0.0.1:8443/").await.unwrap();
+        assert_eq!(device.port, 8443);
+        let v6 = Device::from_url("https://[::1]/").await.unwrap();
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", 443));
+        assert_eq!(v6.authority(), "[::1]:443");
+    }
+}
