@@ -7,6 +7,8 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::media::send_latency::SendLatency;
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub calls_started: AtomicU64,
@@ -29,6 +31,8 @@ pub struct Metrics {
     pub stun_ignored: AtomicU64,
     /// Valid STUN requests dropped by the per-source rate limit.
     pub stun_rate_limited: AtomicU64,
+    /// Encoder-to-socket time of recent video frames.
+    pub send_latency: SendLatency,
 }
 
 impl Metrics {
@@ -116,6 +120,26 @@ impl Metrics {
              # TYPE peercam_in_call gauge\npeercam_in_call {}",
             u8::from(in_call)
         );
+        if let Some(latency) = self.send_latency.summary() {
+            let name = "peercam_send_latency_seconds";
+            let _ = writeln!(
+                out,
+                "# HELP {name} Time from an encoded video frame reaching the payloader to its last \
+                 RTP packet reaching the socket, over recent frames.\n# TYPE {name} summary"
+            );
+            for (quantile, value) in [
+                ("0.5", latency.p50),
+                ("0.99", latency.p99),
+                ("1", latency.max),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "{name}{{quantile=\"{quantile}\"}} {:.6}",
+                    value.as_secs_f64()
+                );
+            }
+            let _ = writeln!(out, "{name}_count {}", latency.count);
+        }
         out
     }
 }
@@ -132,5 +156,12 @@ mod tests {
         assert!(text.contains("# TYPE peercam_talkback_bytes_total counter\n"));
         assert!(text.contains("\npeercam_talkback_bytes_total 960\n"));
         assert!(text.contains("\npeercam_in_call 1\n"));
+        assert!(!text.contains("peercam_send_latency_seconds"));
+        metrics
+            .send_latency
+            .record(std::time::Duration::from_micros(1500));
+        let text = metrics.render(true);
+        assert!(text.contains("\npeercam_send_latency_seconds{quantile=\"0.99\"} 0.001500\n"));
+        assert!(text.contains("\npeercam_send_latency_seconds_count 1\n"));
     }
 }

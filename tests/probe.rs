@@ -66,6 +66,15 @@ fn probe_receives_the_test_pattern_at_its_frame_rate() {
         "no audio: {call}"
     );
     assert!(report["failure"].is_null());
+
+    // The daemon timed each frame from the encoder to the socket.
+    let (_, metrics) = common::s_client(&daemon, &[], &common::get("/metrics", ""));
+    let count = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("peercam_send_latency_seconds_count "))
+        .and_then(|count| count.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(count >= frames(call), "{metrics}");
 }
 
 #[test]

@@ -7,12 +7,13 @@
 //!
 //! Submodules: `plan` (pure: codec and encoder choice, launch descriptions), `devices` (what
 //! `auto` means on this machine), `peer` (one call's pipeline), `talkback` (the caller's voice to
-//! the speaker).
+//! the speaker), `send_latency` (encoder-to-socket time of video frames, for `/metrics`).
 
 mod devices;
 mod health;
 mod peer;
 pub mod plan;
+pub mod send_latency;
 mod talkback;
 
 use std::net::IpAddr;

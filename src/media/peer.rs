@@ -22,7 +22,7 @@ use gstreamer_webrtc as gst_webrtc;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::plan::{self, VideoPlan};
-use super::{MediaError, MediaSettings, talkback};
+use super::{MediaError, MediaSettings, send_latency, talkback};
 use crate::metrics::Metrics;
 use crate::rooms::{CallId, Input};
 use crate::signaling::IceCandidate;
@@ -145,6 +145,9 @@ impl Peer {
                 Metrics::add(&metrics.video_packets_sent, 1);
                 gst::PadProbeReturn::Ok
             });
+        }
+        if let Some(pay) = bin.by_name("pay") {
+            send_latency::watch(&pay, &self.webrtc, Arc::clone(metrics));
         }
         if let Some(encoded) = bin.by_name("pay").and_then(|pay| pay.static_pad("sink")) {
             let metrics = Arc::clone(metrics);

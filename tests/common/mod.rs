@@ -1,7 +1,7 @@
 //! Shared harness for the Rust integration tests: runs the real `peercam` binary.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -175,4 +175,47 @@ fn port_after(line: &str, marker: &str) -> Option<u16> {
         .next()?
         .parse()
         .ok()
+}
+
+/// Runs `openssl s_client` against the daemon with `args`, sending `request`; returns whether
+/// the handshake worked and everything printed.
+pub fn s_client(daemon: &Daemon, args: &[&str], request: &str) -> (bool, String) {
+    let mut child = spawn_s_client(daemon, args);
+    let stdin = child.stdin.take();
+    if let Some(mut stdin) = stdin {
+        let _ = stdin.write_all(request.as_bytes());
+        // Give the reply time to arrive, then end the client (an upgraded WebSocket would stay
+        // open for as long as the client does).
+        std::thread::sleep(Duration::from_millis(1500));
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().expect("openssl ran");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let handshake_ok = !text.contains("alert")
+        && !text.contains("handshake failure")
+        && !text.contains("no protocols available");
+    (handshake_ok, text)
+}
+
+/// `openssl s_client` connected to the daemon, with piped standard streams.
+pub fn spawn_s_client(daemon: &Daemon, args: &[&str]) -> std::process::Child {
+    Command::new("openssl")
+        .arg("s_client")
+        .args([
+            "-connect",
+            &format!("127.0.0.1:{}", daemon.https_port),
+            "-quiet",
+        ])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl is installed by scripts/setup --test")
+}
+
+/// A plain GET request for `path`, with `extra_headers` (each ending in CRLF).
+pub fn get(path: &str, extra_headers: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra_headers}Connection: close\r\n\r\n")
 }

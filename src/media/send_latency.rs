@@ -1,0 +1,228 @@
+//! How long a video frame spends inside the daemon after the encoder: from the encoded buffer
+//! reaching the payloader to the last RTP packet of that frame reaching the socket (the sink pad
+//! of webrtcbin's `nicesink`, after RTP session handling and SRTP). Pad probes stamp each frame;
+//! the RTP header, which SRTP leaves in clear, ties packets back to frames. The last samples are
+//! kept and served at `/metrics` as a summary (p50, p99), for benchmarks.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+
+use crate::metrics::Metrics;
+
+/// Frames remembered between the payloader and the socket; more are in flight only if the
+/// socket is stuck, and then old entries are dropped.
+const FRAMES_IN_FLIGHT: usize = 64;
+/// Samples kept for the percentiles: about five minutes at 30 fps.
+const SAMPLES_KEPT: usize = 9000;
+
+/// The latency samples of the calls so far.
+#[derive(Debug, Default)]
+pub struct SendLatency {
+    samples: Mutex<VecDeque<Duration>>,
+}
+
+/// Percentiles of the samples kept.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LatencySummary {
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+    pub count: usize,
+}
+
+impl SendLatency {
+    pub fn record(&self, sample: Duration) {
+        if let Ok(mut samples) = self.samples.lock() {
+            if samples.len() == SAMPLES_KEPT {
+                samples.pop_front();
+            }
+            samples.push_back(sample);
+        }
+    }
+
+    /// Nearest-rank percentiles; `None` before the first frame was sent.
+    pub fn summary(&self) -> Option<LatencySummary> {
+        let mut sorted: Vec<Duration> = self.samples.lock().ok()?.iter().copied().collect();
+        if sorted.is_empty() {
+            return None;
+        }
+        sorted.sort_unstable();
+        let rank = |p: usize| sorted[(p * sorted.len()).div_ceil(100).clamp(1, sorted.len()) - 1];
+        Some(LatencySummary {
+            p50: rank(50),
+            p99: rank(99),
+            max: sorted[sorted.len() - 1],
+            count: sorted.len(),
+        })
+    }
+}
+
+/// Frames of one call on their way from the payloader to the socket.
+#[derive(Debug, Default)]
+struct InFlight {
+    /// (PTS, when the encoded frame reached the payloader).
+    encoded: VecDeque<(gst::ClockTime, Instant)>,
+    /// (RTP timestamp, when its frame reached the payloader).
+    packetized: VecDeque<(u32, Instant)>,
+}
+
+fn push_bounded<T>(queue: &mut VecDeque<T>, item: T) {
+    if queue.len() == FRAMES_IN_FLIGHT {
+        queue.pop_front();
+    }
+    queue.push_back(item);
+}
+
+/// The RTP timestamp and marker bit of a packet, unless it is RTCP or not RTP at all.
+fn rtp_timestamp_and_marker(packet: &[u8]) -> Option<(u32, bool)> {
+    if packet.len() < 12 || packet[0] >> 6 != 2 {
+        return None;
+    }
+    // RTCP packet types 192..=223 sit where RTP has the marker bit and payload type.
+    if (192..=223).contains(&packet[1]) {
+        return None;
+    }
+    let timestamp = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+    Some((timestamp, packet[1] & 0x80 != 0))
+}
+
+fn buffers(info: &gst::PadProbeInfo<'_>) -> Vec<gst::Buffer> {
+    match &info.data {
+        Some(gst::PadProbeData::Buffer(buffer)) => vec![buffer.clone()],
+        Some(gst::PadProbeData::BufferList(list)) => list.iter_owned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Stamps the video frames of one call: `pay` is the payloader; `webrtc` the call's webrtcbin,
+/// whose `nicesink` appears once the transport is made.
+pub fn watch(pay: &gst::Element, webrtc: &gst::Element, metrics: std::sync::Arc<Metrics>) {
+    let in_flight = std::sync::Arc::new(Mutex::new(InFlight::default()));
+    let (Some(pay_sink), Some(pay_src)) = (pay.static_pad("sink"), pay.static_pad("src")) else {
+        return;
+    };
+    {
+        let in_flight = std::sync::Arc::clone(&in_flight);
+        pay_sink.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let (Some(gst::PadProbeData::Buffer(buffer)), Ok(mut frames)) =
+                (&info.data, in_flight.lock())
+                && let Some(pts) = buffer.pts()
+            {
+                push_bounded(&mut frames.encoded, (pts, Instant::now()));
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+    {
+        let in_flight = std::sync::Arc::clone(&in_flight);
+        let probes = gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST;
+        pay_src.add_probe(probes, move |_, info| {
+            let Ok(mut frames) = in_flight.lock() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            for buffer in buffers(info) {
+                let Some(pts) = buffer.pts() else { continue };
+                let Some(&(_, encoded_at)) = frames.encoded.iter().find(|(p, _)| *p == pts) else {
+                    continue;
+                };
+                let Ok(map) = buffer.map_readable() else {
+                    continue;
+                };
+                if let Some((timestamp, _)) = rtp_timestamp_and_marker(&map)
+                    && frames
+                        .packetized
+                        .back()
+                        .is_none_or(|(t, _)| *t != timestamp)
+                {
+                    push_bounded(&mut frames.packetized, (timestamp, encoded_at));
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+    let Some(bin) = webrtc.downcast_ref::<gst::Bin>() else {
+        return;
+    };
+    bin.connect_deep_element_added(move |_, _, element| {
+        let is_nicesink = element
+            .factory()
+            .is_some_and(|factory| factory.name() == "nicesink");
+        let Some(sink) = is_nicesink.then(|| element.static_pad("sink")).flatten() else {
+            return;
+        };
+        let in_flight = std::sync::Arc::clone(&in_flight);
+        let metrics = std::sync::Arc::clone(&metrics);
+        let probes = gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST;
+        sink.add_probe(probes, move |_, info| {
+            let now = Instant::now();
+            let Ok(mut frames) = in_flight.lock() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            for buffer in buffers(info) {
+                let Ok(map) = buffer.map_readable() else {
+                    continue;
+                };
+                let Some((timestamp, true)) = rtp_timestamp_and_marker(&map) else {
+                    continue;
+                };
+                if let Some(index) = frames.packetized.iter().position(|(t, _)| *t == timestamp) {
+                    let (_, encoded_at) = frames.packetized[index];
+                    frames.packetized.drain(..=index);
+                    metrics.send_latency.record(now.duration_since(encoded_at));
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_rtp_timestamps_and_skips_rtcp() {
+        let mut rtp = [0u8; 12];
+        rtp[0] = 0x80;
+        rtp[1] = 0x80 | 96;
+        rtp[4..8].copy_from_slice(&123_456u32.to_be_bytes());
+        assert_eq!(rtp_timestamp_and_marker(&rtp), Some((123_456, true)));
+        rtp[1] = 96;
+        assert_eq!(rtp_timestamp_and_marker(&rtp), Some((123_456, false)));
+        let mut rtcp = rtp;
+        rtcp[1] = 200;
+        assert_eq!(rtp_timestamp_and_marker(&rtcp), None);
+        assert_eq!(rtp_timestamp_and_marker(&rtp[..8]), None);
+        assert_eq!(rtp_timestamp_and_marker(&[0u8; 12]), None);
+    }
+
+    #[test]
+    fn percentiles_of_the_kept_samples() {
+        let latency = SendLatency::default();
+        assert_eq!(latency.summary(), None);
+        for ms in 1..=100 {
+            latency.record(Duration::from_millis(ms));
+        }
+        let summary = latency.summary().unwrap();
+        assert_eq!(summary.p50, Duration::from_millis(50));
+        assert_eq!(summary.p99, Duration::from_millis(99));
+        assert_eq!(summary.max, Duration::from_millis(100));
+        assert_eq!(summary.count, 100);
+    }
+
+    #[test]
+    fn keeps_only_the_latest_samples() {
+        let latency = SendLatency::default();
+        for _ in 0..SAMPLES_KEPT {
+            latency.record(Duration::from_secs(1));
+        }
+        latency.record(Duration::from_millis(1));
+        let summary = latency.summary().unwrap();
+        assert_eq!(summary.count, SAMPLES_KEPT);
+        assert_eq!(summary.p50, Duration::from_secs(1));
+    }
+}
