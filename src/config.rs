@@ -115,7 +115,8 @@ pub struct MediaConfig {
     pub audio_source: String,
     /// Where the caller's voice plays: `auto` (first speaker, else discarded) or launch syntax.
     pub audio_sink: String,
-    /// `auto` (probe hardware, then software encoders) or launch syntax producing H.264.
+    /// `auto` (probe hardware, then software encoders), launch syntax producing H.264, or
+    /// `none` when `video_source` already produces H.264 (a camera's own encoder, RTP, a file).
     pub video_encoder: String,
     pub width: u32,
     pub height: u32,
@@ -145,6 +146,9 @@ impl Default for MediaConfig {
 
 /// The value that asks peercam to choose for itself.
 pub const AUTO: &str = "auto";
+
+/// `media.video_encoder` when the video source is already H.264.
+pub const PRE_ENCODED: &str = "none";
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]

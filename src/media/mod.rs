@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use gstreamer::prelude::*;
 
-use crate::config::{AUTO, IceConfig, MediaConfig};
+use crate::config::{AUTO, IceConfig, MediaConfig, PRE_ENCODED};
 use crate::metrics::Metrics;
 use crate::rooms::{CallId, Input};
 use crate::signaling::IceCandidate;
@@ -159,7 +159,7 @@ pub fn validate_launch_lines(media: &MediaConfig) -> Result<(), MediaError> {
         ("media.audio_sink", &media.audio_sink, false),
     ];
     for (field, launch, needs_output) in checks {
-        if launch == AUTO {
+        if launch == AUTO || (field == "media.video_encoder" && launch == PRE_ENCODED) {
             continue;
         }
         let invalid = |reason: String| MediaError::InvalidLaunch {

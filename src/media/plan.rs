@@ -10,6 +10,7 @@ use std::fmt;
 use thiserror::Error;
 
 use super::MediaSettings;
+use crate::config::PRE_ENCODED;
 
 /// RTP payload types used in the device's offer.
 pub const VIDEO_PAYLOAD: u32 = 96;
@@ -40,6 +41,8 @@ pub enum Encoder {
     Vp8,
     /// `media.video_encoder` from the config (must produce H.264).
     Custom,
+    /// `media.video_encoder = "none"`: the source already produces H.264, passed through.
+    PreEncoded,
 }
 
 impl Encoder {
@@ -50,7 +53,7 @@ impl Encoder {
             Self::X264 => Some("x264enc"),
             Self::OpenH264 => Some("openh264enc"),
             Self::Vp8 => Some("vp8enc"),
-            Self::Custom => None,
+            Self::Custom | Self::PreEncoded => None,
         }
     }
 
@@ -100,12 +103,15 @@ pub fn plan_video(
     };
     let mut candidates: Vec<Encoder> = Vec::new();
     if receives(VideoCodec::H264) {
-        if settings.video_encoder.is_some() {
-            candidates.push(Encoder::Custom);
+        match settings.video_encoder.as_deref() {
+            Some(PRE_ENCODED) => candidates.push(Encoder::PreEncoded),
+            Some(_) => candidates.push(Encoder::Custom),
+            None => {}
         }
         candidates.extend(H264_ENCODERS);
     }
-    if receives(VideoCodec::Vp8) {
+    // A pre-encoded source is H.264 and nothing else.
+    if receives(VideoCodec::Vp8) && settings.video_encoder.as_deref() != Some(PRE_ENCODED) {
         candidates.push(Encoder::Vp8);
     }
     let skipped: Vec<&str> = candidates
@@ -126,6 +132,9 @@ pub fn plan_video(
     let codec = encoder.codec();
     let mut reason = match encoder {
         Encoder::Custom => "media.video_encoder from the config".to_owned(),
+        Encoder::PreEncoded => {
+            "the source is already H.264 (media.video_encoder = \"none\")".to_owned()
+        }
         Encoder::V4l2H264 => "hardware encoder found".to_owned(),
         _ => format!("software encoder {}", encoder.factory().unwrap_or("?")),
     };
@@ -177,6 +186,7 @@ fn video_description(s: &MediaSettings, encoder: Encoder) -> String {
             "{} ! {h264_caps}",
             s.video_encoder.as_deref().unwrap_or("x264enc")
         ),
+        Encoder::PreEncoded => String::new(),
     };
     let payload = match encoder.codec() {
         VideoCodec::H264 => format!(
@@ -188,6 +198,9 @@ fn video_description(s: &MediaSettings, encoder: Encoder) -> String {
              capsfilter caps=\"application/x-rtp,media=video,encoding-name=VP8,clock-rate=90000,payload={VIDEO_PAYLOAD}\""
         ),
     };
+    if encoder == Encoder::PreEncoded {
+        return format!("{} ! {payload}", s.video_source);
+    }
     format!("{} ! {raw} ! {encode} ! {payload}", s.video_source)
 }
 
@@ -278,6 +291,24 @@ mod tests {
         let plan = plan_video(&s, &[], only(&["v4l2h264enc"])).unwrap();
         assert_eq!(plan.encoder, Encoder::Custom);
         assert!(plan.description.contains("openh264enc ! video/x-h264"));
+    }
+
+    #[test]
+    fn a_pre_encoded_source_goes_straight_to_the_payloader() {
+        let mut s = settings();
+        s.video_source = "udpsrc port=5004 ! rtph264depay".into();
+        s.video_encoder = Some("none".into());
+        let plan = plan_video(&s, &["H264".into(), "VP8".into()], only(&["x264enc"])).unwrap();
+        assert_eq!(plan.encoder, Encoder::PreEncoded);
+        assert!(
+            plan.description
+                .starts_with("udpsrc port=5004 ! rtph264depay ! h264parse ! rtph264pay name=pay"),
+            "{}",
+            plan.description
+        );
+        assert!(!plan.description.contains("videoconvert"));
+        // A browser without H.264 cannot be served from it.
+        assert!(plan_video(&s, &["VP8".into()], only(&["vp8enc"])).is_err());
     }
 
     #[test]
