@@ -90,6 +90,10 @@ struct ProbeArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Benchmarks: URL is a Janus HTTP API (http://host:8088/janus); watch this streaming
+    /// mountpoint instead of calling a device.
+    #[arg(long)]
+    janus_stream: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -128,7 +132,10 @@ fn probe(args: &ProbeArgs) -> Result<()> {
                 .unwrap_or_else(|_| "warn,rtc=error,rtc_ice=error,rtc_dtls=error".into()),
         )
         .init();
-    let trust = match (&args.fingerprint, args.insecure) {
+    let trust = match (
+        &args.fingerprint,
+        args.insecure || args.janus_stream.is_some(),
+    ) {
         (Some(fingerprint), _) => Trust::Pinned(fingerprint.clone()),
         (None, true) => Trust::Anything,
         (None, false) => anyhow::bail!(
@@ -157,6 +164,7 @@ fn probe(args: &ProbeArgs) -> Result<()> {
         duration: seconds(args.duration, "duration")?,
         timeout: seconds(args.timeout, "timeout")?,
         codecs: args.codecs.clone(),
+        janus_stream: args.janus_stream,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,29 +1,27 @@
-//! One probe call: join the device's room over the signaling socket, answer the device's offer
-//! with an independent WebRTC stack (webrtc-rs), trickle candidates both ways, receive video and
-//! audio, and time each step up to the first keyframe a decoder could start from.
+//! One probe call: join the far end (the device's room, or a Janus stream for comparison),
+//! answer its offer with an independent WebRTC stack (webrtc-rs), trickle candidates both ways,
+//! receive video and audio, and time each step up to the first keyframe a decoder could start
+//! from.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use serde::Serialize;
-use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceServer, RTCIceTransportPolicy,
-    RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription, Registry,
-    SettingEngineBuilder, register_default_interceptors,
+    RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceTransportPolicy, RTCPeerConnectionIceEvent,
+    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
+    register_default_interceptors,
 };
 
 use super::ProbeError;
-use super::client::{Connector, Signaling};
+use super::far_end::{FarEnd, IceConfiguration, Signal, Target};
 use super::stream_stats::{Packet, PayloadKind, StreamStats, StreamSummary};
 
 /// How often a keyframe is asked for until the first one arrives, as browsers do.
@@ -42,7 +40,7 @@ pub struct CallPlan {
     pub cookie: Option<String>,
 }
 
-/// Milliseconds from the start of the call (opening the signaling socket) to each step.
+/// Milliseconds from the start of the call (opening the signaling connection) to each step.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Timings {
     pub joined_ms: f64,
@@ -208,79 +206,11 @@ fn millis(since: Instant, at: Instant) -> f64 {
     at.saturating_duration_since(since).as_secs_f64() * 1000.0
 }
 
-async fn send(socket: &mut Signaling, message: Value) -> Result<(), ProbeError> {
-    socket
-        .send(Message::text(message.to_string()))
-        .await
-        .map_err(|e| ProbeError::Signaling(e.to_string()))
-}
-
-/// The next JSON message from the device, or why there is none.
-async fn receive(socket: &mut Signaling) -> Result<Value, ProbeError> {
-    loop {
-        match socket.next().await {
-            Some(Ok(Message::Text(text))) => {
-                return serde_json::from_str(&text)
-                    .map_err(|e| ProbeError::Signaling(format!("the device sent bad JSON: {e}")));
-            }
-            Some(Ok(Message::Close(frame))) => {
-                let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
-                return Err(ProbeError::HungUp(format!(
-                    "the device closed the socket {reason}"
-                )));
-            }
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(ProbeError::Signaling(e.to_string())),
-            None => return Err(ProbeError::HungUp("the device closed the socket".into())),
-        }
-    }
-}
-
-fn text_field(message: &Value, field: &str) -> String {
-    message
-        .get(field)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// The `iceServers` of a `joined` message, as webrtc-rs wants them.
-fn ice_servers(joined: &Value) -> Vec<RTCIceServer> {
-    let Some(servers) = joined.get("iceServers").and_then(Value::as_array) else {
-        return Vec::new();
-    };
-    servers
-        .iter()
-        .map(|server| {
-            let urls = match server.get("urls") {
-                Some(Value::String(url)) => vec![url.clone()],
-                Some(Value::Array(urls)) => urls
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect(),
-                _ => Vec::new(),
-            };
-            RTCIceServer {
-                urls,
-                username: text_field(server, "username"),
-                credential: text_field(server, "credential"),
-            }
-        })
-        .collect()
-}
-
 /// Makes one call and measures it.
-pub async fn call(connector: &Connector, plan: &CallPlan) -> Result<CallReport, ProbeError> {
+pub async fn call(target: &Target, plan: &CallPlan) -> Result<CallReport, ProbeError> {
     let started = Instant::now();
-    let bind = media_bind_address(connector.device().address)?;
-    let mut socket = connector.signaling(plan.cookie.as_deref()).await?;
-    send(
-        &mut socket,
-        json!({"type": "join", "room": "device", "codecs": plan.codecs}),
-    )
-    .await?;
-    let joined = tokio::time::timeout(plan.timeout, wait_for_joined(&mut socket))
+    let bind = media_bind_address(target.address())?;
+    let (mut far_end, ice) = tokio::time::timeout(plan.timeout, FarEnd::join(target, plan))
         .await
         .map_err(|_| ProbeError::NoAnswer(plan.timeout))??;
     let mut timings = Timings {
@@ -295,11 +225,18 @@ pub async fn call(connector: &Connector, plan: &CallPlan) -> Result<CallReport, 
         streams: Arc::clone(&streams),
         started,
     };
-    let peer = build_peer(&joined, handler, bind).await?;
+    let peer = build_peer(ice, handler, bind).await?;
 
-    let outcome = run_call(&mut socket, &peer, &mut events, plan, started, &mut timings).await;
-    let _ = send(&mut socket, json!({"type": "bye"})).await;
-    let _ = socket.close(None).await;
+    let outcome = run_call(
+        &mut far_end,
+        &peer,
+        &mut events,
+        plan,
+        started,
+        &mut timings,
+    )
+    .await;
+    far_end.hang_up().await;
     if let Err(e) = peer.close().await {
         log::debug!("closing the peer connection: {e}");
     }
@@ -322,21 +259,8 @@ pub async fn call(connector: &Connector, plan: &CallPlan) -> Result<CallReport, 
     })
 }
 
-async fn wait_for_joined(socket: &mut Signaling) -> Result<Value, ProbeError> {
-    loop {
-        let message = receive(socket).await?;
-        match message.get("type").and_then(Value::as_str) {
-            Some("joined") => return Ok(message),
-            Some("full") => return Err(ProbeError::Busy),
-            Some("error") => return Err(ProbeError::Refused(text_field(&message, "message"))),
-            Some("bye") => return Err(ProbeError::HungUp(text_field(&message, "reason"))),
-            _ => continue,
-        }
-    }
-}
-
 async fn build_peer(
-    joined: &Value,
+    ice: IceConfiguration,
     handler: Handler,
     bind: SocketAddr,
 ) -> Result<impl PeerConnection, ProbeError> {
@@ -344,11 +268,11 @@ async fn build_peer(
     let mut media = MediaEngine::default();
     media.register_default_codecs().map_err(webrtc)?;
     let registry = register_default_interceptors(Registry::new(), &mut media).map_err(webrtc)?;
-    let mut configuration = RTCConfigurationBuilder::new().with_ice_servers(ice_servers(joined));
-    if joined.get("iceTransportPolicy").and_then(Value::as_str) == Some("relay") {
+    let mut configuration = RTCConfigurationBuilder::new().with_ice_servers(ice.servers);
+    if ice.relay_only {
         configuration = configuration.with_ice_transport_policy(RTCIceTransportPolicy::Relay);
     }
-    // The device sends plain addresses, so there are no .local names to resolve; and a
+    // The far end sends plain addresses, so there are no .local names to resolve; and a
     // multicast socket cannot even be opened on a host (or test namespace) without a route.
     let settings = SettingEngineBuilder::new()
         .with_multicast_dns_mode(MulticastDnsMode::Disabled)
@@ -365,10 +289,10 @@ async fn build_peer(
         .map_err(webrtc)
 }
 
-/// Drives the call from `joined` to the end of its receiving time; returns the seconds of
-/// media received after the first keyframe.
+/// Drives the call from joining to the end of its receiving time; returns the seconds of media
+/// received after the first keyframe.
 async fn run_call(
-    socket: &mut Signaling,
+    far_end: &mut FarEnd,
     peer: &impl PeerConnection,
     events: &mut mpsc::UnboundedReceiver<Event>,
     plan: &CallPlan,
@@ -386,57 +310,25 @@ async fn run_call(
                     None => Err(ProbeError::NoFrames(plan.timeout)),
                 };
             }
-            message = receive(socket) => {
-                let message = match message {
-                    Ok(message) => message,
-                    Err(e) => return Err(e),
-                };
-                match message.get("type").and_then(Value::as_str) {
-                    Some("offer") => {
-                        timings.offer_ms = Some(millis(started, Instant::now()));
-                        let offer = RTCSessionDescription::offer(text_field(&message, "sdp"))
-                            .map_err(webrtc)?;
-                        peer.set_remote_description(offer).await.map_err(webrtc)?;
-                        let answer = peer.create_answer(None).await.map_err(webrtc)?;
-                        let sdp = answer.sdp.clone();
-                        peer.set_local_description(answer).await.map_err(webrtc)?;
-                        send(socket, json!({"type": "answer", "sdp": sdp})).await?;
-                    }
-                    Some("candidate") => {
-                        let candidate = text_field(&message, "candidate");
-                        if candidate.is_empty() {
-                            continue;
-                        }
-                        let init = RTCIceCandidateInit {
-                            candidate,
-                            sdp_mid: message.get("sdpMid").and_then(Value::as_str).map(str::to_owned),
-                            sdp_mline_index: message
-                                .get("sdpMLineIndex")
-                                .and_then(Value::as_u64)
-                                .and_then(|i| u16::try_from(i).ok()),
-                            ..RTCIceCandidateInit::default()
-                        };
-                        if let Err(e) = peer.add_ice_candidate(init).await {
-                            log::debug!("the device's candidate was not usable: {e}");
-                        }
-                    }
-                    Some("bye") => {
-                        return Err(ProbeError::HungUp(text_field(&message, "reason")));
-                    }
-                    Some("error") => {
-                        return Err(ProbeError::Refused(text_field(&message, "message")));
-                    }
-                    _ => {}
+            signal = far_end.next() => match signal? {
+                Signal::Offer(sdp) => {
+                    timings.offer_ms = Some(millis(started, Instant::now()));
+                    let offer = RTCSessionDescription::offer(sdp).map_err(webrtc)?;
+                    peer.set_remote_description(offer).await.map_err(webrtc)?;
+                    let answer = peer.create_answer(None).await.map_err(webrtc)?;
+                    let sdp = answer.sdp.clone();
+                    peer.set_local_description(answer).await.map_err(webrtc)?;
+                    far_end.answer(sdp).await?;
                 }
-            }
+                Signal::Candidate(init) => {
+                    if let Err(e) = peer.add_ice_candidate(init).await {
+                        log::debug!("a remote candidate was not usable: {e}");
+                    }
+                }
+                Signal::Bye(reason) => return Err(ProbeError::HungUp(reason)),
+            },
             Some(event) = events.recv() => match event {
-                Event::LocalCandidate(init) => {
-                    send(socket, json!({
-                        "type": "candidate",
-                        "candidate": init.candidate,
-                        "sdpMLineIndex": init.sdp_mline_index.unwrap_or(0),
-                    })).await?;
-                }
+                Event::LocalCandidate(init) => far_end.candidate(init).await?,
                 Event::Connected(at) => timings.connected_ms = Some(millis(started, at)),
                 Event::Failed(why) => return Err(ProbeError::WebRtc(why)),
                 Event::FirstKeyframe(at) => {

@@ -6,11 +6,16 @@
 //!
 //! # Layout
 //! - [`client`]: URL, TLS with a pinned certificate, login, the signaling socket.
+//! - [`far_end`]: who is called — a peercam device ([`device`]) or, for benchmarks, a Janus
+//!   streaming mountpoint ([`janus`]) — and the signaling a call needs from either.
 //! - [`call`]: one call over webrtc-rs.
 //! - [`stream_stats`]: what one RTP stream's packets say (pure).
 
 pub mod call;
 pub mod client;
+pub mod device;
+pub mod far_end;
+pub mod janus;
 pub mod stream_stats;
 
 use std::time::Duration;
@@ -19,6 +24,7 @@ use serde::Serialize;
 
 pub use call::{CallPlan, CallReport};
 pub use client::{Connector, Device, Trust};
+pub use far_end::Target;
 
 /// Why a probe failed: each names what the owner can do about it.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +69,9 @@ pub struct ProbeOptions {
     pub duration: Duration,
     pub timeout: Duration,
     pub codecs: Vec<String>,
+    /// Watch this Janus streaming mountpoint at `url` (Janus's HTTP API) instead of calling a
+    /// device: the same client for both sides of a benchmark.
+    pub janus_stream: Option<u64>,
 }
 
 /// Percentiles of one figure over the calls.
@@ -110,11 +119,20 @@ pub struct ProbeReport {
 
 /// Runs the calls one after another; stops at the first that fails.
 pub async fn run(options: &ProbeOptions) -> Result<ProbeReport, ProbeError> {
-    let device = Device::from_url(&options.url).await?;
-    let connector = Connector::new(device, options.trust.clone(), options.timeout)?;
-    let cookie = match &options.password {
-        Some(password) => connector.log_in(password).await?,
-        None => None,
+    let (target, cookie) = match options.janus_stream {
+        Some(stream) => (
+            Target::Janus(janus::Janus::from_url(&options.url, stream, options.timeout).await?),
+            None,
+        ),
+        None => {
+            let device = Device::from_url(&options.url).await?;
+            let connector = Connector::new(device, options.trust.clone(), options.timeout)?;
+            let cookie = match &options.password {
+                Some(password) => connector.log_in(password).await?,
+                None => None,
+            };
+            (Target::Device(connector), cookie)
+        }
     };
     let plan = CallPlan {
         duration: options.duration,
@@ -132,7 +150,7 @@ pub async fn run(options: &ProbeOptions) -> Result<ProbeReport, ProbeError> {
         failure: None,
     };
     for number in 1..=options.calls.max(1) {
-        match call::call(&connector, &plan).await {
+        match call::call(&target, &plan).await {
             Ok(call) => report.calls.push(call),
             Err(e) => {
                 report.failure = Some(format!("call {number} of {}: {e}", options.calls));
