@@ -46,7 +46,8 @@ pub enum Signal {
 
 /// A joined call's signaling.
 pub enum FarEnd {
-    Device(DeviceSignaling),
+    /// Boxed: the TLS WebSocket is large.
+    Device(Box<DeviceSignaling>),
     Janus(JanusSignaling),
 }
 
@@ -59,7 +60,7 @@ impl FarEnd {
         Ok(match target {
             Target::Device(connector) => {
                 let (signaling, ice) = DeviceSignaling::join(connector, plan).await?;
-                (Self::Device(signaling), ice)
+                (Self::Device(Box::new(signaling)), ice)
             }
             Target::Janus(janus) => (
                 Self::Janus(janus.watch().await?),
@@ -93,7 +94,7 @@ impl FarEnd {
     /// Ends the call politely; errors do not matter any more.
     pub async fn hang_up(self) {
         match self {
-            Self::Device(device) => device.hang_up().await,
+            Self::Device(device) => (*device).hang_up().await,
             Self::Janus(janus) => janus.hang_up().await,
         }
     }
