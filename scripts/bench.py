@@ -1,0 +1,445 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmarks of peercam (release build), Janus and coturn; run by scripts/bench
+inside a network namespace. Nothing here asserts: it prints figures and a Markdown table.
+
+Each round measures, in one run:
+  a. time to first frame over CALLS calls of a freshly started daemon, with `peercam probe` and
+     with headless Chromium (tests/browser/bench_call.mjs);
+  b. CPU seconds per minute of a 720p30 ~2 Mbit/s call: peercam with the software encoder, peercam
+     fed pre-encoded H.264 RTP through the pipeline override (media.video_encoder = "none"), and
+     Janus's streaming plugin fed the same RTP; all watched by `peercam probe`;
+  c. RSS idle and in a call;
+  d. the daemon's encoder-to-socket latency (p50/p99, from /metrics);
+  e. the STUN and signaling benches (cargo bench).
+The table holds the median over ROUNDS rounds.
+
+Environment: ROUNDS (3), CALLS (50), SECONDS (30: length of the CPU calls), SKIP (comma list of
+chromium,stun,signaling to leave out).
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEERCAM = os.path.join(ROOT, "target/release/peercam")
+WORK = os.path.join(ROOT, "target/bench")
+FEED_FILE = os.path.join(WORK, "feed-720p30-2mbit.rtp")
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
+CALLS = int(os.environ.get("CALLS", "50"))
+SECONDS = float(os.environ.get("SECONDS", "30"))
+SKIP = set(filter(None, os.environ.get("SKIP", "").split(",")))
+TICKS = os.sysconf("SC_CLK_TCK")
+PEERCAM_FEED_PORT = 15004
+JANUS_FEED_PORT = 15006
+JANUS_HTTP_PORT = 18088
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1)) / 1024
+
+
+# --- the pre-encoded feed -------------------------------------------------------------------
+
+def record_feed(seconds=10):
+    """Encodes SECONDS of 720p30 at ~2 Mbit/s once, as RTP packets kept in a file."""
+    if os.path.exists(FEED_FILE):
+        return
+    os.makedirs(WORK, exist_ok=True)
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    port = receiver.getsockname()[1]
+    encoder = subprocess.Popen([
+        "gst-launch-1.0", "-q", "videotestsrc", "is-live=true", "pattern=snow",
+        f"num-buffers={int(seconds * 30)}", "!",
+        "video/x-raw,width=1280,height=720,framerate=30/1", "!",
+        "x264enc", "tune=zerolatency", "speed-preset=ultrafast", "bitrate=2000",
+        "key-int-max=30", "!", "video/x-h264,profile=constrained-baseline", "!",
+        "rtph264pay", "pt=96", "mtu=1200", "config-interval=-1", "!",
+        "udpsink", "host=127.0.0.1", f"port={port}",
+    ])
+    packets = []
+    receiver.settimeout(3)
+    try:
+        while True:
+            packets.append(receiver.recv(2048))
+    except socket.timeout:
+        pass
+    encoder.wait()
+    with open(FEED_FILE, "wb") as f:
+        for packet in packets:
+            f.write(struct.pack("!H", len(packet)) + packet)
+    log(f"recorded {len(packets)} RTP packets of pre-encoded video in {FEED_FILE}")
+
+
+def load_feed():
+    with open(FEED_FILE, "rb") as f:
+        data = f.read()
+    packets, offset = [], 0
+    while offset < len(data):
+        (size,) = struct.unpack_from("!H", data, offset)
+        packets.append(bytearray(data[offset + 2:offset + 2 + size]))
+        offset += 2 + size
+    return packets
+
+
+class Feeder(threading.Thread):
+    """Replays the recorded RTP in a loop, paced by its timestamps, to every port given; the
+    sequence numbers and timestamps run on across loops, as from a live encoder."""
+
+    def __init__(self, ports):
+        super().__init__(daemon=True)
+        self.packets = load_feed()
+        self.ports = ports
+        self.stopped = threading.Event()
+        self.sent_bytes = 0
+
+    def run(self):
+        out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        first_ts = struct.unpack_from("!I", self.packets[0], 4)[0]
+        last_ts = struct.unpack_from("!I", self.packets[-1], 4)[0]
+        loop_ticks = (last_ts - first_ts) % (1 << 32) + 3000
+        offsets = [(struct.unpack_from("!I", p, 4)[0] - first_ts) % (1 << 32) for p in self.packets]
+        seq, loop, start = 0, 0, time.monotonic()
+        while not self.stopped.is_set():
+            for packet, ts in zip(self.packets, offsets):
+                due = start + (loop * loop_ticks + ts) / 90000
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                struct.pack_into("!HI", packet, 2, seq & 0xFFFF,
+                                 (loop * loop_ticks + ts) & 0xFFFFFFFF)
+                seq += 1
+                for port in self.ports:
+                    try:
+                        out.sendto(packet, ("127.0.0.1", port))
+                    except OSError:
+                        pass  # nobody listening on that port yet (or any more)
+                self.sent_bytes += len(packet)
+                if self.stopped.is_set():
+                    return
+            loop += 1
+
+
+# --- the things measured --------------------------------------------------------------------
+
+class Daemon:
+    """peercam (release) on free ports with `auth = "none"`, and `extra` config."""
+
+    def __init__(self, extra=""):
+        self.dir = tempfile.mkdtemp(prefix="peercam-bench-")
+        config = os.path.join(self.dir, "peercam.toml")
+        with open(config, "w") as f:
+            f.write('auth = "none"\n[http]\nbind = "127.0.0.1"\nhttps_port = 0\nhttp_port = 0\n'
+                    f'[stun]\nport = 0\n{extra}')
+        self.process = subprocess.Popen(
+            [PEERCAM, "--config", config, "--state-dir", os.path.join(self.dir, "state")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "RUST_LOG": "info"})
+        self.port = None
+        for line in self.process.stdout:
+            match = re.search(r"https://localhost:(\d+)/", line)
+            if match:
+                self.port = int(match.group(1))
+                break
+        threading.Thread(target=lambda: [None for _ in self.process.stdout], daemon=True).start()
+        self.url = f"https://127.0.0.1:{self.port}/"
+        self.pid = self.process.pid
+
+    def metrics(self):
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        with urllib.request.urlopen(self.url + "metrics", context=context, timeout=5) as r:
+            return r.read().decode()
+
+    def latency(self):
+        text = self.metrics()
+        found = dict(re.findall(
+            r'peercam_send_latency_seconds\{quantile="([0-9.]+)"\} ([0-9.]+)', text))
+        return {q: float(v) * 1000 for q, v in found.items()}
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=10)
+
+
+class Janus:
+    """Janus with only the HTTP transport and the streaming plugin, one RTP mountpoint."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="janus-bench-")
+        lib = next(p for p in ["/usr/lib/x86_64-linux-gnu/janus", "/usr/lib/aarch64-linux-gnu/janus",
+                               "/usr/lib/janus"] if os.path.isdir(p))
+        plugins = sorted(f for f in os.listdir(f"{lib}/plugins") if f.endswith(".so"))
+        transports = sorted(f for f in os.listdir(f"{lib}/transports") if f.endswith(".so"))
+        files = {
+            "janus.jcfg": f"""general: {{
+    configs_folder = "{self.dir}"
+    plugins_folder = "{lib}/plugins"
+    transports_folder = "{lib}/transports"
+    events_folder = "{lib}/events"
+    loggers_folder = "{lib}/loggers"
+    debug_level = 3
+    session_timeout = 0
+}}
+plugins: {{ disable = "{",".join(p for p in plugins if "streaming" not in p)}" }}
+transports: {{ disable = "{",".join(t for t in transports if "http" not in t)}" }}
+media: {{ rtp_port_range = "20000-40000" }}
+""",
+            "janus.transport.http.jcfg": f"""general: {{
+    base_path = "/janus"
+    http = true
+    port = {JANUS_HTTP_PORT}
+    ip = "127.0.0.1"
+    https = false
+}}
+admin: {{ admin_http = false }}
+""",
+            "janus.plugin.streaming.jcfg": f"""general: {{ }}
+bench: {{
+    type = "rtp"
+    id = 1
+    description = "pre-encoded 720p30 H.264"
+    media = ({{ type = "video" mid = "v" port = {JANUS_FEED_PORT} pt = 96 codec = "h264"
+               fmtp = "profile-level-id=42e01f;packetization-mode=1" }})
+}}
+""",
+        }
+        for name, text in files.items():
+            with open(os.path.join(self.dir, name), "w") as f:
+                f.write(text)
+        self.process = subprocess.Popen(
+            ["janus", "-F", self.dir, "-C", os.path.join(self.dir, "janus.jcfg")],
+            stdout=open(os.path.join(WORK, "janus.log"), "w"), stderr=subprocess.STDOUT)
+        self.pid = self.process.pid
+        self.url = f"http://127.0.0.1:{JANUS_HTTP_PORT}/janus"
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", JANUS_HTTP_PORT), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+
+    def stop(self):
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def probe(url, *args):
+    result = subprocess.run([PEERCAM, "probe", url, "--insecure", "--json", *args],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"probe failed: {result.stderr.strip()}")
+    return json.loads(result.stdout)
+
+
+def call_load(url, pid, *probe_args):
+    """One SECONDS-long call watched by the probe: CPU seconds per minute and RSS of `pid` over
+    the steady part of the call (from 3 s after the first frame to 1 s before the end)."""
+    result = {}
+
+    def sample():
+        time.sleep(3)
+        before, t0 = cpu_seconds(pid), time.monotonic()
+        time.sleep(max(1.0, SECONDS - 5))
+        result["cpu_s_per_min"] = (cpu_seconds(pid) - before) / (time.monotonic() - t0) * 60
+        result["rss_mb"] = rss_mb(pid)
+
+    sampler = threading.Thread(target=sample)
+    started = threading.Event()
+
+    def start_sampler_after_first_frame():
+        # The call connects within a second; start counting once media flows.
+        time.sleep(1.0)
+        started.set()
+        sampler.start()
+
+    threading.Thread(target=start_sampler_after_first_frame, daemon=True).start()
+    report = probe(url, "--duration", str(SECONDS), *probe_args)
+    started.wait()
+    sampler.join()
+    video = report["calls"][0]["video"]
+    result.update(fps=video["fps"], kbps=video["bitrate_kbps"], loss=video["loss_percent"])
+    return result
+
+
+def first_frames_probe():
+    daemon = Daemon()
+    idle = rss_mb(daemon.pid)
+    report = probe(daemon.url, "--calls", str(CALLS), "--duration", "0.3")
+    daemon.stop()
+    calls = [c["timings"]["first_keyframe_ms"] for c in report["calls"]]
+    return {"p50": report["first_keyframe_ms"]["p50"], "p95": report["first_keyframe_ms"]["p95"],
+            "first": calls[0], "idle_rss": idle}
+
+
+def first_frames_chromium():
+    env = {**os.environ, "CALLS": str(CALLS), "CPU_SECONDS": "2",
+           "PEERCAM_BIN": PEERCAM}
+    out = subprocess.run(["node", "bench_call.mjs"], cwd=os.path.join(ROOT, "tests/browser"),
+                         env=env, capture_output=True, text=True, check=True).stdout
+    match = re.search(r"first call (\d+) ms, median (\d+) ms, p95 (\d+) ms", out)
+    return {"first": float(match.group(1)), "p50": float(match.group(2)),
+            "p95": float(match.group(3))}
+
+
+def relay_loads():
+    """The software-encoder call, then peercam and Janus fed the same pre-encoded RTP."""
+    out = {}
+    daemon = Daemon()
+    out["x264"] = call_load(daemon.url, daemon.pid)
+    out["x264"]["latency"] = daemon.latency()
+    out["x264"]["idle_rss"] = rss_mb(daemon.pid)
+    daemon.stop()
+
+    feeder = Feeder([PEERCAM_FEED_PORT, JANUS_FEED_PORT])
+    feeder.start()
+    caps = "application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload=96"
+    daemon = Daemon(f'[media]\nvideo_source = \'udpsrc port={PEERCAM_FEED_PORT} caps="{caps}" '
+                    f'! rtpjitterbuffer latency=0 ! rtph264depay\'\nvideo_encoder = "none"\n')
+    idle = rss_mb(daemon.pid)
+    out["pre-encoded"] = call_load(daemon.url, daemon.pid)
+    out["pre-encoded"]["latency"] = daemon.latency()
+    out["pre-encoded"]["idle_rss"] = idle
+    daemon.stop()
+
+    janus = Janus()
+    idle = rss_mb(janus.pid)
+    out["janus"] = call_load(janus.url, janus.pid, "--janus-stream", "1")
+    out["janus"]["idle_rss"] = idle
+    janus.stop()
+    feeder.stopped.set()
+    return out
+
+
+def cargo_bench(name, pattern):
+    out = subprocess.run(["cargo", "bench", "--bench", name], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    return [m for m in re.findall(pattern, out)], out
+
+
+def main():
+    record_feed()
+    rounds = []
+    for number in range(1, ROUNDS + 1):
+        log(f"round {number} of {ROUNDS}")
+        r = {"probe": first_frames_probe()}
+        log("  first frame (probe):", r["probe"])
+        if "chromium" not in SKIP:
+            r["chromium"] = first_frames_chromium()
+            log("  first frame (Chromium):", r["chromium"])
+        r["loads"] = relay_loads()
+        log("  loads:", json.dumps(r["loads"]))
+        if "stun" not in SKIP:
+            found, text = cargo_bench("stun_load", r"(peercam|coturn):\s+(\d+) answers/s")
+            r["stun"] = {k: float(v) for k, v in found}
+            log("  STUN:", r["stun"])
+        if "signaling" not in SKIP:
+            _, text = cargo_bench("signaling_load", r"x")
+            r["signaling"] = {
+                "joins": float(re.search(r"= (\d+) joins/s", text).group(1)),
+                "p99": float(re.search(r"steady: \d+ messages relayed, latency p50 [0-9.]+ ms, "
+                                       r"p99 ([0-9.]+) ms", text).group(1)),
+                "cpu": float(re.search(r"CPU ([0-9.]+)% of one core", text).group(1)),
+            }
+            log("  signaling:", r["signaling"])
+        rounds.append(r)
+    with open(os.path.join(WORK, "rounds.json"), "w") as f:
+        json.dump(rounds, f, indent=1)
+    print(table(rounds))
+
+
+def med(rounds, pick):
+    values = []
+    for r in rounds:
+        try:
+            values.append(pick(r))
+        except (KeyError, TypeError):
+            pass
+    return statistics.median(values) if values else float("nan")
+
+
+def table(rounds):
+    loads = lambda r: r["loads"]
+    rows = [
+        ("First frame p50, probe (ms)", med(rounds, lambda r: r["probe"]["p50"]), "≤ 120"),
+        ("First frame p95, probe (ms)", med(rounds, lambda r: r["probe"]["p95"]), ""),
+        ("First frame, first call after start, probe (ms)",
+         med(rounds, lambda r: r["probe"]["first"]), "≤ 120"),
+        ("First frame p50, Chromium (ms)", med(rounds, lambda r: r["chromium"]["p50"]), "≤ 120"),
+        ("First frame p95, Chromium (ms)", med(rounds, lambda r: r["chromium"]["p95"]), ""),
+        ("First frame, first call, Chromium (ms)", med(rounds, lambda r: r["chromium"]["first"]), ""),
+        ("CPU s/min, x264 720p30 call", med(rounds, lambda r: loads(r)["x264"]["cpu_s_per_min"]), ""),
+        ("CPU s/min, pre-encoded call, peercam",
+         med(rounds, lambda r: loads(r)["pre-encoded"]["cpu_s_per_min"]), ""),
+        ("CPU s/min, same feed, Janus", med(rounds, lambda r: loads(r)["janus"]["cpu_s_per_min"]), ""),
+        ("CPU ratio peercam / Janus (pre-encoded)",
+         med(rounds, lambda r: loads(r)["pre-encoded"]["cpu_s_per_min"]
+             / loads(r)["janus"]["cpu_s_per_min"]), "≤ 0.5"),
+        ("RSS idle, peercam (MB)", med(rounds, lambda r: r["probe"]["idle_rss"]), ""),
+        ("RSS in a call, pre-encoded (MB)", med(rounds, lambda r: loads(r)["pre-encoded"]["rss_mb"]),
+         "≤ 40"),
+        ("RSS in a call, x264 720p (MB)", med(rounds, lambda r: loads(r)["x264"]["rss_mb"]), "≤ 60"),
+        ("RSS idle / in a call, Janus (MB)",
+         f'{med(rounds, lambda r: loads(r)["janus"]["idle_rss"]):.1f} / '
+         f'{med(rounds, lambda r: loads(r)["janus"]["rss_mb"]):.1f}', ""),
+        ("Added latency p50, x264 (ms)", med(rounds, lambda r: loads(r)["x264"]["latency"]["0.5"]), ""),
+        ("Added latency p99, x264 (ms)", med(rounds, lambda r: loads(r)["x264"]["latency"]["0.99"]),
+         "≤ 5"),
+        ("Added latency p99, pre-encoded (ms)",
+         med(rounds, lambda r: loads(r)["pre-encoded"]["latency"]["0.99"]), "≤ 5"),
+        ("Received fps / kbit/s, pre-encoded, peercam",
+         f'{med(rounds, lambda r: loads(r)["pre-encoded"]["fps"]):.1f} / '
+         f'{med(rounds, lambda r: loads(r)["pre-encoded"]["kbps"]):.0f}', ""),
+        ("Received fps / kbit/s, same feed, Janus",
+         f'{med(rounds, lambda r: loads(r)["janus"]["fps"]):.1f} / '
+         f'{med(rounds, lambda r: loads(r)["janus"]["kbps"]):.0f}', ""),
+        ("Signaling: joins/s (TCP + TLS + WebSocket + join)",
+         med(rounds, lambda r: r["signaling"]["joins"]), ""),
+        ("Signaling: relay latency p99 at 10,000 msg/s (ms)",
+         med(rounds, lambda r: r["signaling"]["p99"]), ""),
+        ("Signaling: daemon CPU at 10,000 msg/s (% of a core)",
+         med(rounds, lambda r: r["signaling"]["cpu"]), ""),
+        ("STUN answers/s, peercam", med(rounds, lambda r: r["stun"]["peercam"]), ""),
+        ("STUN answers/s, coturn", med(rounds, lambda r: r["stun"]["coturn"]), ""),
+        ("STUN ratio peercam / coturn",
+         med(rounds, lambda r: r["stun"]["peercam"] / r["stun"]["coturn"]), "≥ 2"),
+    ]
+    lines = [f"Medians of {len(rounds)} rounds; {CALLS} calls per first-frame run; "
+             f"{SECONDS:.0f} s calls for CPU and RSS.", "",
+             "| Figure | Measured | Target |", "|---|---|---|"]
+    for name, value, target in rows:
+        shown = value if isinstance(value, str) else f"{value:.2f}" if value < 10 else f"{value:.0f}"
+        lines.append(f"| {name} | {shown} | {target} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
