@@ -24,6 +24,11 @@ use super::ProbeError;
 use super::far_end::{FarEnd, IceConfiguration, Signal, Target};
 use super::stream_stats::{Packet, PayloadKind, StreamStats, StreamSummary};
 
+/// Time between rounds of ICE connectivity checks.
+const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(20);
+/// How long a candidate pair is tried before it is given up.
+const ICE_PAIR_PATIENCE: Duration = Duration::from_millis(1400);
+
 /// How often a keyframe is asked for until the first one arrives, as browsers do.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -274,8 +279,14 @@ async fn build_peer(
     }
     // The far end sends plain addresses, so there are no .local names to resolve; and a
     // multicast socket cannot even be opened on a host (or test namespace) without a route.
+    // Connectivity checks paced as browsers pace them (webrtc-rs waits 200 ms between rounds,
+    // which alone added ~200 ms to every call), over the same 1.4 s before giving up on a pair.
     let settings = SettingEngineBuilder::new()
         .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+        .with_ice_connection_attempts(
+            Some(ICE_CHECK_INTERVAL),
+            Some((ICE_PAIR_PATIENCE.as_millis() / ICE_CHECK_INTERVAL.as_millis()) as u16),
+        )
         .build();
     PeerConnectionBuilder::new()
         .with_configuration(configuration.build())
