@@ -262,28 +262,20 @@ def probe(url, *args):
 
 def call_load(url, pid, *probe_args):
     """One SECONDS-long call watched by the probe: CPU seconds per minute and RSS of `pid` over
-    the steady part of the call (from 3 s after the first frame to 1 s before the end)."""
+    the steady part of the call (from ~4 s after dialling, once media flows, to ~1 s before the
+    end)."""
     result = {}
 
     def sample():
-        time.sleep(3)
+        time.sleep(4)
         before, t0 = cpu_seconds(pid), time.monotonic()
         time.sleep(max(1.0, SECONDS - 5))
         result["cpu_s_per_min"] = (cpu_seconds(pid) - before) / (time.monotonic() - t0) * 60
         result["rss_mb"] = rss_mb(pid)
 
     sampler = threading.Thread(target=sample)
-    started = threading.Event()
-
-    def start_sampler_after_first_frame():
-        # The call connects within a second; start counting once media flows.
-        time.sleep(1.0)
-        started.set()
-        sampler.start()
-
-    threading.Thread(target=start_sampler_after_first_frame, daemon=True).start()
+    sampler.start()
     report = probe(url, "--duration", str(SECONDS), *probe_args)
-    started.wait()
     sampler.join()
     video = report["calls"][0]["video"]
     result.update(fps=video["fps"], kbps=video["bitrate_kbps"], loss=video["loss_percent"])
@@ -339,10 +331,9 @@ def relay_loads():
     return out
 
 
-def cargo_bench(name, pattern):
-    out = subprocess.run(["cargo", "bench", "--bench", name], cwd=ROOT, capture_output=True,
-                         text=True, check=True).stdout
-    return [m for m in re.findall(pattern, out)], out
+def cargo_bench(name):
+    return subprocess.run(["cargo", "bench", "--bench", name], cwd=ROOT, capture_output=True,
+                          text=True, check=True).stdout
 
 
 def main():
@@ -358,11 +349,12 @@ def main():
         r["loads"] = relay_loads()
         log("  loads:", json.dumps(r["loads"]))
         if "stun" not in SKIP:
-            found, text = cargo_bench("stun_load", r"(peercam|coturn):\s+(\d+) answers/s")
-            r["stun"] = {k: float(v) for k, v in found}
+            text = cargo_bench("stun_load")
+            r["stun"] = {k: float(v) for k, v in
+                         re.findall(r"(peercam|coturn):\s+(\d+) answers/s", text)}
             log("  STUN:", r["stun"])
         if "signaling" not in SKIP:
-            _, text = cargo_bench("signaling_load", r"x")
+            text = cargo_bench("signaling_load")
             r["signaling"] = {
                 "joins": float(re.search(r"= (\d+) joins/s", text).group(1)),
                 "p99": float(re.search(r"steady: \d+ messages relayed, latency p50 [0-9.]+ ms, "

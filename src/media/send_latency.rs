@@ -94,12 +94,14 @@ fn rtp_timestamp_and_marker(packet: &[u8]) -> Option<(u32, bool)> {
     Some((timestamp, packet[1] & 0x80 != 0))
 }
 
-fn buffers(info: &gst::PadProbeInfo<'_>) -> Vec<gst::Buffer> {
-    match &info.data {
-        Some(gst::PadProbeData::Buffer(buffer)) => vec![buffer.clone()],
-        Some(gst::PadProbeData::BufferList(list)) => list.iter_owned().collect(),
-        _ => Vec::new(),
-    }
+/// The buffers a probe sees, one or a list, without copying the list.
+fn buffers<'a>(info: &'a gst::PadProbeInfo<'_>) -> impl Iterator<Item = &'a gst::BufferRef> {
+    let (single, list) = match &info.data {
+        Some(gst::PadProbeData::Buffer(buffer)) => (Some(&**buffer), None),
+        Some(gst::PadProbeData::BufferList(list)) => (None, Some(list.iter())),
+        _ => (None, None),
+    };
+    single.into_iter().chain(list.into_iter().flatten())
 }
 
 /// Stamps the video frames of one call: `pay` is the payloader; `webrtc` the call's webrtcbin,

@@ -31,32 +31,38 @@ pub enum Trust {
     Anything,
 }
 
-/// A device's address, from its page URL.
+/// A server's address, from its URL: the device's page (https) or, for benchmarks, Janus's API
+/// (http).
 #[derive(Debug, Clone)]
-pub struct Device {
+pub struct Endpoint {
     pub url: String,
     pub host: String,
     pub port: u16,
     pub address: SocketAddr,
+    /// The URL's path, without a trailing `/`.
+    pub path: String,
 }
 
-impl Device {
-    /// Parses `https://host[:port]/…` and resolves the host.
-    pub async fn from_url(url: &str) -> Result<Self, ProbeError> {
+impl Endpoint {
+    /// Parses `scheme://host[:port]/…` and resolves the host; `wrong_scheme` says why another
+    /// scheme is refused.
+    pub async fn parse(url: &str, scheme: &str, wrong_scheme: &str) -> Result<Self, ProbeError> {
         let bad = |why: &str| ProbeError::BadUrl {
             url: url.to_owned(),
             why: why.to_owned(),
         };
         let uri: axum::http::Uri = url.parse().map_err(|_| bad("not a URL"))?;
-        if uri.scheme_str() != Some("https") {
-            return Err(bad("the device serves https:// only"));
+        if uri.scheme_str() != Some(scheme) {
+            return Err(bad(wrong_scheme));
         }
         let host = uri.host().ok_or_else(|| bad("no host"))?;
         let host = host
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
-        let port = uri.port_u16().unwrap_or(443);
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
         let address = tokio::net::lookup_host((host.as_str(), port))
             .await
             .ok()
@@ -67,10 +73,17 @@ impl Device {
             host,
             port,
             address,
+            path: uri.path().trim_end_matches('/').to_owned(),
         })
     }
 
-    fn authority(&self) -> String {
+    /// A device's page, `https://host[:port]/`.
+    pub async fn device(url: &str) -> Result<Self, ProbeError> {
+        Self::parse(url, "https", "the device serves https:// only").await
+    }
+
+    /// `host:port`, as the Host header wants it.
+    pub fn authority(&self) -> String {
         if self.host.contains(':') {
             format!("[{}]:{}", self.host, self.port)
         } else {
@@ -82,13 +95,13 @@ impl Device {
 /// Opens TLS connections to one device.
 #[derive(Clone)]
 pub struct Connector {
-    device: Device,
+    device: Endpoint,
     tls: TlsConnector,
     timeout: Duration,
 }
 
 impl Connector {
-    pub fn new(device: Device, trust: Trust, timeout: Duration) -> Result<Self, ProbeError> {
+    pub fn new(device: Endpoint, trust: Trust, timeout: Duration) -> Result<Self, ProbeError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = Arc::new(DeviceCertificate {
             trust,
@@ -110,7 +123,7 @@ impl Connector {
         })
     }
 
-    pub fn device(&self) -> &Device {
+    pub fn device(&self) -> &Endpoint {
         &self.device
     }
 
@@ -361,11 +374,15 @@ mod tests {
 
     #[tokio::test]
     async fn urls_must_be_https_with_a_host() {
-        assert!(Device::from_url("http://127.0.0.1:8080/").await.is_err());
-        assert!(Device::from_url("not a url").await.is_err());
-        let device = Device::from_url("https://127.0.0.1:8443/").await.unwrap();
+        assert!(Endpoint::device("http://127.0.0.1:8080/").await.is_err());
+        assert!(Endpoint::device("not a url").await.is_err());
+        let device = Endpoint::device("https://127.0.0.1:8443/").await.unwrap();
         assert_eq!(device.port, 8443);
-        let v6 = Device::from_url("https://[::1]/").await.unwrap();
+        let janus = Endpoint::parse("http://127.0.0.1/janus/", "http", "")
+            .await
+            .unwrap();
+        assert_eq!((janus.port, janus.path.as_str()), (80, "/janus"));
+        let v6 = Endpoint::device("https://[::1]/").await.unwrap();
         assert_eq!((v6.host.as_str(), v6.port), ("::1", 443));
         assert_eq!(v6.authority(), "[::1]:443");
     }

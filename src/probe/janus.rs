@@ -15,15 +15,13 @@ use tokio::sync::mpsc;
 use webrtc::peer_connection::RTCIceCandidateInit;
 
 use super::ProbeError;
+use super::client::Endpoint;
 use super::far_end::{Signal, candidate_from_json, candidate_json};
 
 /// A Janus server's HTTP API and the mountpoint to watch.
 #[derive(Debug, Clone)]
 pub struct Janus {
-    url: String,
-    address: SocketAddr,
-    authority: String,
-    base_path: String,
+    api: Endpoint,
     stream: u64,
     timeout: Duration,
     transactions: Arc<AtomicU64>,
@@ -32,28 +30,8 @@ pub struct Janus {
 impl Janus {
     /// `http://host:port/janus` and the streaming mountpoint id.
     pub async fn from_url(url: &str, stream: u64, timeout: Duration) -> Result<Self, ProbeError> {
-        let bad = |why: &str| ProbeError::BadUrl {
-            url: url.to_owned(),
-            why: why.to_owned(),
-        };
-        let uri: axum::http::Uri = url.parse().map_err(|_| bad("not a URL"))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(bad("Janus's API is reached over http:// here"));
-        }
-        let authority = uri.authority().ok_or_else(|| bad("no host"))?.to_string();
-        let host = uri.host().ok_or_else(|| bad("no host"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port = uri.port_u16().unwrap_or(80);
-        let address = tokio::net::lookup_host((host, port))
-            .await
-            .ok()
-            .and_then(|mut addresses| addresses.next())
-            .ok_or_else(|| bad("cannot resolve the host"))?;
         Ok(Self {
-            url: url.to_owned(),
-            address,
-            authority,
-            base_path: uri.path().trim_end_matches('/').to_owned(),
+            api: Endpoint::parse(url, "http", "Janus's API is reached over http:// here").await?,
             stream,
             timeout,
             transactions: Arc::default(),
@@ -61,7 +39,7 @@ impl Janus {
     }
 
     pub fn address(&self) -> SocketAddr {
-        self.address
+        self.api.address
     }
 
     /// Creates a session, attaches the streaming plugin and asks to watch the mountpoint; its
@@ -109,19 +87,19 @@ impl Janus {
         body: Option<Value>,
     ) -> Result<Value, ProbeError> {
         let unreachable = |why: String| ProbeError::Unreachable {
-            url: self.url.clone(),
+            url: self.api.url.clone(),
             why,
         };
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let request = format!(
             "{method} {}{path} HTTP/1.0\r\nHost: {}\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\n\r\n{body}",
-            self.base_path,
-            self.authority,
+            self.api.path,
+            self.api.authority(),
             body.len()
         );
         let exchange = async {
-            let mut stream = TcpStream::connect(self.address).await?;
+            let mut stream = TcpStream::connect(self.api.address).await?;
             stream.write_all(request.as_bytes()).await?;
             let mut response = Vec::new();
             stream.read_to_end(&mut response).await?;

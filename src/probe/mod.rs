@@ -23,7 +23,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use call::{CallPlan, CallReport};
-pub use client::{Connector, Device, Trust};
+pub use client::{Connector, Endpoint, Trust};
 pub use far_end::Target;
 
 /// Why a probe failed: each names what the owner can do about it.
@@ -125,7 +125,7 @@ pub async fn run(options: &ProbeOptions) -> Result<ProbeReport, ProbeError> {
             None,
         ),
         None => {
-            let device = Device::from_url(&options.url).await?;
+            let device = Endpoint::device(&options.url).await?;
             let connector = Connector::new(device, options.trust.clone(), options.timeout)?;
             let cookie = match &options.password {
                 Some(password) => connector.log_in(password).await?,
