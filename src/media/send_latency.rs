@@ -65,7 +65,7 @@ impl SendLatency {
 /// Frames of one call on their way from the payloader to the socket.
 #[derive(Debug, Default)]
 struct InFlight {
-    /// (PTS, when the encoded frame reached the payloader).
+    /// (PTS, when the encoded frame, or its last piece, reached the payloader).
     encoded: VecDeque<(gst::ClockTime, Instant)>,
     /// (RTP timestamp, when its frame reached the payloader).
     packetized: VecDeque<(u32, Instant)>,
@@ -118,7 +118,13 @@ pub fn watch(pay: &gst::Element, webrtc: &gst::Element, metrics: std::sync::Arc<
                 (&info.data, in_flight.lock())
                 && let Some(pts) = buffer.pts()
             {
-                push_bounded(&mut frames.encoded, (pts, Instant::now()));
+                // A frame that comes in pieces (NAL units, slices) is ready when its last piece
+                // is: the time the payloader waited for the source is not time the daemon added.
+                let now = Instant::now();
+                match frames.encoded.back_mut() {
+                    Some((last, at)) if *last == pts => *at = now,
+                    _ => push_bounded(&mut frames.encoded, (pts, now)),
+                }
             }
             gst::PadProbeReturn::Ok
         });
@@ -132,19 +138,20 @@ pub fn watch(pay: &gst::Element, webrtc: &gst::Element, metrics: std::sync::Arc<
             };
             for buffer in buffers(info) {
                 let Some(pts) = buffer.pts() else { continue };
-                let Some(&(_, encoded_at)) = frames.encoded.iter().find(|(p, _)| *p == pts) else {
+                // The newest match: a source may give two frames the same timestamp.
+                let Some(&(_, encoded_at)) = frames.encoded.iter().rev().find(|(p, _)| *p == pts)
+                else {
                     continue;
                 };
                 let Ok(map) = buffer.map_readable() else {
                     continue;
                 };
-                if let Some((timestamp, _)) = rtp_timestamp_and_marker(&map)
-                    && frames
-                        .packetized
-                        .back()
-                        .is_none_or(|(t, _)| *t != timestamp)
-                {
-                    push_bounded(&mut frames.packetized, (timestamp, encoded_at));
+                let Some((timestamp, _)) = rtp_timestamp_and_marker(&map) else {
+                    continue;
+                };
+                match frames.packetized.back_mut() {
+                    Some((last, at)) if *last == timestamp => *at = encoded_at,
+                    _ => push_bounded(&mut frames.packetized, (timestamp, encoded_at)),
                 }
             }
             gst::PadProbeReturn::Ok
