@@ -9,6 +9,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use peercam::stun::batch;
 use peercam::stun::codec::{binding_request, parse_binding_response};
 
 #[path = "../tests/common/mod.rs"]
@@ -43,9 +44,41 @@ fn pin_process(pid: u32) {
     assert!(status.success(), "taskset failed");
 }
 
+/// (busy, total) jiffies of the server's core so far, from /proc/stat.
+fn server_core_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with(&format!("cpu{SERVER_CORE} ")))
+        .expect("the server's core in /proc/stat");
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let total: u64 = fields.iter().sum();
+    // idle and iowait are the 4th and 5th fields.
+    (total - fields[3] - fields[4], total)
+}
+
+/// What one load run measured.
+struct Rate {
+    answers_per_second: f64,
+    /// How busy the server's core was (0..1), the kernel's work for its sockets included.
+    server_core_busy: f64,
+}
+
+impl Rate {
+    /// Answers per second of the server's core fully used.
+    fn per_core_second(&self) -> f64 {
+        self.answers_per_second / self.server_core_busy.max(0.01)
+    }
+}
+
 /// Sends Binding requests from `sockets` sockets with `window` in flight each, for `seconds`;
-/// returns valid answers per second.
-fn load(server: SocketAddr, sockets: usize, window: usize, seconds: u64) -> f64 {
+/// measures valid answers per second and how busy the server's core was meanwhile. The client
+/// batches its system calls like the responder does, so it is less often the bottleneck.
+fn load(server: SocketAddr, sockets: usize, window: usize, seconds: u64) -> Rate {
     let clients: Vec<UdpSocket> = (0..sockets)
         .map(|_| {
             let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
@@ -54,38 +87,45 @@ fn load(server: SocketAddr, sockets: usize, window: usize, seconds: u64) -> f64 
         })
         .collect();
     let request = binding_request(*b"peercambench");
+    let window_of_requests = vec![(request, server); window];
     // Prime each socket's window.
     for socket in &clients {
-        for _ in 0..window {
-            let _ = socket.send_to(&request, server);
-        }
+        batch::send_all(socket, &window_of_requests);
     }
+    let mut answers = batch::Batch::default();
     let mut answered = 0u64;
-    let mut buffer = [0u8; 1500];
+    let (busy_before, total_before) = server_core_jiffies();
     let started = Instant::now();
     let mut last_progress = Instant::now();
     while started.elapsed() < Duration::from_secs(seconds) {
         let mut progressed = false;
         for socket in &clients {
-            while let Ok((n, _)) = socket.recv_from(&mut buffer) {
-                if parse_binding_response(&buffer[..n]).is_some() {
-                    answered += 1;
-                }
-                let _ = socket.send_to(&request, server);
-                progressed = true;
-            }
+            let Ok(count) = answers.receive(socket) else {
+                continue;
+            };
+            answered += answers
+                .datagrams()
+                .filter(|(datagram, _)| parse_binding_response(datagram).is_some())
+                .count() as u64;
+            batch::send_all(socket, &window_of_requests[..count.min(window)]);
+            progressed = true;
         }
         if progressed {
             last_progress = Instant::now();
         } else if last_progress.elapsed() > Duration::from_millis(50) {
             // Lost datagrams shrink the window: top it up.
             for socket in &clients {
-                let _ = socket.send_to(&request, server);
+                batch::send_all(socket, &window_of_requests[..1]);
             }
             last_progress = Instant::now();
         }
     }
-    answered as f64 / started.elapsed().as_secs_f64()
+    let (busy_after, total_after) = server_core_jiffies();
+    Rate {
+        answers_per_second: answered as f64 / started.elapsed().as_secs_f64(),
+        server_core_busy: (busy_after - busy_before) as f64
+            / (total_after - total_before).max(1) as f64,
+    }
 }
 
 fn start_coturn(port: u16) -> Child {
@@ -129,7 +169,7 @@ fn main() {
         .parse()
         .expect("address");
     let peercam = load(peercam_server, sockets, window, seconds);
-    println!("peercam: {peercam:.0} answers/s");
+    report("peercam", &peercam);
     drop(daemon);
 
     let coturn_port = 34_790;
@@ -143,6 +183,19 @@ fn main() {
     );
     let _ = coturn.kill();
     let _ = coturn.wait();
-    println!("coturn:  {coturn_rate:.0} answers/s");
-    println!("ratio peercam / coturn: {:.2}", peercam / coturn_rate);
+    report("coturn", &coturn_rate);
+    println!(
+        "ratio peercam / coturn: {:.2} (answers/s), {:.2} (per core-second)",
+        peercam.answers_per_second / coturn_rate.answers_per_second,
+        peercam.per_core_second() / coturn_rate.per_core_second()
+    );
+}
+
+fn report(server: &str, rate: &Rate) {
+    println!(
+        "{server}: {:.0} answers/s, server core {:.0}% busy: {:.0} answers per core-second",
+        rate.answers_per_second,
+        rate.server_core_busy * 100.0,
+        rate.per_core_second()
+    );
 }

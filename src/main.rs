@@ -294,7 +294,6 @@ async fn serve_forever(
 
     let stun_socket = if config.stun.enabled {
         let socket = stun::bind(config.stun.bind, config.stun.port)
-            .await
             .with_context(|| format!("cannot listen for STUN on UDP port {}", config.stun.port))?;
         Some(socket)
     } else {
@@ -357,16 +356,22 @@ async fn serve_forever(
         auth: auth.clone(),
         open_rooms: config.login.open_rooms,
     });
+    let stun_stopped = match stun_socket {
+        Some(socket) => Some(
+            stun::spawn(
+                socket,
+                config.stun.rate_per_second,
+                config.stun.burst,
+                stun_metrics,
+            )
+            .context("cannot start the STUN responder")?,
+        ),
+        None => None,
+    };
     let stun = async move {
-        match stun_socket {
-            Some(socket) => {
-                stun::serve(
-                    socket,
-                    config.stun.rate_per_second,
-                    config.stun.burst,
-                    stun_metrics,
-                )
-                .await;
+        match stun_stopped {
+            Some(stopped) => {
+                let _ = stopped.await;
             }
             None => std::future::pending().await,
         }
