@@ -111,7 +111,8 @@ impl Default for HttpConfig {
 pub struct MediaConfig {
     /// `auto` (first camera GStreamer finds, else a test pattern) or GStreamer launch syntax.
     pub video_source: String,
-    /// `auto` (first microphone, else a tone) or GStreamer launch syntax.
+    /// `auto` (first microphone, else a tone), GStreamer launch syntax, or `none` for a camera
+    /// without a microphone: calls then carry video only (the caller's voice still plays).
     pub audio_source: String,
     /// Where the caller's voice plays: `auto` (first speaker, else discarded) or launch syntax.
     pub audio_sink: String,
@@ -149,6 +150,9 @@ pub const AUTO: &str = "auto";
 
 /// `media.video_encoder` when the video source is already H.264.
 pub const PRE_ENCODED: &str = "none";
+
+/// `media.audio_source` of a device without a microphone.
+pub const NO_AUDIO: &str = "none";
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]

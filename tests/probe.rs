@@ -78,6 +78,17 @@ fn probe_receives_the_test_pattern_at_its_frame_rate() {
 }
 
 #[test]
+fn a_device_without_a_microphone_sends_video_only() {
+    let daemon = Daemon::start_with("probe-no-audio", "[media]\naudio_source = \"none\"\n");
+    let url = daemon.url();
+    let output = probe(&[&url, "--insecure", "--json", "--duration", "2"], None);
+    assert!(output.status.success(), "probe failed: {}", stderr(&output));
+    let call = &report(&output)["calls"][0];
+    assert!(frames(call) > 0, "no frames: {call}");
+    assert!(call["audio"].is_null(), "audio arrived: {call}");
+}
+
+#[test]
 fn probe_makes_ten_calls_in_a_row_and_leaves_the_device_free() {
     let daemon = Daemon::start("probe-calls");
     let url = daemon.url();

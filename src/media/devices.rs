@@ -5,7 +5,7 @@
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
-use crate::config::AUTO;
+use crate::config::{AUTO, NO_AUDIO};
 
 pub const TEST_VIDEO_SOURCE: &str = "videotestsrc is-live=true pattern=smpte";
 pub const TEST_AUDIO_SOURCE: &str = "audiotestsrc is-live=true wave=sine freq=440 volume=0.15";
@@ -46,7 +46,15 @@ pub fn resolve_video_source(configured: &str) -> Choice {
     }
 }
 
-pub fn resolve_audio_source(configured: &str) -> Choice {
+/// The microphone's launch line, or `None` when the config says the device has none.
+pub fn resolve_audio_source(configured: &str) -> Option<Choice> {
+    if configured == NO_AUDIO {
+        return None;
+    }
+    Some(resolve_microphone(configured))
+}
+
+fn resolve_microphone(configured: &str) -> Choice {
     if configured != AUTO {
         return Choice::new(configured, "from the config");
     }

@@ -56,8 +56,9 @@ impl SourceHealth {
 
 /// Runs each configured source into a fakesink until it produces one buffer, or fails.
 pub fn probe_sources(settings: &MediaSettings) -> Result<(), String> {
-    for source in [&settings.video_source, &settings.audio_source] {
-        probe_one(source)?;
+    probe_one(&settings.video_source)?;
+    if let Some(microphone) = &settings.audio_source {
+        probe_one(microphone)?;
     }
     Ok(())
 }

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use gstreamer::prelude::*;
 
-use crate::config::{AUTO, IceConfig, MediaConfig, PRE_ENCODED};
+use crate::config::{AUTO, IceConfig, MediaConfig, NO_AUDIO, PRE_ENCODED};
 use crate::metrics::Metrics;
 use crate::rooms::{CallId, Input};
 use crate::signaling::IceCandidate;
@@ -37,7 +37,8 @@ pub use peer::Notice;
 #[derive(Debug, Clone, PartialEq)]
 pub struct MediaSettings {
     pub video_source: String,
-    pub audio_source: String,
+    /// The microphone; `None` when the device has none (video-only calls).
+    pub audio_source: Option<String>,
     pub audio_sink: String,
     /// A configured encoder launch line; `None` means probe for one.
     pub video_encoder: Option<String>,
@@ -60,15 +61,18 @@ impl MediaSettings {
         let audio_source = devices::resolve_audio_source(&media.audio_source);
         let audio_sink = devices::resolve_audio_sink(&media.audio_sink);
         for (what, choice) in [
-            ("video source", &video_source),
-            ("audio source", &audio_source),
-            ("talkback sink", &audio_sink),
+            ("video source", Some(&video_source)),
+            ("audio source", audio_source.as_ref()),
+            ("talkback sink", Some(&audio_sink)),
         ] {
-            log::info!("{what}: {} ({})", choice.description, choice.reason);
+            match choice {
+                Some(choice) => log::info!("{what}: {} ({})", choice.description, choice.reason),
+                None => log::info!("{what}: none (media.audio_source = \"none\"): video only"),
+            }
         }
         Self {
             video_source: video_source.description,
-            audio_source: audio_source.description,
+            audio_source: audio_source.map(|choice| choice.description),
             audio_sink: audio_sink.description,
             video_encoder: (media.video_encoder != AUTO).then(|| media.video_encoder.clone()),
             width: media.width,
@@ -86,7 +90,7 @@ impl MediaSettings {
     pub fn test_pattern() -> Self {
         Self {
             video_source: devices::TEST_VIDEO_SOURCE.into(),
-            audio_source: devices::TEST_AUDIO_SOURCE.into(),
+            audio_source: Some(devices::TEST_AUDIO_SOURCE.into()),
             audio_sink: "fakesink".into(),
             video_encoder: None,
             width: 1280,
@@ -159,7 +163,9 @@ pub fn validate_launch_lines(media: &MediaConfig) -> Result<(), MediaError> {
         ("media.audio_sink", &media.audio_sink, false),
     ];
     for (field, launch, needs_output) in checks {
-        if launch == AUTO || (field == "media.video_encoder" && launch == PRE_ENCODED) {
+        let means_none = (field == "media.video_encoder" && launch == PRE_ENCODED)
+            || (field == "media.audio_source" && launch == NO_AUDIO);
+        if launch == AUTO || means_none {
             continue;
         }
         let invalid = |reason: String| MediaError::InvalidLaunch {

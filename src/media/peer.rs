@@ -115,11 +115,17 @@ impl Peer {
             started,
         };
         peer.add_video(&plan, &metrics)?;
-        peer.add_branch(
-            "audio branch",
-            &plan::audio_description(settings),
-            WebRTCRTPTransceiverDirection::Sendrecv,
-        )?;
+        match plan::audio_description(settings) {
+            Some(description) => {
+                peer.add_branch(
+                    "audio branch",
+                    &description,
+                    WebRTCRTPTransceiverDirection::Sendrecv,
+                )?;
+            }
+            // No microphone: the caller's voice still comes in and plays.
+            None => peer.add_receive_only_audio()?,
+        }
         peer.connect_callbacks(settings.audio_sink.clone(), metrics);
         peer.pipeline
             .set_state(gst::State::Playing)
@@ -171,6 +177,19 @@ impl Peer {
                 gst::PadProbeReturn::Ok
             });
         }
+        Ok(())
+    }
+
+    /// An audio transceiver that only receives, for a device without a microphone.
+    fn add_receive_only_audio(&self) -> Result<(), MediaError> {
+        let caps = plan::audio_caps()
+            .parse::<gst::Caps>()
+            .map_err(|e| build_error("audio transceiver", e))?;
+        self.webrtc
+            .emit_by_name::<gst_webrtc::WebRTCRTPTransceiver>(
+                "add-transceiver",
+                &[&WebRTCRTPTransceiverDirection::Recvonly, &caps],
+            );
         Ok(())
     }
 

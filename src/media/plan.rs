@@ -204,15 +204,24 @@ fn video_description(s: &MediaSettings, encoder: Encoder) -> String {
     format!("{} ! {raw} ! {encode} ! {payload}", s.video_source)
 }
 
-/// Launch description of the audio send branch: source to Opus RTP.
-pub fn audio_description(s: &MediaSettings) -> String {
+/// The RTP caps of the audio both ways: Opus at 48 kHz.
+pub fn audio_caps() -> String {
     format!(
-        "{} ! audioconvert ! audioresample ! audio/x-raw,rate=48000,channels=2 ! \
-         opusenc bitrate={} frame-size=20 ! rtpopuspay pt={AUDIO_PAYLOAD} ! \
-         capsfilter caps=\"application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,payload={AUDIO_PAYLOAD}\"",
-        s.audio_source,
-        s.audio_bitrate_kbps * 1000
+        "application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,payload={AUDIO_PAYLOAD}"
     )
+}
+
+/// Launch description of the audio send branch, microphone to Opus RTP; `None` for a device
+/// without a microphone.
+pub fn audio_description(s: &MediaSettings) -> Option<String> {
+    let microphone = s.audio_source.as_ref()?;
+    Some(format!(
+        "{microphone} ! audioconvert ! audioresample ! audio/x-raw,rate=48000,channels=2 ! \
+         opusenc bitrate={} frame-size=20 ! rtpopuspay pt={AUDIO_PAYLOAD} ! \
+         capsfilter caps=\"{}\"",
+        s.audio_bitrate_kbps * 1000,
+        audio_caps()
+    ))
 }
 
 #[cfg(test)]
@@ -313,9 +322,12 @@ mod tests {
 
     #[test]
     fn audio_is_opus_at_48k() {
-        let d = audio_description(&settings());
+        let d = audio_description(&settings()).unwrap();
         assert!(d.starts_with("audiotestsrc"));
         assert!(d.contains("opusenc bitrate=48000"));
         assert!(d.contains("encoding-name=OPUS"));
+        let mut without_microphone = settings();
+        without_microphone.audio_source = None;
+        assert_eq!(audio_description(&without_microphone), None);
     }
 }
