@@ -6,8 +6,9 @@ Each round measures, in one run:
   a. time to first frame over CALLS calls of a freshly started daemon, with `peercam probe` and
      with headless Chromium (tests/browser/bench_call.mjs);
   b. CPU seconds per minute of a 720p30 ~2 Mbit/s call: peercam with the software encoder, peercam
-     fed pre-encoded H.264 RTP through the pipeline override (media.video_encoder = "none"), and
-     Janus's streaming plugin fed the same RTP; all watched by `peercam probe`;
+     fed pre-encoded H.264 RTP through the pipeline override (media.video_encoder = "none",
+     and media.audio_source = "none" since Janus's mountpoint carries video only), and Janus's
+     streaming plugin fed the same RTP; all watched by `peercam probe`;
   c. RSS idle and in a call;
   d. the daemon's encoder-to-socket latency (p50/p99, from /metrics);
   e. the STUN and signaling benches (cargo bench).
@@ -314,8 +315,10 @@ def relay_loads():
     feeder = Feeder([PEERCAM_FEED_PORT, JANUS_FEED_PORT])
     feeder.start()
     caps = "application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload=96"
+    # The same streams on both sides: Janus's mountpoint is video only, so peercam runs as a
+    # camera without a microphone. The feed comes over loopback in order: no jitter buffer.
     daemon = Daemon(f'[media]\nvideo_source = \'udpsrc port={PEERCAM_FEED_PORT} caps="{caps}" '
-                    f'! rtpjitterbuffer latency=0 ! rtph264depay\'\nvideo_encoder = "none"\n')
+                    f'! rtph264depay\'\nvideo_encoder = "none"\naudio_source = "none"\n')
     idle = rss_mb(daemon.pid)
     out["pre-encoded"] = call_load(daemon.url, daemon.pid)
     out["pre-encoded"]["latency"] = daemon.latency()
