@@ -100,6 +100,7 @@ impl Peer {
         pipeline
             .add(&webrtc)
             .map_err(|e| build_error("webrtcbin", e))?;
+        tune_ice_agent(&webrtc);
         add_ice_addresses(&webrtc, &settings.extra_ice_addresses);
         use_ice_servers(&webrtc, ice);
 
@@ -494,6 +495,25 @@ fn use_ice_servers(webrtc: &gst::Element, ice: &DeviceIce) {
     }
     if ice.transport_policy == TransportPolicy::Relay {
         webrtc.set_property_from_str("ice-transport-policy", "relay");
+    }
+}
+
+/// Pacing of ICE checks (RFC 8445's Ta, which may go down to 5 ms): libnice waits 20 ms between
+/// checks, so a few candidate pairs and the nomination after them cost ~60 ms of every call's
+/// set-up, where 5 ms costs ~15 ms.
+const ICE_CHECK_PACING_MS: u32 = 5;
+
+/// Paces libnice's connectivity checks every `ICE_CHECK_PACING_MS`.
+fn tune_ice_agent(webrtc: &gst::Element) {
+    let ice = webrtc.property::<gst::glib::Object>("ice-agent");
+    let Some(agent) = ice
+        .find_property("agent")
+        .map(|_| ice.property::<gst::glib::Object>("agent"))
+    else {
+        return;
+    };
+    if agent.find_property("stun-pacing-timer").is_some() {
+        agent.set_property("stun-pacing-timer", ICE_CHECK_PACING_MS);
     }
 }
 
