@@ -51,12 +51,15 @@ impl Batch {
             .zip(headers.iter_mut())
             .zip(self.buffers.iter_mut().zip(self.addresses.iter_mut()))
         {
-            iovec.iov_base = buffer.as_mut_ptr().cast();
-            iovec.iov_len = DATAGRAM_MAX;
-            header.msg_hdr.msg_name = (address as *mut libc::sockaddr_storage).cast();
-            header.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            header.msg_hdr.msg_iov = iovec;
-            header.msg_hdr.msg_iovlen = 1;
+            let whole = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            aim(
+                header,
+                iovec,
+                buffer.as_mut_ptr(),
+                DATAGRAM_MAX,
+                address,
+                whole,
+            );
         }
         // SAFETY: every header points at one buffer and one address of `self` and at one
         // iovec of this frame, all alive and exclusively borrowed for the call; the kernel
@@ -122,12 +125,10 @@ fn send_now(socket: &UdpSocket, replies: &[(Vec<u8>, SocketAddr)]) -> io::Result
         .zip(headers.iter_mut())
         .zip(replies)
     {
-        iovec.iov_base = datagram.as_ptr().cast_mut().cast();
-        iovec.iov_len = datagram.len();
-        header.msg_hdr.msg_namelen = write_socket_address(*destination, address);
-        header.msg_hdr.msg_name = (address as *mut libc::sockaddr_storage).cast();
-        header.msg_hdr.msg_iov = iovec;
-        header.msg_hdr.msg_iovlen = 1;
+        let length = write_socket_address(*destination, address);
+        // The kernel only reads a datagram being sent, so the const pointer may be cast.
+        let data = datagram.as_ptr().cast_mut();
+        aim(header, iovec, data, datagram.len(), address, length);
     }
     // SAFETY: the first `count` headers point at datagrams borrowed from `replies` (which the
     // kernel only reads) and at addresses and iovecs of this frame, all alive for the call.
@@ -140,6 +141,23 @@ fn send_now(socket: &UdpSocket, replies: &[(Vec<u8>, SocketAddr)]) -> io::Result
         )
     };
     usize::try_from(sent).map_err(|_| io::Error::last_os_error())
+}
+
+/// Points one message header at one buffer (through `iovec`) and one socket address.
+fn aim(
+    header: &mut libc::mmsghdr,
+    iovec: &mut libc::iovec,
+    buffer: *mut u8,
+    length: usize,
+    address: &mut libc::sockaddr_storage,
+    address_length: libc::socklen_t,
+) {
+    iovec.iov_base = buffer.cast();
+    iovec.iov_len = length;
+    header.msg_hdr.msg_name = (address as *mut libc::sockaddr_storage).cast();
+    header.msg_hdr.msg_namelen = address_length;
+    header.msg_hdr.msg_iov = iovec;
+    header.msg_hdr.msg_iovlen = 1;
 }
 
 /// The address the kernel wrote into `storage`, if it is IPv4 or IPv6.
