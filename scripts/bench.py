@@ -335,7 +335,7 @@ def relay_loads():
 
 
 def cargo_bench(name):
-    return subprocess.run(["cargo", "bench", "--bench", name], cwd=ROOT, capture_output=True,
+    return subprocess.run(["cargo", "bench", "--locked", "--bench", name], cwd=ROOT, capture_output=True,
                           text=True, check=True).stdout
 
 
