@@ -5,12 +5,14 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import https from 'node:https';
 import { after, before } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
-const ROOT = resolve(import.meta.dirname, '../..');
+// Not import.meta.dirname: Debian 12's Node 18 lacks it.
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BINARY = process.env.PEERCAM_BIN ?? join(ROOT, 'target/debug/peercam');
 
 /** The design brief's Chromium flags: fake devices, loopback allowed, mDNS hiding left on. */
