@@ -16,7 +16,7 @@ use std::io::IsTerminal;
 
 use peercam::auth::{Auth, AuthSettings};
 use peercam::config::{AuthMode, Config};
-use peercam::media::{self, MediaSettings};
+use peercam::media::{self, MediaSettings, Strictness};
 use peercam::metrics::Metrics;
 use peercam::rooms::{self, RoomLimits, RoomStatus, RoomsHandle};
 use peercam::system::{self, Notifier};
@@ -50,6 +50,10 @@ enum Command {
     CheckConfig {
         /// The file to check.
         path: PathBuf,
+        /// Check launch lines for syntax only: elements this machine lacks (a board's camera or
+        /// encoder, say) are listed instead of refused.
+        #[arg(long)]
+        syntax_only: bool,
     },
     /// Set the owner's password (read from standard input) and end every open session.
     SetPassword,
@@ -99,7 +103,10 @@ struct ProbeArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Command::CheckConfig { ref path }) => check_config(path),
+        Some(Command::CheckConfig {
+            ref path,
+            syntax_only,
+        }) => check_config(path, syntax_only),
         Some(Command::SetPassword) => set_password(&cli),
         #[cfg(feature = "probe")]
         Some(Command::Probe(ref args)) => probe(args),
@@ -114,10 +121,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn check_config(path: &Path) -> Result<()> {
+fn check_config(path: &Path, syntax_only: bool) -> Result<()> {
     let config = Config::load(path)?;
+    if syntax_only {
+        media::init_gstreamer()?;
+        let missing = media::validate_launch_lines(&config.media, Strictness::SyntaxOnly)?;
+        if missing.is_empty() {
+            println!("{}: OK (syntax)", path.display());
+        } else {
+            println!(
+                "{}: OK (syntax; not on this machine: {})",
+                path.display(),
+                missing.join(", ")
+            );
+        }
+        return Ok(());
+    }
     media::init()?;
-    media::validate_launch_lines(&config.media)?;
+    media::validate_launch_lines(&config.media, Strictness::Elements)?;
     println!("{}: OK", path.display());
     Ok(())
 }
@@ -240,7 +261,7 @@ async fn serve_forever(
         .or_else(|| config.state_dir.clone())
         .unwrap_or_else(default_state_dir);
     media::init()?;
-    media::validate_launch_lines(&config.media)?;
+    media::validate_launch_lines(&config.media, Strictness::Elements)?;
     let settings = MediaSettings::resolve(&config.media, &config.ice);
     let metrics = Arc::new(Metrics::default());
     let warm_up = tokio::task::spawn_blocking({

@@ -6,11 +6,12 @@
 //! channel, and this task acts on it, dropping notices of calls that have already ended.
 //!
 //! Submodules: `plan` (pure: codec and encoder choice, launch descriptions), `devices` (what
-//! `auto` means on this machine), `peer` (one call's pipeline), `talkback` (the caller's voice to
+//! `auto` means on this machine), `launch_check` (the config's launch lines), `peer` (one call's pipeline), `talkback` (the caller's voice to
 //! the speaker), `send_latency` (encoder-to-socket time of video frames, for `/metrics`).
 
 mod devices;
 mod health;
+mod launch_check;
 mod peer;
 pub mod plan;
 pub mod send_latency;
@@ -22,15 +23,14 @@ use std::sync::Arc;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
-use gstreamer::prelude::*;
-
-use crate::config::{AUTO, IceConfig, MediaConfig, NO_AUDIO, PRE_ENCODED};
+use crate::config::{AUTO, IceConfig, MediaConfig};
 use crate::metrics::Metrics;
 use crate::rooms::{CallId, Input};
 use crate::signaling::IceCandidate;
 use crate::turn::DeviceIce;
 
 pub use health::MediaHealth;
+pub use launch_check::{Strictness, validate_launch_lines};
 pub use peer::Notice;
 
 /// Media settings with every `auto` resolved to a concrete GStreamer description.
@@ -152,42 +152,17 @@ pub enum MediaError {
     },
 }
 
-/// Checks the GStreamer launch lines given in the config (anything but `auto`) before the first
-/// call needs them: each must parse, name elements that exist, and sources must leave an output
-/// to link. GStreamer must be initialised.
-pub fn validate_launch_lines(media: &MediaConfig) -> Result<(), MediaError> {
-    let checks = [
-        ("media.video_source", &media.video_source, true),
-        ("media.audio_source", &media.audio_source, true),
-        ("media.video_encoder", &media.video_encoder, true),
-        ("media.audio_sink", &media.audio_sink, false),
-    ];
-    for (field, launch, needs_output) in checks {
-        let means_none = (field == "media.video_encoder" && launch == PRE_ENCODED)
-            || (field == "media.audio_source" && launch == NO_AUDIO);
-        if launch == AUTO || means_none {
-            continue;
-        }
-        let invalid = |reason: String| MediaError::InvalidLaunch {
-            field,
-            launch: launch.clone(),
-            reason,
-        };
-        let bin = gstreamer::parse::bin_from_description(launch, true)
-            .map_err(|e| invalid(e.to_string()))?;
-        if needs_output && bin.static_pad("src").is_none() {
-            return Err(invalid("it has no free output to link onwards".into()));
-        }
-    }
-    Ok(())
+/// Initialises GStreamer alone (enough to parse launch lines).
+pub fn init_gstreamer() -> Result<(), MediaError> {
+    gstreamer::init().map_err(|e| MediaError::Build {
+        what: "GStreamer",
+        reason: e.to_string(),
+    })
 }
 
 /// Initialises GStreamer and checks, once, that the elements every call needs exist.
 pub fn init() -> Result<(), MediaError> {
-    gstreamer::init().map_err(|e| MediaError::Build {
-        what: "GStreamer",
-        reason: e.to_string(),
-    })?;
+    init_gstreamer()?;
     for factory in peer::REQUIRED_ELEMENTS {
         if gstreamer::ElementFactory::find(factory).is_none() {
             return Err(MediaError::MissingElement(factory));

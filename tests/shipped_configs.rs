@@ -1,0 +1,107 @@
+//! Every config file the project ships passes `peercam check-config`: in full where its elements
+//! exist on this machine, else for launch-line syntax with only board elements missing (a Pi's
+//! camera source and hardware encoder). The README's example config is checked too.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{TempDir, run};
+
+/// Elements only a board has; a shipped file may name them and still pass on this machine.
+const BOARD_ONLY_ELEMENTS: [&str; 2] = ["libcamerasrc", "v4l2h264enc"];
+
+fn shipped_configs(dir: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            shipped_configs(&path, found);
+        } else if path.extension().is_some_and(|ext| ext == "toml") {
+            found.push(path);
+        }
+    }
+}
+
+/// Checks one file; returns the board elements it names that this machine lacks.
+fn check(path: &Path) -> Vec<String> {
+    let path_text = path.to_str().expect("UTF-8 path");
+    let full = run(&["check-config", path_text]);
+    if full.status.success() {
+        return Vec::new();
+    }
+    let full_error = String::from_utf8_lossy(&full.stderr).into_owned();
+    let syntax = run(&["check-config", "--syntax-only", path_text]);
+    let stdout = String::from_utf8_lossy(&syntax.stdout);
+    assert!(
+        syntax.status.success(),
+        "{} is refused: {full_error}{}",
+        path.display(),
+        String::from_utf8_lossy(&syntax.stderr)
+    );
+    let missing: Vec<String> = stdout
+        .split_once("not on this machine: ")
+        .map(|(_, list)| {
+            list.trim()
+                .trim_end_matches(')')
+                .split(", ")
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    for element in &missing {
+        assert!(
+            BOARD_ONLY_ELEMENTS.contains(&element.as_str()),
+            "{} names `{element}`, which is no board element (full check: {full_error})",
+            path.display()
+        );
+    }
+    assert!(!missing.is_empty(), "{}: {full_error}", path.display());
+    missing
+}
+
+#[test]
+fn every_board_config_passes_check_config() {
+    let mut files = Vec::new();
+    shipped_configs(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("board"),
+        &mut files,
+    );
+    assert!(files.len() >= 2, "found only {files:?}");
+    for file in files {
+        check(&file);
+    }
+}
+
+#[test]
+fn the_readme_example_config_passes_check_config() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let block = readme
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("README has a toml block");
+    let dir = TempDir::new("readme-config");
+    assert_eq!(
+        check(&dir.write("peercam.toml", block)),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn a_board_file_ending_in_caps_is_refused_even_for_syntax() {
+    let dir = TempDir::new("caps-at-end");
+    let file = dir.write(
+        "peercam.toml",
+        "[media]\nvideo_source = \"libcamerasrc ! video/x-raw,width=1280,format=NV12\"\n",
+    );
+    let output = run(&[
+        "check-config",
+        "--syntax-only",
+        file.to_str().expect("path"),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "accepted: {stderr}");
+    assert!(stderr.contains("media.video_source"), "{stderr}");
+    assert!(stderr.contains("capsfilter caps=video/x-raw"), "{stderr}");
+}
