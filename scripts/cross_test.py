@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The board binary proves itself under qemu-user; run by scripts/cross-test inside a network
-namespace of its own. Usage: cross_test.py BOARD_BINARY BUILD_ROOT QEMU HOST_BINARY
+namespace of its own. Usage: cross_test.py BOARD_BINARY BUILD_ROOT QEMU HOST_BINARY GNU_TRIPLE
 
 Checks, one line each, exit 1 on the first failure:
   1. `peercam --version` runs;
@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 
-BOARD, ROOT, QEMU, HOST = sys.argv[1:5]
+BOARD, ROOT, QEMU, HOST, TRIPLE = sys.argv[1:6]
 
 CONFIG = """\
 auth = "none"
@@ -50,7 +50,12 @@ framerate = "fast"
 """
 
 work = tempfile.mkdtemp(prefix="peercam-cross-test-")
-env = dict(os.environ, HOME=work, RUST_LOG="info",
+# The target's GStreamer plugins, copied to a tmpfs: a 32-bit program under qemu-user lists an
+# ext4 directory with the host's 64-bit offsets, which its readdir refuses (EOVERFLOW), so
+# GStreamer would find no plugins at all on armv7.
+plugins = tempfile.mkdtemp(prefix="peercam-cross-gst-", dir="/dev/shm")
+shutil.copytree(os.path.join(ROOT, "usr/lib", TRIPLE, "gstreamer-1.0"), plugins, dirs_exist_ok=True)
+env = dict(os.environ, HOME=work, RUST_LOG="info", GST_PLUGIN_SYSTEM_PATH_1_0=plugins,
            # No plugin scanner process: under qemu-user it would be a second emulated program.
            GST_REGISTRY_FORK="no", GST_REGISTRY=os.path.join(work, "registry.bin"))
 
@@ -172,4 +177,5 @@ try:
 finally:
     daemon.stop()
     shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(plugins, ignore_errors=True)
 print(f"cross-test: {passed} passed, 0 failed")
