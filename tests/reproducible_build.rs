@@ -2,8 +2,12 @@
 //! scripts and CI run passes `--locked`, and the Dockerfiles `cross` builds in are exactly what
 //! the one target list (scripts/lib/cross-target.sh) generates.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::Command;
+
+use common::files_under;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -45,21 +49,6 @@ fn runs_a_build(line: &str) -> bool {
             ["cargo", "build" | "test" | "bench" | "clippy" | "run"] | ["cross", "build"]
         )
     })
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                files.extend(files_under(&path));
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files
 }
 
 #[test]

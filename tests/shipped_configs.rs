@@ -4,23 +4,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{TempDir, run};
+use common::{TempDir, files_under, run};
 
 /// Elements only a board has; a shipped file may name them and still pass on this machine.
 const BOARD_ONLY_ELEMENTS: [&str; 2] = ["libcamerasrc", "v4l2h264enc"];
-
-fn shipped_configs(dir: &Path, found: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            shipped_configs(&path, found);
-        } else if path.extension().is_some_and(|ext| ext == "toml") {
-            found.push(path);
-        }
-    }
-}
 
 /// Checks one file; returns the board elements it names that this machine lacks.
 fn check(path: &Path) -> Vec<String> {
@@ -61,11 +50,10 @@ fn check(path: &Path) -> Vec<String> {
 
 #[test]
 fn every_board_config_passes_check_config() {
-    let mut files = Vec::new();
-    shipped_configs(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("board"),
-        &mut files,
-    );
+    let files: Vec<_> = files_under(&Path::new(env!("CARGO_MANIFEST_DIR")).join("board"))
+        .into_iter()
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
     assert!(files.len() >= 2, "found only {files:?}");
     for file in files {
         check(&file);

@@ -38,6 +38,22 @@ impl Drop for TempDir {
     }
 }
 
+/// Every file below `dir`, recursively (none when it cannot be read).
+pub fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                files.extend(files_under(&path));
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
 pub fn run(args: &[&str]) -> Output {
     Command::new(binary())
         .args(args)
