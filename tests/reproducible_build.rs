@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::files_under;
@@ -13,25 +13,50 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// `cargo tree --locked --offline` in `dir`: resolves from the local index only (unlike
+/// `cargo metadata`, which fetches every platform's crates), and fails when Cargo.lock is
+/// missing or would change.
+fn lock_matches(dir: &Path) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(cargo)
+        .args(["tree", "--locked", "--offline", "--prefix", "none"])
+        .current_dir(dir)
+        .output()
+        .expect("run cargo tree");
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
 #[test]
 fn cargo_lock_is_present_and_up_to_date() {
     assert!(root().join("Cargo.lock").is_file(), "Cargo.lock is missing");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let output = Command::new(cargo)
-        .args(["metadata", "--locked", "--format-version", "1"])
-        .current_dir(root())
-        .output()
-        .expect("run cargo metadata");
-    assert!(
-        output.status.success(),
-        "Cargo.lock does not match Cargo.toml: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    if let Err(error) = lock_matches(&root()) {
+        panic!("Cargo.lock does not match Cargo.toml: {error}");
+    }
     let ignore = std::fs::read_to_string(root().join(".gitignore")).unwrap_or_default();
     assert!(
         !ignore.lines().any(|line| line.trim() == "Cargo.lock"),
         ".gitignore leaves Cargo.lock out of the repository"
     );
+}
+
+#[test]
+fn the_lock_check_fails_without_a_lock_file() {
+    let copy = common::TempDir::new("no-lock");
+    for dir in ["src", "benches"] {
+        for file in files_under(&root().join(dir)) {
+            let relative = file.strip_prefix(root()).expect("inside the tree");
+            let target = copy.0.join(relative);
+            std::fs::create_dir_all(target.parent().expect("a parent")).expect("mkdir");
+            std::fs::copy(&file, &target).expect("copy");
+        }
+    }
+    std::fs::copy(root().join("Cargo.toml"), copy.0.join("Cargo.toml")).expect("copy");
+    let error = lock_matches(&copy.0).expect_err("accepted a tree without Cargo.lock");
+    assert!(error.contains("--locked"), "{error}");
 }
 
 /// The build commands a line runs, if any: `cargo build|test|bench|clippy|run` and
