@@ -150,26 +150,7 @@ pub async fn run(
     };
     if let Some(frame) = close {
         let _ = sink.send(Message::Close(Some(frame))).await;
-        linger(&mut stream).await;
     }
     log::debug!("connection {conn}: closed");
     let _ = rooms.send(ConnectionEvent::Closed { conn }).await;
-}
-
-/// How long a connection closed for breaking a limit stays open to take in what the browser
-/// was still sending.
-const LINGER: Duration = Duration::from_secs(2);
-
-/// Reads and drops what is still arriving after a close frame, for at most `LINGER`: closing a
-/// socket with unread data makes the kernel send a reset, and the browser then loses the close
-/// frame and its reason (it sees 1006 instead of 1009).
-async fn linger(stream: &mut futures_util::stream::SplitStream<WebSocket>) {
-    let deadline = tokio::time::Instant::now() + LINGER;
-    // Errors without progress would repeat at once; a few hundred bound the loop.
-    for _ in 0..256 {
-        match tokio::time::timeout_at(deadline, stream.next()).await {
-            Ok(Some(_)) => continue,
-            Ok(None) | Err(_) => break,
-        }
-    }
 }
