@@ -6,6 +6,8 @@
 //! modes with the fix, since GStreamer reads the caps as an element named `video`.
 //! GStreamer must be initialised.
 
+use gstreamer::prelude::*;
+
 use crate::config::{AUTO, MediaConfig, NO_AUDIO, PRE_ENCODED};
 
 use super::MediaError;
@@ -76,7 +78,7 @@ fn check_one(
     );
     match parsed {
         Ok(bin) => {
-            if needs_output && gstreamer::prelude::ElementExt::static_pad(&bin, "src").is_none() {
+            if needs_output && bin.static_pad("src").is_none() {
                 return Err(invalid("it has no free output to link onwards".into()));
             }
             Ok(Vec::new())

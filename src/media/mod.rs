@@ -6,8 +6,9 @@
 //! channel, and this task acts on it, dropping notices of calls that have already ended.
 //!
 //! Submodules: `plan` (pure: codec and encoder choice, launch descriptions), `devices` (what
-//! `auto` means on this machine), `launch_check` (the config's launch lines), `peer` (one call's pipeline), `talkback` (the caller's voice to
-//! the speaker), `send_latency` (encoder-to-socket time of video frames, for `/metrics`).
+//! `auto` means on this machine), `launch_check` (the config's launch lines), `peer` (one
+//! call's pipeline), `talkback` (the caller's voice to the speaker), `send_latency`
+//! (encoder-to-socket time of video frames, for `/metrics`).
 
 mod devices;
 mod health;
