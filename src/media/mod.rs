@@ -7,11 +7,12 @@
 //!
 //! Submodules: `plan` (pure: codec and encoder choice, launch descriptions), `devices` (what
 //! `auto` means on this machine), `launch_check` (the config's launch lines), `peer` (one
-//! call's pipeline), `talkback` (the caller's voice to the speaker), `send_latency`
+//! call's pipeline), `keyframe` (keyframe requests for V4L2 hardware encoders), `talkback` (the caller's voice to the speaker), `send_latency`
 //! (encoder-to-socket time of video frames, for `/metrics`).
 
 mod devices;
 mod health;
+mod keyframe;
 mod launch_check;
 mod peer;
 pub mod plan;

@@ -22,7 +22,7 @@ use gstreamer_webrtc as gst_webrtc;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::plan::{self, VideoPlan};
-use super::{MediaError, MediaSettings, send_latency, talkback};
+use super::{MediaError, MediaSettings, keyframe, send_latency, talkback};
 use crate::metrics::Metrics;
 use crate::rooms::{CallId, Input};
 use crate::signaling::IceCandidate;
@@ -139,7 +139,8 @@ impl Peer {
     }
 
     /// Adds the video branch, with counters of packets, keyframes and keyframe requests (a
-    /// browser's PLI/FIR reaches the encoder as an upstream force-key-unit event).
+    /// browser's PLI/FIR reaches the encoder as an upstream force-key-unit event; a V4L2
+    /// encoder, which ignores that event, is also given its force-keyframe control).
     fn add_video(&mut self, plan: &VideoPlan, metrics: &Arc<Metrics>) -> Result<(), MediaError> {
         let bin = self.add_branch(
             "video branch",
@@ -158,6 +159,7 @@ impl Peer {
         }
         if let Some(encoded) = bin.by_name("pay").and_then(|pay| pay.static_pad("sink")) {
             let metrics = Arc::clone(metrics);
+            let v4l2_encoder = keyframe::v4l2_encoder(&bin);
             let probes = gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_UPSTREAM;
             encoded.add_probe(probes, move |_, info| {
                 match &info.data {
@@ -172,6 +174,9 @@ impl Peer {
                             .is_some_and(|s| s.name() == "GstForceKeyUnit") =>
                     {
                         Metrics::add(&metrics.keyframe_requests, 1);
+                        if let Some(encoder) = &v4l2_encoder {
+                            keyframe::force_keyframe(encoder);
+                        }
                     }
                     _ => {}
                 }
