@@ -10,7 +10,6 @@ Checks, one line each, exit 1 on the first failure:
      video frames and audio packets.
 """
 
-import json
 import os
 import re
 import shutil
@@ -19,6 +18,9 @@ import sys
 import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from checks import LIBNICE_ABORT, Checks, describe_call, probe_call  # noqa: E402
 
 BOARD, ROOT, QEMU, HOST, TRIPLE = sys.argv[1:6]
 
@@ -64,24 +66,15 @@ def board(*args):
     return [QEMU, "-L", ROOT, BOARD, *args]
 
 
-passed = 0
-
-
-def check(name, ok, detail=""):
-    global passed
-    print(f"{'ok  ' if ok else 'FAIL'} {name}{': ' + detail if detail else ''}", flush=True)
-    if not ok:
-        print(f"cross-test: {passed} passed, 1 failed")
-        sys.exit(1)
-    passed += 1
-
-
 def write(name, text):
     path = os.path.join(work, name)
     with open(path, "w") as f:
         f.write(text)
     return path
 
+
+checks = Checks("cross-test")
+check = checks.check
 
 version = subprocess.run(board("--version"), env=env, capture_output=True, text=True, timeout=60)
 check("peercam --version under " + QEMU, version.returncode == 0 and "peercam" in version.stdout,
@@ -100,14 +93,6 @@ refused = subprocess.run(board("check-config", bad), env=env, capture_output=Tru
 message = (refused.stdout + refused.stderr).strip()
 check("check-config refuses a bad config, naming field and line",
       refused.returncode != 0 and "media.framerate" in message and "line 3" in message, message)
-
-# libnice 0.1.21 (Debian 12) can abort the controlling ICE agent on a slow CPU: a pair whose
-# check succeeds while a triggered check for it is queued is checked again, and the next
-# nomination tick asserts that every valid pair has succeeded (conncheck.c:987). Seen in about
-# 1 call in 15 under qemu-user here, never on x86. It is upstream's, so the test names it and
-# calls once more; any other failure, or that crash twice, fails the test.
-LIBNICE_ABORT = "priv_conn_check_tick_stream_nominate: assertion failed"
-
 
 class BoardDaemon:
     """The board daemon under qemu-user, its log collected, its HTTPS port read from it."""
@@ -143,14 +128,7 @@ class BoardDaemon:
 
 
 def call(daemon):
-    """One call from the host's probe: (probe exit code, the call's report or {})."""
-    probe = subprocess.run([HOST, "probe", f"https://127.0.0.1:{daemon.port}/", "--insecure",
-                            "--json", "--duration", "5", "--timeout", "60"],
-                           capture_output=True, text=True, timeout=120)
-    try:
-        return probe.returncode, json.loads(probe.stdout)["calls"][0], probe.stderr
-    except (ValueError, KeyError, IndexError):
-        return probe.returncode, {}, probe.stderr
+    return probe_call(HOST, f"https://127.0.0.1:{daemon.port}/", "--insecure")
 
 
 daemon = BoardDaemon()
@@ -167,9 +145,7 @@ try:
         code, report, stderr = call(daemon)
     video = report.get("video") or {}
     audio = report.get("audio") or {}
-    detail = (f"{video.get('frames', 0)} frames at {video.get('fps', 0):.1f} fps, "
-              f"{audio.get('packets', 0)} audio packets, codec {report.get('video_codec')}, "
-              f"first keyframe {report.get('timings', {}).get('first_keyframe_ms', 0):.0f} ms")
+    detail = describe_call(report)
     check("host probe receives video from the board daemon",
           code == 0 and video.get("frames", 0) > 0,
           detail if report else stderr.strip() + "\n" + daemon.tail())
@@ -178,4 +154,4 @@ finally:
     daemon.stop()
     shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(plugins, ignore_errors=True)
-print(f"cross-test: {passed} passed, 0 failed")
+checks.done()
