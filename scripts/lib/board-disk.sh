@@ -17,47 +17,45 @@ BOARD_BOOT_LABEL=PEERCAMBOOT
 BOARD_ROOT_LABEL=peercam-root
 
 board_disk_image() {
-    root=$1 image=$2 boot_extra=${3:-}
-    work=$(mktemp -d "${image%/*}/.disk.XXXXXX")
-    root_start=$((BOARD_BOOT_START_MIB + BOARD_BOOT_MIB))
-    root_mib=$((BOARD_DISK_MIB - root_start))
+    disk_root=$1 disk_image=$2 disk_boot_extra=${3:-}
+    disk_work=$(mktemp -d "${disk_image%/*}/.disk.XXXXXX")
+    disk_root_start=$((BOARD_BOOT_START_MIB + BOARD_BOOT_MIB))
+    disk_root_mib=$((BOARD_DISK_MIB - disk_root_start))
 
     # The boot partition: the firmware, config.txt, cmdline.txt, kernel, initrd, device trees.
-    mkfs.vfat -F 32 -n "$BOARD_BOOT_LABEL" -C "$work/boot.img" $((BOARD_BOOT_MIB * 1024)) >/dev/null
-    mcopy -s -p -m -i "$work/boot.img" "$root/boot/firmware"/* ::
-    if [ -n "$boot_extra" ]; then
-        mcopy -s -p -m -i "$work/boot.img" "$boot_extra"/* ::
+    mkfs.vfat -F 32 -n "$BOARD_BOOT_LABEL" -C "$disk_work/boot.img" $((BOARD_BOOT_MIB * 1024)) >/dev/null
+    mcopy -s -p -m -i "$disk_work/boot.img" "$disk_root/boot/firmware"/* ::
+    if [ -n "$disk_boot_extra" ]; then
+        mcopy -s -p -m -i "$disk_work/boot.img" "$disk_boot_extra"/* ::
     fi
 
     # The root, with the boot partition's mount point left empty (a private mount namespace
-    # hides its contents from mkfs). The file system's dates and identifiers come from the
-    # last commit where given, so the same tree gives the same image.
-    truncate -s $((root_mib))M "$work/root.img"
+    # hides its contents from mkfs).
+    truncate -s $((disk_root_mib))M "$disk_work/root.img"
     unshare -m --propagation private -- sh -c '
         mount -t tmpfs -o size=1m,mode=0755 tmpfs "$1/boot/firmware"
         exec mkfs.ext4 -q -F -L "$2" -d "$1" "$3"
-    ' board_disk "$root" "$BOARD_ROOT_LABEL" "$work/root.img"
+    ' board_disk "$disk_root" "$BOARD_ROOT_LABEL" "$disk_work/root.img"
 
     # The partition table, then both partitions at their offsets (sparse, so holes stay holes).
-    rm -f "$image"
-    truncate -s "${BOARD_DISK_MIB}M" "$image"
-    sfdisk --quiet "$image" <<EOF
+    rm -f "$disk_image"
+    truncate -s "${BOARD_DISK_MIB}M" "$disk_image"
+    sfdisk --quiet "$disk_image" <<EOF
 label: dos
 start=${BOARD_BOOT_START_MIB}MiB, size=${BOARD_BOOT_MIB}MiB, type=c, bootable
-start=${root_start}MiB, type=83
+start=${disk_root_start}MiB, type=83
 EOF
-    dd if="$work/boot.img" of="$image" bs=1M seek="$BOARD_BOOT_START_MIB" conv=notrunc,sparse status=none
-    dd if="$work/root.img" of="$image" bs=1M seek="$root_start" conv=notrunc,sparse status=none
-    rm -rf "$work"
+    dd if="$disk_work/boot.img" of="$disk_image" bs=1M seek="$BOARD_BOOT_START_MIB" conv=notrunc,sparse status=none
+    dd if="$disk_work/root.img" of="$disk_image" bs=1M seek="$disk_root_start" conv=notrunc,sparse status=none
+    rm -rf "$disk_work"
 }
 
 board_disk_publish() {
-    image=$1
-    bmaptool -q create -o "${image%.img}.bmap" "$image"
-    zstd -q -f -T0 -6 --sparse --rm "$image" -o "$image.zst"
+    publish_image=$1
+    bmaptool -q create -o "${publish_image%.img}.bmap" "$publish_image"
+    zstd -q -f -T0 -6 --rm "$publish_image" -o "$publish_image.zst"
 }
 
 board_disk_boot_file() {
-    image=$1 name=$2 out=$3
-    mcopy -n -i "$image@@${BOARD_BOOT_START_MIB}M" "::$name" "$out"
+    mcopy -n -i "$1@@${BOARD_BOOT_START_MIB}M" "::$2" "$3"
 }

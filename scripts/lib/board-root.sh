@@ -44,11 +44,11 @@ board_root_packages() {
 }
 
 board_root_make() {
-    root=$1 packages=$2 mirror=$3 security=$4
+    make_root=$1 make_packages=$2 make_mirror=$3 make_security=$4
     components="main non-free-firmware"
     # Documentation, manual pages and translations are no use on the board.
     mmdebstrap --arch=arm64 --variant=apt --components="main,non-free-firmware" \
-        --include="$(echo $packages | tr ' ' ',')" \
+        --include="$(echo $make_packages | tr ' ' ',')" \
         --dpkgopt='path-exclude=/usr/share/man/*' \
         --dpkgopt='path-exclude=/usr/share/locale/*' \
         --dpkgopt='path-include=/usr/share/locale/locale.alias' \
@@ -62,15 +62,15 @@ board_root_make() {
         --customize-hook='chroot "$1" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs' \
         --customize-hook='chroot "$1" update-initramfs -c -k all' \
         --customize-hook='chroot "$1" apt-get clean' \
-        bookworm "$root" \
-        "deb $mirror bookworm $components" \
-        "deb $mirror bookworm-updates $components" \
-        "deb $security bookworm-security $components"
+        bookworm "$make_root" \
+        "deb $make_mirror bookworm $components" \
+        "deb $make_mirror bookworm-updates $components" \
+        "deb $make_security bookworm-security $components"
 }
 
 # Runs a command in ROOT with /proc and /dev mounted, in a mount namespace of its own.
 board_chroot() {
-    root=$1
+    chroot_root=$1
     shift
     unshare -m --propagation private -- sh -c '
         root=$1; shift
@@ -78,24 +78,30 @@ board_chroot() {
         mount --rbind /dev "$root/dev"
         exec chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 \
             PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin "$@"
-    ' board_chroot "$root" "$@"
+    ' board_chroot "$chroot_root" "$@"
 }
 
 # STAGED: a copy of ROOT with the peercam package DEB installed, the image's settings
 # (board/raspberrypi/image) and its peercam config, then cmdline.txt and config.txt
 # written by raspi-firmware from them, and no machine id (each board makes its own).
 board_root_stage() {
-    root=$1 staged=$2 deb=$3
-    rm -rf "$staged"
-    cp -a --reflink=auto "$root" "$staged"
-    cp -a board/raspberrypi/image/. "$staged/"
-    cp "$deb" "$staged/tmp/peercam.deb"
-    board_chroot "$staged" dpkg -i /tmp/peercam.deb
-    rm "$staged/tmp/peercam.deb"
-    cp board/raspberrypi/peercam-debian-image.toml "$staged/etc/peercam/peercam.toml"
-    board_chroot "$staged" systemctl enable systemd-networkd.service systemd-resolved.service \
+    stage_from=$1 stage_to=$2 stage_deb=$3
+    rm -rf "$stage_to"
+    cp -a --reflink=auto "$stage_from" "$stage_to"
+    cp -a board/raspberrypi/image/. "$stage_to/"
+    cp "$stage_deb" "$stage_to/tmp/peercam.deb"
+    board_chroot "$stage_to" dpkg -i /tmp/peercam.deb
+    rm "$stage_to/tmp/peercam.deb"
+    cp board/raspberrypi/peercam-debian-image.toml "$stage_to/etc/peercam/peercam.toml"
+    board_chroot "$stage_to" systemctl enable systemd-networkd.service systemd-resolved.service \
         peercam-firstboot.service
-    board_chroot "$staged" /usr/bin/env DEB_MAINT_PARAMS=configure /etc/kernel/postinst.d/z50-raspi-firmware
-    : > "$staged/etc/machine-id"
-    rm -f "$staged/var/lib/dbus/machine-id"
+    board_chroot "$stage_to" /usr/bin/env DEB_MAINT_PARAMS=configure /etc/kernel/postinst.d/z50-raspi-firmware
+    # GStreamer's registry, made now (a minute under emulation, seconds here) where the unit
+    # looks for it, so the first boot does not scan every plugin before the start times out.
+    mkdir -p "$stage_to/var/cache/peercam"
+    board_chroot "$stage_to" /usr/bin/env GST_REGISTRY=/var/cache/peercam/gstreamer-1.0.registry \
+        GST_REGISTRY_FORK=no peercam check-config /etc/peercam/peercam.toml
+    board_chroot "$stage_to" chown -R peercam:peercam /var/cache/peercam
+    : > "$stage_to/etc/machine-id"
+    rm -f "$stage_to/var/lib/dbus/machine-id"
 }

@@ -2,7 +2,7 @@
 // while it works the emulated board between steps: one JSON request per line on standard
 // input, one JSON answer per line on standard output ({ ok, ... } or { ok: false, error }).
 //
-//   { "do": "open", "url": "https://10.98.0.2/" }   log in through the login page, open the page
+//   { "do": "open", "url": "https://10.98.0.2/" }   (a fresh Chromium) log in through the login page
 //   { "do": "call" }                                 press Call device
 //   { "do": "frames", "more": N, "timeoutMs": T }    wait until N more frames have been decoded
 //   { "do": "talk" }                                 press Talk (the fake microphone's beeps)
@@ -20,6 +20,7 @@ const decoded = async () => (await inbound(page, 'video'))?.framesDecoded ?? 0;
 
 const steps = {
   async open({ url }) {
+    await browser?.close();
     browser = await launchBrowser({ media: true });
     page = await openPage(browser, url);
     return { title: await page.title() };
