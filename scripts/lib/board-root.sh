@@ -2,8 +2,8 @@
 # scripts/board-image (which caches the root and makes the flashable image from it) and by
 # scripts/board-test (which boots the same root). POSIX sh; needs root.
 #
-#   board_root_packages DEB   the packages of the root: the system below plus the .deb's
-#                             dependencies and recommendations
+#   board_root_packages       the packages of the root: the system below plus the peercam
+#                             package's dependencies and recommendations (Cargo.toml)
 #   board_root_make ROOT PACKAGES MIRROR SECURITY
 #                             makes ROOT with mmdebstrap, running mkinitramfs once
 #   board_root_stage ROOT STAGED DEB
@@ -30,16 +30,24 @@ board_staged_dir() {
     echo "$(board_root_dir).staged"
 }
 
-# The package names in a Depends/Recommends field, without versions or alternatives.
-deb_field_packages() {
-    dpkg-deb -f "$1" "$2" | tr ',' '\n' | sed 's/|.*//; s/(.*)//; s/^ *//; s/ *$//' | grep -v '^$'
+# The package names of the peercam package's Depends and Recommends (Cargo.toml's
+# [package.metadata.deb]), without versions or alternatives.
+deb_dependencies() {
+    python3 -c '
+import re, sys, tomllib
+deb = tomllib.load(open(sys.argv[1], "rb"))["package"]["metadata"]["deb"]
+for field in ("depends", "recommends"):
+    for item in deb.get(field, "").split(","):
+        name = re.sub(r"\(.*?\)|\|.*", "", item).strip()
+        if name:
+            print(name)
+' Cargo.toml
 }
 
 board_root_packages() {
     {
         echo $BOARD_SYSTEM_PACKAGES | tr ' ' '\n'
-        deb_field_packages "$1" Depends
-        deb_field_packages "$1" Recommends
+        deb_dependencies
     } | sort -u | tr '\n' ' ' | sed 's/ $//'
 }
 
