@@ -15,18 +15,21 @@ exit 1 at the first failure, after printing the board's console and journal.
 """
 
 import json
+import math
 import os
 import re
 import socket
+import struct
 import subprocess
 import sys
 import time
 import uuid
+import wave
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from checks import LIBNICE_ABORT, Checks, describe_call, probe_call  # noqa: E402
 
-WORK, HOST = sys.argv[1:3]
+WORK, HOST = (sys.argv[1:3] + ["", ""])[:2]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BOARD = "10.98.0.2"
 URL = f"https://{BOARD}/"
@@ -34,6 +37,18 @@ URL = f"https://{BOARD}/"
 # the browser harness logs in with.
 PASSWORD = "peercam-test-password"
 BOOT_TIMEOUT = 900
+MICROPHONE_WAV = os.path.join(WORK, "tone.wav")
+
+
+def write_tone(path, seconds=10, frequency=440):
+    """A 440 Hz tone at half scale, 48 kHz stereo: what the phone's microphone hears."""
+    frames = b"".join(struct.pack("<hh", sample, sample) for sample in (
+        int(16000 * math.sin(2 * math.pi * frequency * n / 48000)) for n in range(48000 * seconds)))
+    with wave.open(path, "wb") as out:
+        out.setnchannels(2)
+        out.setsampwidth(2)
+        out.setframerate(48000)
+        out.writeframes(frames)
 
 
 class Board:
@@ -200,9 +215,53 @@ def call_board(board):
     return code, report, stderr
 
 
+def skip_dns_name(message, at):
+    """The offset after a DNS name at `at` (labels ending in a zero or a pointer)."""
+    while message[at] != 0:
+        if message[at] & 0xC0 == 0xC0:
+            return at + 2
+        at += 1 + message[at]
+    return at + 1
+
+
+def mdns_resolve(name, interface_address, timeout=15):
+    """The IPv4 address an mDNS responder gives for `name`, asked as a phone's resolver would
+    (a one-shot query from an ephemeral port, answered by unicast: RFC 6762 section 6.7), or
+    None."""
+    query = struct.pack("!HHHHHH", 0x1234, 0, 1, 0, 0, 0)
+    for label in name.split("."):
+        query += bytes([len(label)]) + label.encode()
+    query += b"\0" + struct.pack("!HH", 1, 1)  # A, IN
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((interface_address, 0))
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(interface_address))
+    sock.settimeout(1)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            sock.sendto(query, ("224.0.0.251", 5353))
+            try:
+                reply, _ = sock.recvfrom(4096)
+                questions, answers = struct.unpack("!HH", reply[4:8])
+                at = 12
+                for _ in range(questions):
+                    at = skip_dns_name(reply, at) + 4
+                for _ in range(answers):
+                    at = skip_dns_name(reply, at)
+                    kind, _, _, length = struct.unpack("!HHIH", reply[at:at + 10])
+                    if kind == 1 and length == 4:
+                        return socket.inet_ntoa(reply[at + 10:at + 14])
+                    at += 10 + length
+            except (socket.timeout, struct.error, IndexError):
+                continue
+    finally:
+        sock.close()
+    return None
+
+
 def browser_call(browser):
     """Chromium logs in, presses Call device and waits for 30 decoded frames: both answers."""
-    opened = browser.do("open", url=URL)
+    opened = browser.do("open", url=URL, microphoneWav=MICROPHONE_WAV)
     if not opened.get("ok"):
         return opened, opened
     called = browser.do("call")
@@ -259,6 +318,7 @@ def main():
 
     checks = Checks("board-test", on_failure)
     check = checks.check
+    write_tone(MICROPHONE_WAV)
     try:
         raspi3b_boots_to_login(checks)
 
@@ -277,6 +337,10 @@ def main():
         check("systemctl status shows the daemon's STATUS line",
               bool(props.get("StatusText")) and "Status:" in status_text,
               props.get("StatusText", ""))
+
+        found = mdns_resolve("peercam.local", "10.98.0.1")
+        check("avahi answers this machine's mDNS query for peercam.local", found == BOARD,
+              f"peercam.local is {found}")
 
         _, firstboot = board.run("journalctl -b -u peercam-firstboot --no-pager -o cat | "
                                  "grep 'password set from'; test -e /boot/firmware/peercam-password.txt"
@@ -324,23 +388,25 @@ def main():
 
         talk = browser.do("talk")
         check("Chromium presses Talk", talk.get("ok"), json.dumps(talk))
-        # The caller's voice plays on the board's speaker (snd-aloop playback 0,0); its other
-        # end (capture 1,0) is recorded, as a microphone held to the speaker would.
+        # The caller's voice (Chromium's microphone plays a 440 Hz tone at half scale) plays on
+        # the board's speaker (snd-aloop playback 0,0); its other end (capture 1,0) is
+        # recorded, as a microphone held to the speaker would.
         # plughw: the capture takes whatever format the speaker's side plays and converts it;
         # the loudest sample of a second is worked out on the board.
-        heard, error = 0, ""
-        for _ in range(5):
+        heard, error, peaks = 0, "", []
+        deadline = time.monotonic() + 90
+        while heard <= 1000 and time.monotonic() < deadline:
             code, out = board.run(
-                "arecord -q -D plughw:Loopback,1,0 -f S16_LE -r 48000 -c 2 -d 1 -t raw "
+                "arecord -q -D plughw:Loopback,1,0 -f S16_LE -r 48000 -c 2 -d 3 -t raw "
                 "2>/tmp/arecord.err | od -An -v -td2 -w2 | "
                 "awk '{ v = $1 < 0 ? -$1 : $1; if (v > m) m = v } END { print m + 0 }'; "
                 "cat /tmp/arecord.err", timeout=120)
             peak, _, error = out.partition("\n")
             heard = int(peak) if code == 0 and peak.strip().isdigit() else 0
-            if heard > 1000:
-                break
+            peaks.append(heard)
         check("the caller's microphone plays on the board's speaker (loopback capture hears it)",
-              heard > 1000, f"peak {heard} of 32767" + (f"; arecord: {error}" if error else ""))
+              heard > 1000, f"peaks of 3 s recordings {peaks} (of 32767)"
+              + (f"; arecord: {error}" if error else ""))
 
         code, out = board.run("systemctl reload peercam")
         time.sleep(3)
@@ -397,4 +463,5 @@ def main():
     checks.done()
 
 
-main()
+if __name__ == "__main__":
+    main()

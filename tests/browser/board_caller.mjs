@@ -2,7 +2,9 @@
 // while it works the emulated board between steps: one JSON request per line on standard
 // input, one JSON answer per line on standard output ({ ok, ... } or { ok: false, error }).
 //
-//   { "do": "open", "url": "https://10.98.0.2/" }   (a fresh Chromium) log in through the login page
+//   { "do": "open", "url": "https://10.98.0.2/", "microphoneWav": PATH }
+//                                                    a fresh Chromium (its microphone playing
+//                                                    PATH), logged in through the login page
 //   { "do": "call" }                                 press Call device
 //   { "do": "frames", "more": N, "timeoutMs": T }    wait until N more frames have been decoded
 //   { "do": "talk" }                                 press Talk (the fake microphone's beeps)
@@ -19,9 +21,11 @@ let page = null;
 const decoded = async () => (await inbound(page, 'video'))?.framesDecoded ?? 0;
 
 const steps = {
-  async open({ url }) {
+  async open({ url, microphoneWav }) {
     await browser?.close();
-    browser = await launchBrowser({ media: true });
+    // Chromium's own fake microphone sends silence; a WAV file gives the board something to hear.
+    const extraArgs = microphoneWav ? [`--use-file-for-fake-audio-capture=${microphoneWav}`] : [];
+    browser = await launchBrowser({ media: true, extraArgs });
     page = await openPage(browser, url);
     return { title: await page.title() };
   },

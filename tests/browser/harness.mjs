@@ -213,9 +213,12 @@ export async function waitUntilIdle(daemon) {
     'the device to be free within 2 s');
 }
 
-/** Debian's Chromium; `media: true` grants camera and microphone (see MEDIA_PERMISSION_ARGS). */
-export async function launchBrowser({ media = false } = {}) {
-  const args = media ? [...CHROMIUM_ARGS, ...MEDIA_PERMISSION_ARGS] : CHROMIUM_ARGS;
+/**
+ * Debian's Chromium; `media: true` grants camera and microphone (see MEDIA_PERMISSION_ARGS);
+ * `extraArgs` are added to its command line.
+ */
+export async function launchBrowser({ media = false, extraArgs = [] } = {}) {
+  const args = [...CHROMIUM_ARGS, ...(media ? MEDIA_PERMISSION_ARGS : []), ...extraArgs];
   return chromium.launch({ executablePath: '/usr/bin/chromium', headless: false, args });
 }
 
