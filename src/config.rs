@@ -122,7 +122,11 @@ pub struct MediaConfig {
     pub width: u32,
     pub height: u32,
     pub framerate: u32,
+    /// The most video bitrate a call may use; the adaptive bitrate starts lower and grows to it
+    /// while the caller's network carries it.
     pub video_bitrate_kbps: u32,
+    /// The least video bitrate the adaptive bitrate goes down to on a poor network.
+    pub min_video_bitrate_kbps: u32,
     pub audio_bitrate_kbps: u32,
     /// Frames between natural keyframes; keyframe requests from the browser are answered at once.
     pub keyframe_interval: u32,
@@ -139,6 +143,7 @@ impl Default for MediaConfig {
             height: 720,
             framerate: 30,
             video_bitrate_kbps: 2000,
+            min_video_bitrate_kbps: 150,
             audio_bitrate_kbps: 48,
             keyframe_interval: 60,
         }
@@ -360,6 +365,12 @@ impl Config {
         }
         in_range("media.framerate", m.framerate, 1, 120)?;
         in_range("media.video_bitrate_kbps", m.video_bitrate_kbps, 50, 50_000)?;
+        in_range(
+            "media.min_video_bitrate_kbps",
+            m.min_video_bitrate_kbps,
+            50,
+            m.video_bitrate_kbps,
+        )?;
         in_range("media.audio_bitrate_kbps", m.audio_bitrate_kbps, 6, 510)?;
         in_range("media.keyframe_interval", m.keyframe_interval, 1, 10_000)?;
         for (field, value) in [

@@ -31,6 +31,8 @@ pub struct Metrics {
     pub stun_ignored: AtomicU64,
     /// Valid STUN requests dropped by the per-source rate limit.
     pub stun_rate_limited: AtomicU64,
+    /// The adaptive bitrate's current video target, kbit/s (a gauge).
+    pub video_target_kbps: AtomicU64,
     /// Encoder-to-socket time of recent video frames.
     pub send_latency: SendLatency,
 }
@@ -38,6 +40,10 @@ pub struct Metrics {
 impl Metrics {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn set(gauge: &AtomicU64, value: u64) {
+        gauge.store(value, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition of every counter.
@@ -120,6 +126,15 @@ impl Metrics {
              # TYPE peercam_in_call gauge\npeercam_in_call {}",
             u8::from(in_call)
         );
+        if in_call {
+            let _ = writeln!(
+                out,
+                "# HELP peercam_video_target_kbps The adaptive bitrate's video target in the \
+                 current call, kbit/s.\n# TYPE peercam_video_target_kbps gauge\n\
+                 peercam_video_target_kbps {}",
+                self.video_target_kbps.load(Ordering::Relaxed)
+            );
+        }
         if let Some(latency) = self.send_latency.summary() {
             let name = "peercam_send_latency_seconds";
             let _ = writeln!(
@@ -156,6 +171,13 @@ mod tests {
         assert!(text.contains("# TYPE peercam_talkback_bytes_total counter\n"));
         assert!(text.contains("\npeercam_talkback_bytes_total 960\n"));
         assert!(text.contains("\npeercam_in_call 1\n"));
+        Metrics::set(&metrics.video_target_kbps, 600);
+        assert!(
+            metrics
+                .render(true)
+                .contains("\npeercam_video_target_kbps 600\n")
+        );
+        assert!(!metrics.render(false).contains("peercam_video_target_kbps"));
         assert!(!text.contains("peercam_send_latency_seconds"));
         metrics
             .send_latency

@@ -7,15 +7,21 @@
 //!
 //! Submodules: `plan` (pure: codec and encoder choice, launch descriptions), `devices` (what
 //! `auto` means on this machine), `launch_check` (the config's launch lines), `peer` (one
-//! call's pipeline), `keyframe` (keyframe requests for V4L2 hardware encoders), `talkback` (the caller's voice to the speaker), `send_latency`
-//! (encoder-to-socket time of video frames, for `/metrics`).
+//! call's pipeline), `bitrate` (pure: the adaptive bitrate controller), `link_stats` (the
+//! caller's receiver reports out of webrtcbin's statistics), `encoder_control` (bitrate changes
+//! and keyframe requests for a running encoder), `retransmission` (a budget for answering
+//! NACKs), `talkback` (the caller's voice to the
+//! speaker), `send_latency` (encoder-to-socket time of video frames, for `/metrics`).
 
+pub mod bitrate;
 mod devices;
+mod encoder_control;
 mod health;
-mod keyframe;
 mod launch_check;
+mod link_stats;
 mod peer;
 pub mod plan;
+mod retransmission;
 pub mod send_latency;
 mod talkback;
 
@@ -47,7 +53,8 @@ pub struct MediaSettings {
     pub width: u32,
     pub height: u32,
     pub framerate: u32,
-    pub video_bitrate_kbps: u32,
+    /// The adaptive bitrate's bounds (see `bitrate`).
+    pub video_bitrate: bitrate::Bounds,
     pub audio_bitrate_kbps: u32,
     pub keyframe_interval: u32,
     /// Local addresses for the ICE agent, besides those of the network interfaces.
@@ -80,7 +87,10 @@ impl MediaSettings {
             width: media.width,
             height: media.height,
             framerate: media.framerate,
-            video_bitrate_kbps: media.video_bitrate_kbps,
+            video_bitrate: bitrate::Bounds {
+                min_kbps: media.min_video_bitrate_kbps,
+                max_kbps: media.video_bitrate_kbps,
+            },
             audio_bitrate_kbps: media.audio_bitrate_kbps,
             keyframe_interval: media.keyframe_interval,
             extra_ice_addresses: ice.local_addresses.clone(),
@@ -98,7 +108,10 @@ impl MediaSettings {
             width: 1280,
             height: 720,
             framerate: 30,
-            video_bitrate_kbps: 2000,
+            video_bitrate: bitrate::Bounds {
+                min_kbps: 150,
+                max_kbps: 2000,
+            },
             audio_bitrate_kbps: 48,
             keyframe_interval: 60,
             extra_ice_addresses: vec![],
@@ -205,6 +218,8 @@ pub async fn run(
     let (notice_tx, mut notices) = mpsc::unbounded_channel::<(CallId, Notice)>();
     let mut current: Option<peer::Peer> = None;
     let mut health = health::SourceHealth::default();
+    let mut stats_timer = tokio::time::interval(std::time::Duration::from_secs(1));
+    stats_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let report = |update: MediaHealth| {
         let _ = health_tx.send(update);
     };
@@ -230,6 +245,11 @@ pub async fn run(
             }
         };
         tokio::select! {
+            _ = stats_timer.tick() => {
+                if let Some(peer) = current.as_ref().filter(|p| p.is_connected()) {
+                    peer.request_stats();
+                }
+            }
             () = probe_due => {
                 match tokio::task::block_in_place(|| health::probe_sources(&settings)) {
                     Ok(()) => {

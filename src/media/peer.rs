@@ -21,8 +21,10 @@ use gstreamer_sdp as gst_sdp;
 use gstreamer_webrtc as gst_webrtc;
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::encoder_control::EncoderControl;
 use super::plan::{self, VideoPlan};
-use super::{MediaError, MediaSettings, keyframe, send_latency, talkback};
+use super::retransmission::RetransmissionBudget;
+use super::{MediaError, MediaSettings, bitrate, link_stats, send_latency, talkback};
 use crate::metrics::Metrics;
 use crate::rooms::{CallId, Input};
 use crate::signaling::IceCandidate;
@@ -52,10 +54,15 @@ pub enum Notice {
     NegotiationNeeded,
     CapsReady,
     OfferCreated(Result<WebRTCSessionDescription, String>),
-    IceCandidate { mline: u32, candidate: String },
+    IceCandidate {
+        mline: u32,
+        candidate: String,
+    },
     IceState(WebRTCICEConnectionState),
     Error(String),
     Eos,
+    /// webrtcbin's answer to `get-stats`.
+    Stats(gst::Structure),
 }
 
 type Notices = UnboundedSender<(CallId, Notice)>;
@@ -70,6 +77,16 @@ pub struct Peer {
     offer_requested: bool,
     connected: bool,
     started: Instant,
+    /// The adaptive bitrate, and the encoder it drives (none for a custom encoder line or a
+    /// pre-encoded source: their bitrate stays as configured).
+    bitrate: bitrate::Controller,
+    encoder: Option<EncoderControl>,
+    /// Retransmissions held to a share of the video target (found once negotiated).
+    retransmissions: Option<RetransmissionBudget>,
+    /// The Opus encoder, told the audio loss the caller reports (its in-band FEC).
+    opus: Option<gst::Element>,
+    audio_loss_percent: i32,
+    metrics: Arc<Metrics>,
 }
 
 impl Peer {
@@ -114,15 +131,32 @@ impl Peer {
             offer_requested: false,
             connected: false,
             started,
+            bitrate: bitrate::Controller::new(settings.video_bitrate),
+            encoder: None,
+            retransmissions: None,
+            opus: None,
+            audio_loss_percent: 0,
+            metrics: Arc::clone(&metrics),
         };
         peer.add_video(&plan, &metrics)?;
+        Metrics::set(
+            &metrics.video_target_kbps,
+            u64::from(peer.bitrate.target_kbps()),
+        );
+        if peer.encoder.is_none() {
+            log::info!(
+                "call {call}: the encoder's bitrate is fixed (adaptive bitrate drives x264enc, \
+                 openh264enc, vp8enc and V4L2 encoders)"
+            );
+        }
         match plan::audio_description(settings) {
             Some(description) => {
-                peer.add_branch(
+                let bin = peer.add_branch(
                     "audio branch",
                     &description,
                     WebRTCRTPTransceiverDirection::Sendrecv,
                 )?;
+                peer.opus = bin.by_name("opus");
             }
             // No microphone: the caller's voice still comes in and plays.
             None => peer.add_receive_only_audio()?,
@@ -157,9 +191,10 @@ impl Peer {
         if let Some(pay) = bin.by_name("pay") {
             send_latency::watch(&pay, &self.webrtc, Arc::clone(metrics));
         }
+        self.encoder = EncoderControl::find(&bin);
         if let Some(encoded) = bin.by_name("pay").and_then(|pay| pay.static_pad("sink")) {
             let metrics = Arc::clone(metrics);
-            let v4l2_encoder = keyframe::v4l2_encoder(&bin);
+            let encoder = self.encoder.clone();
             let probes = gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_UPSTREAM;
             encoded.add_probe(probes, move |_, info| {
                 match &info.data {
@@ -174,8 +209,8 @@ impl Peer {
                             .is_some_and(|s| s.name() == "GstForceKeyUnit") =>
                     {
                         Metrics::add(&metrics.keyframe_requests, 1);
-                        if let Some(encoder) = &v4l2_encoder {
-                            keyframe::force_keyframe(encoder);
+                        if let Some(encoder) = &encoder {
+                            encoder.force_keyframe();
                         }
                     }
                     _ => {}
@@ -339,6 +374,10 @@ impl Peer {
             }],
             Notice::IceState(state) => self.on_ice_state(state),
             Notice::Error(reason) => vec![failed(call, reason)],
+            Notice::Stats(stats) => {
+                self.on_link_reports(link_stats::read(&stats));
+                vec![]
+            }
             Notice::Eos => vec![failed(
                 call,
                 "the camera or microphone stopped sending (end of stream)".into(),
@@ -365,6 +404,48 @@ impl Peer {
                 "no network path to the caller (ICE failed)".into(),
             )],
             _ => vec![],
+        }
+    }
+
+    /// Moves the video bitrate with what the caller's receiver reports say, and tells Opus the
+    /// audio loss so that its in-band FEC covers it.
+    fn on_link_reports(&mut self, reports: link_stats::LinkReports) {
+        if self.retransmissions.is_none() {
+            self.retransmissions =
+                RetransmissionBudget::attach(&self.webrtc, self.bitrate.target_kbps());
+            if self.retransmissions.is_some() {
+                log::debug!("call {}: retransmissions held to a budget", self.call);
+            }
+        }
+        if let (Some(report), Some(encoder)) = (reports.video, &self.encoder)
+            && let Some(change) = self.bitrate.on_report(report, Instant::now())
+        {
+            encoder.set_bitrate(change.kbps);
+            if let Some(budget) = &self.retransmissions {
+                budget.set_target(change.kbps);
+            }
+            Metrics::set(&self.metrics.video_target_kbps, u64::from(change.kbps));
+            log::info!(
+                "call {}: video bitrate {} kbit/s ({:?}; loss {:.1}%, round trip {})",
+                self.call,
+                change.kbps,
+                change.reason,
+                report.fraction_lost * 100.0,
+                report
+                    .round_trip
+                    .map_or("unknown".to_owned(), |rtt| format!(
+                        "{} ms",
+                        rtt.as_millis()
+                    ))
+            );
+        }
+        if let (Some(report), Some(opus)) = (reports.audio, &self.opus) {
+            // Opus expects 0..=100; the next whole percent up, so that any loss turns FEC on.
+            let percent = (report.fraction_lost * 100.0).ceil().clamp(0.0, 100.0) as i32;
+            if percent != self.audio_loss_percent {
+                self.audio_loss_percent = percent;
+                opus.set_property("packet-loss-percentage", percent);
+            }
         }
     }
 
@@ -429,6 +510,19 @@ impl Peer {
         self.webrtc
             .emit_by_name::<()>("set-local-description", &[&offer, &promise]);
         promise.wait() == gst::PromiseResult::Replied
+    }
+
+    /// Asks webrtcbin for its statistics; the answer arrives as `Notice::Stats`.
+    pub fn request_stats(&self) {
+        let tx = self.notices.clone();
+        let call = self.call;
+        let promise = gst::Promise::with_change_func(move |reply| {
+            if let Ok(Some(reply)) = reply {
+                let _ = tx.send((call, Notice::Stats(reply.to_owned())));
+            }
+        });
+        self.webrtc
+            .emit_by_name::<()>("get-stats", &[&None::<gst::Pad>, &promise]);
     }
 
     pub fn set_answer(&mut self, sdp: &str) -> Result<(), MediaError> {

@@ -153,8 +153,9 @@ pub fn plan_video(
 }
 
 fn video_description(s: &MediaSettings, encoder: Encoder) -> String {
-    let bps = s.video_bitrate_kbps * 1000;
-    let kbps = s.video_bitrate_kbps;
+    // The adaptive bitrate's starting point; it moves the encoder from there while it runs.
+    let kbps = s.video_bitrate.start_kbps();
+    let bps = kbps * 1000;
     let gop = s.keyframe_interval;
     let raw = format!(
         "videoconvert ! videoscale ! videorate ! \
@@ -212,12 +213,15 @@ pub fn audio_caps() -> String {
 }
 
 /// Launch description of the audio send branch, microphone to Opus RTP; `None` for a device
-/// without a microphone.
+/// without a microphone. In-band FEC is on: `peer` tells the encoder the loss the caller
+/// reports (`packet-loss-percentage`), and Opus spends bits on redundancy only when there is
+/// loss to repair.
 pub fn audio_description(s: &MediaSettings) -> Option<String> {
     let microphone = s.audio_source.as_ref()?;
     Some(format!(
         "{microphone} ! audioconvert ! audioresample ! audio/x-raw,rate=48000,channels=2 ! \
-         opusenc bitrate={} frame-size=20 ! rtpopuspay pt={AUDIO_PAYLOAD} ! \
+         opusenc name=opus bitrate={} frame-size=20 inband-fec=true ! \
+         rtpopuspay pt={AUDIO_PAYLOAD} ! \
          capsfilter caps=\"{}\"",
         s.audio_bitrate_kbps * 1000,
         audio_caps()
@@ -324,7 +328,7 @@ mod tests {
     fn audio_is_opus_at_48k() {
         let d = audio_description(&settings()).unwrap();
         assert!(d.starts_with("audiotestsrc"));
-        assert!(d.contains("opusenc bitrate=48000"));
+        assert!(d.contains("opusenc name=opus bitrate=48000 frame-size=20 inband-fec=true"));
         assert!(d.contains("encoding-name=OPUS"));
         let mut without_microphone = settings();
         without_microphone.audio_source = None;

@@ -2,18 +2,23 @@
 // while it works the emulated board between steps: one JSON request per line on standard
 // input, one JSON answer per line on standard output ({ ok, ... } or { ok: false, error }).
 //
-//   { "do": "open", "url": "https://10.98.0.2/", "microphoneWav": PATH }
-//                                                    a fresh Chromium (its microphone playing
-//                                                    PATH), logged in through the login page
+//   { "do": "open", "url": "https://10.98.0.2/" }   a fresh Chromium (its microphone speaking:
+//                                                    see writeVoiceWav), logged in through the
+//                                                    login page
 //   { "do": "call" }                                 press Call device
 //   { "do": "frames", "more": N, "timeoutMs": T }    wait until N more frames have been decoded
-//   { "do": "talk" }                                 press Talk (the fake microphone's beeps)
+//   { "do": "talk" }                                 press Talk
 //   { "do": "status" }                               the page's status line
 //   { "do": "close" }                                close Chromium and exit
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import {
-  callButton, eventually, inbound, launchBrowser, openPage, status, talkButton,
+  callButton, eventually, inbound, launchBrowser, openPage, status, talkButton, writeVoiceWav,
 } from './harness.mjs';
+
+const microphone = writeVoiceWav(join(mkdtempSync(join(tmpdir(), 'peercam-caller-')), 'voice.wav'));
 
 let browser = null;
 let page = null;
@@ -21,11 +26,9 @@ let page = null;
 const decoded = async () => (await inbound(page, 'video'))?.framesDecoded ?? 0;
 
 const steps = {
-  async open({ url, microphoneWav }) {
+  async open({ url }) {
     await browser?.close();
-    // Chromium's own fake microphone sends silence; a WAV file gives the board something to hear.
-    const extraArgs = microphoneWav ? [`--use-file-for-fake-audio-capture=${microphoneWav}`] : [];
-    browser = await launchBrowser({ media: true, extraArgs });
+    browser = await launchBrowser({ media: true, microphone });
     page = await openPage(browser, url);
     return { title: await page.title() };
   },

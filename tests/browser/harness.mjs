@@ -3,7 +3,9 @@
 // and reads call statistics from the page. Everything talks to loopback only; the test command
 // runs these tests inside a network namespace of their own (see scripts/test).
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import https from 'node:https';
@@ -193,11 +195,11 @@ export async function eventually(probe, timeoutMs, what) {
  * Registers before/after hooks that start a daemon (with extra `toml` config) and a browser for
  * the tests of one file; returns an object whose `daemon` and `browser` are set once started.
  */
-export function useDaemonAndBrowser(toml = '', { media = false } = {}) {
+export function useDaemonAndBrowser(toml = '', { media = false, microphone = null } = {}) {
   const env = { daemon: null, browser: null };
   before(async () => {
     env.daemon = await startDaemon(toml);
-    env.browser = await launchBrowser({ media });
+    env.browser = await launchBrowser({ media, microphone });
   });
   after(async () => {
     if (process.env.PEERCAM_SHOW_LOG) console.log(env.daemon?.output);
@@ -205,6 +207,57 @@ export function useDaemonAndBrowser(toml = '', { media = false } = {}) {
     await env.daemon?.stop();
   });
   return env;
+}
+
+/**
+ * Writes a 10 s, 48 kHz stereo WAV of voice-like syllables (a gliding 120-240 Hz fundamental
+ * with harmonics, 250 ms on, 200 ms off) for Chromium's fake microphone. A steady tone will
+ * not do: the page asks for noise suppression and gain control, as a phone call needs, and
+ * they take a steady tone for background noise and silence it within a second.
+ */
+export function writeVoiceWav(path) {
+  const rate = 48_000;
+  const syllable = Math.round(rate * 0.25);
+  const pause = Math.round(rate * 0.2);
+  const samples = [];
+  for (let s = 0; s < 22; s += 1) {
+    const f0 = 120 + ((s * 37) % 120); // a pitch that wanders, as speech does
+    for (let i = 0; i < syllable; i += 1) {
+      const phase = (2 * Math.PI * f0 * (1 + (0.2 * i) / syllable) * i) / rate;
+      let v = 0;
+      for (let k = 1; k < 8; k += 1) v += Math.sin(k * phase) / k;
+      samples.push(Math.round(v * Math.sin((Math.PI * i) / syllable) * 9_000));
+    }
+    for (let i = 0; i < pause; i += 1) samples.push(0);
+  }
+  const data = Buffer.alloc(samples.length * 4);
+  samples.forEach((v, i) => {
+    data.writeInt16LE(v, i * 4);
+    data.writeInt16LE(v, i * 4 + 2);
+  });
+  const header = Buffer.alloc(44);
+  header.write('RIFF', 0);
+  header.writeUInt32LE(36 + data.length, 4);
+  header.write('WAVEfmt ', 8);
+  header.writeUInt32LE(16, 16); // fmt chunk size
+  header.writeUInt16LE(1, 20); // PCM
+  header.writeUInt16LE(2, 22); // channels
+  header.writeUInt32LE(rate, 24);
+  header.writeUInt32LE(rate * 4, 28); // bytes per second
+  header.writeUInt16LE(4, 32); // bytes per frame
+  header.writeUInt16LE(16, 34); // bits per sample
+  header.write('data', 36);
+  header.writeUInt32LE(data.length, 40);
+  writeFileSync(path, Buffer.concat([header, data]));
+  return path;
+}
+
+/** The loudest sample of raw S16LE audio (`path`, from `skip` bytes on), of 32767. */
+export function loudestSample(path, skip = 0) {
+  const data = readFileSync(path).subarray(skip);
+  let loudest = 0;
+  for (let i = 0; i + 1 < data.length; i += 2) loudest = Math.max(loudest, Math.abs(data.readInt16LE(i)));
+  return loudest;
 }
 
 /** Waits until the device has no call (it must be free within 2 s of a caller leaving). */
@@ -215,10 +268,12 @@ export async function waitUntilIdle(daemon) {
 
 /**
  * Debian's Chromium; `media: true` grants camera and microphone (see MEDIA_PERMISSION_ARGS);
- * `extraArgs` are added to its command line.
+ * `microphone` is a WAV file its fake microphone plays (see writeVoiceWav; without one it sends
+ * a click a second); `extraArgs` are added to its command line.
  */
-export async function launchBrowser({ media = false, extraArgs = [] } = {}) {
-  const args = [...CHROMIUM_ARGS, ...(media ? MEDIA_PERMISSION_ARGS : []), ...extraArgs];
+export async function launchBrowser({ media = false, microphone = null, extraArgs = [] } = {}) {
+  const heard = microphone ? [`--use-file-for-fake-audio-capture=${microphone}`] : [];
+  const args = [...CHROMIUM_ARGS, ...(media ? MEDIA_PERMISSION_ARGS : []), ...heard, ...extraArgs];
   return chromium.launch({ executablePath: '/usr/bin/chromium', headless: false, args });
 }
 
@@ -268,7 +323,10 @@ export async function inbound(page, kind) {
         const codec = stats.get(s.codecId);
         return {
           framesDecoded: s.framesDecoded ?? 0,
+          freezeCount: s.freezeCount ?? 0,
+          totalFreezesDuration: s.totalFreezesDuration ?? 0,
           packetsReceived: s.packetsReceived ?? 0,
+          packetsLost: s.packetsLost ?? 0,
           bytesReceived: s.bytesReceived ?? 0,
           codec: codec?.mimeType ?? null,
           fmtp: codec?.sdpFmtpLine ?? null,
@@ -277,6 +335,35 @@ export async function inbound(page, kind) {
     }
     return null;
   }, kind);
+}
+
+/**
+ * Makes the test namespace's loopback (which carries the calls) a poor network: `rateKbit`
+ * limits it with a token bucket (loopback's MTU set to 1500 first, or tbf drops its 64 KiB
+ * packets), `lossPercent` drops that share of UDP datagrams at random (nftables; this
+ * machine's kernel has no netem). Returns a function that restores the clean network.
+ */
+export function degradeLoopback({ rateKbit = null, lossPercent = null }) {
+  const run = (cmd, ...args) => execFileSync(cmd, args, { stdio: 'pipe' });
+  if (rateKbit) {
+    run('ip', 'link', 'set', 'lo', 'mtu', '1500');
+    run('tc', 'qdisc', 'replace', 'dev', 'lo', 'root', 'tbf', 'rate', `${rateKbit}kbit`,
+      'burst', '16kb', 'latency', '200ms');
+  }
+  if (lossPercent) {
+    run('nft', 'add', 'table', 'inet', 'peercam_loss');
+    run('nft', 'add', 'chain', 'inet', 'peercam_loss', 'in',
+      '{ type filter hook input priority 0 ; }');
+    run('nft', 'add', 'rule', 'inet', 'peercam_loss', 'in', 'meta', 'l4proto', 'udp',
+      'numgen', 'random', 'mod', '100', '<', String(lossPercent), 'drop');
+  }
+  return () => {
+    if (rateKbit) {
+      run('tc', 'qdisc', 'del', 'dev', 'lo', 'root');
+      run('ip', 'link', 'set', 'lo', 'mtu', '65536');
+    }
+    if (lossPercent) run('nft', 'delete', 'table', 'inet', 'peercam_loss');
+  };
 }
 
 /** Waits until the page has decoded more than `frames` video frames; returns the stats. */

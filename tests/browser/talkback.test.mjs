@@ -1,12 +1,24 @@
 // The caller's microphone reaches the device's audio sink only after the caller presses Talk;
-// until then the call is receive-only.
+// until then the call is receive-only. The sink writes what the device would play to a file, so
+// the test hears the caller's voice itself, through the page's noise suppression, Opus and the
+// device's decoder.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
-  callButton, eventually, openPage, talkButton, useDaemonAndBrowser, waitForFrames, waitUntilIdle,
+  callButton, eventually, loudestSample, openPage, talkButton, useDaemonAndBrowser,
+  waitForFrames, waitUntilIdle, writeVoiceWav,
 } from './harness.mjs';
 
-const env = useDaemonAndBrowser('[media]\nwidth = 640\nheight = 360\n', { media: true });
+const dir = mkdtempSync(join(tmpdir(), 'peercam-talkback-'));
+const played = join(dir, 'played.s16');
+const env = useDaemonAndBrowser(
+  '[media]\nwidth = 640\nheight = 360\n'
+    + `audio_sink = "audioconvert ! audio/x-raw,format=S16LE ! filesink location=${played}"\n`,
+  { media: true, microphone: writeVoiceWav(join(dir, 'voice.wav')) },
+);
 
 const talkbackBytes = async () => (await env.daemon.metrics()).peercam_talkback_bytes_total;
 
@@ -31,6 +43,13 @@ test('the device hears the caller once Talk is on, and not before', async (t) =>
     return n > 48_000 ? n : null; // more than a quarter second of 48 kHz stereo S16
   }, 10_000, 'talkback audio at the device sink');
   assert.ok(bytes > 48_000);
+  // The caller speaks at about a quarter of full scale; silence or a suppressed voice stays
+  // under a few hundred.
+  const loudest = await eventually(async () => {
+    const sample = loudestSample(played);
+    return sample > 2_000 ? sample : null;
+  }, 10_000, 'the caller\'s voice, not silence, at the device sink');
+  assert.ok(loudest > 2_000, `loudest sample ${loudest}`);
 });
 
 test('Talk pressed before calling sends the microphone from the start', async () => {

@@ -1,0 +1,125 @@
+//! What the caller's receiver reports say, read out of webrtcbin's `get-stats` answer.
+//!
+//! The answer is one structure holding one sub-structure per stats object. The caller's RTCP
+//! receiver reports appear as `remote-inbound-rtp` (`fraction-lost`, `round-trip-time`, keyed
+//! by the SSRC the device sends on). Which SSRC is the video one is read from the `codec`
+//! entries (their `mime-type` and `ssrc`): GStreamer 1.22 labels every `outbound-rtp` and
+//! `remote-inbound-rtp` entry with `kind=audio`, whatever it carries, so `kind` is not used.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use gstreamer as gst;
+
+use super::bitrate::ReceiverReport;
+
+/// The receiver reports for the device's video and audio streams, where the caller sent them.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct LinkReports {
+    pub video: Option<ReceiverReport>,
+    pub audio: Option<ReceiverReport>,
+}
+
+/// Reads `stats` (webrtcbin's `get-stats` answer).
+pub fn read(stats: &gst::StructureRef) -> LinkReports {
+    let entries: Vec<gst::Structure> = stats
+        .iter()
+        .filter_map(|(_, value)| value.get::<gst::Structure>().ok())
+        .collect();
+    let mut video_ssrcs = HashSet::new();
+    let mut audio_ssrcs = HashSet::new();
+    for codec in entries.iter().filter(|e| e.name() == "codec") {
+        let (Ok(ssrc), Ok(mime)) = (codec.get::<u32>("ssrc"), codec.get::<&str>("mime-type"))
+        else {
+            continue;
+        };
+        if mime.starts_with("video/") {
+            video_ssrcs.insert(ssrc);
+        } else if mime.starts_with("audio/") {
+            audio_ssrcs.insert(ssrc);
+        }
+    }
+    let mut reports = LinkReports::default();
+    for remote in entries.iter().filter(|e| e.name() == "remote-inbound-rtp") {
+        let (Ok(ssrc), Ok(fraction_lost)) = (
+            remote.get::<u32>("ssrc"),
+            remote.get::<f64>("fraction-lost"),
+        ) else {
+            continue;
+        };
+        let round_trip = remote
+            .get::<f64>("round-trip-time")
+            .ok()
+            .filter(|rtt| rtt.is_finite() && *rtt > 0.0)
+            .map(Duration::from_secs_f64);
+        let report = Some(ReceiverReport {
+            fraction_lost,
+            round_trip,
+        });
+        if video_ssrcs.contains(&ssrc) {
+            reports.video = report;
+        } else if audio_ssrcs.contains(&ssrc) {
+            reports.audio = report;
+        }
+    }
+    reports
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shape of GStreamer 1.22's answer (fields trimmed), as logged in a call here.
+    fn answer() -> gst::Structure {
+        let codec = |ssrc: u32, mime: &str| {
+            gst::Structure::builder("codec")
+                .field("ssrc", ssrc)
+                .field("mime-type", mime)
+                .build()
+        };
+        let remote = |ssrc: u32, lost: f64, rtt: f64| {
+            gst::Structure::builder("remote-inbound-rtp")
+                .field("ssrc", ssrc)
+                .field("kind", "audio")
+                .field("packets-lost", 3i64)
+                .field("fraction-lost", lost)
+                .field("round-trip-time", rtt)
+                .build()
+        };
+        gst::Structure::builder("application/x-webrtc-stats")
+            .field("codec-stats-sink_0", codec(1111, "video/H264"))
+            .field("codec-stats-sink_1", codec(2222, "audio/OPUS"))
+            .field(
+                "rtp-remote-inbound-stream-stats_1111",
+                remote(1111, 0.25, 0.0125),
+            )
+            .field(
+                "rtp-remote-inbound-stream-stats_2222",
+                remote(2222, 0.0, 0.0),
+            )
+            .build()
+    }
+
+    #[test]
+    fn video_and_audio_reports_are_told_apart_by_codec_not_kind() {
+        super::super::init_gstreamer().unwrap();
+        let reports = read(&answer());
+        assert_eq!(
+            reports.video,
+            Some(ReceiverReport {
+                fraction_lost: 0.25,
+                round_trip: Some(Duration::from_secs_f64(0.0125)),
+            })
+        );
+        let audio = reports.audio.unwrap();
+        assert_eq!(audio.fraction_lost, 0.0);
+        assert_eq!(audio.round_trip, None, "no round trip measured yet");
+    }
+
+    #[test]
+    fn no_receiver_report_yet_reads_as_none() {
+        super::super::init_gstreamer().unwrap();
+        let empty = gst::Structure::new_empty("application/x-webrtc-stats");
+        assert_eq!(read(&empty), LinkReports::default());
+    }
+}
