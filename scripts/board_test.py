@@ -439,6 +439,12 @@ def main():
               and "shutting down" in (ended.get("text") or ""),
               f"stopped in {stop_ms} ms (target on a real board: 2 s), result {lines[-1:]}; "
               f"the page says: {ended.get('text')}")
+        # Where the stop's time went, from the journal's monotonic clock: the daemon's own
+        # shutdown (SIGTERM to its last line) and systemd's part around it.
+        _, timeline = board.run("journalctl -b -u peercam -o short-monotonic --no-pager | "
+                                "grep -E 'SIGTERM|Stopping|ended after|Deactivated|Stopped' | "
+                                "tail -n 5")
+        print("note: the stop in the journal:\n" + timeline, flush=True)
         browser.close()
         browser = None
 

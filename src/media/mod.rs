@@ -207,6 +207,11 @@ pub fn warm_up(settings: &MediaSettings) {
     }
 }
 
+/// A connected caller whose receiver reports say nothing new for this long has vanished (its
+/// phone lost the network, or its browser froze): the call ends and the device is free. A
+/// shorter blip keeps the call. Browsers report at least once a second or two during a call.
+const CALLER_GONE: std::time::Duration = std::time::Duration::from_secs(6);
+
 /// The media owner: runs until the command channel closes.
 pub async fn run(
     settings: MediaSettings,
@@ -246,7 +251,19 @@ pub async fn run(
         };
         tokio::select! {
             _ = stats_timer.tick() => {
-                if let Some(peer) = current.as_ref().filter(|p| p.is_connected()) {
+                let gone = current
+                    .as_ref()
+                    .and_then(peer::Peer::caller_silence)
+                    .is_some_and(|silence| silence > CALLER_GONE);
+                if gone && let Some(peer) = current.take() {
+                    let call = peer.call();
+                    tokio::task::block_in_place(|| peer.stop());
+                    fail(call, format!(
+                        "the caller stopped answering: no RTCP receiver report for {} s \
+                         (a phone that lost its network or froze)",
+                        CALLER_GONE.as_secs()
+                    ));
+                } else if let Some(peer) = current.as_ref().filter(|p| p.is_connected()) {
                     peer.request_stats();
                 }
             }

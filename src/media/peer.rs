@@ -87,6 +87,10 @@ pub struct Peer {
     opus: Option<gst::Element>,
     audio_loss_percent: i32,
     metrics: Arc<Metrics>,
+    /// The caller's last receiver reports, and when they last changed (from the moment the
+    /// call connected): a caller whose reports stop has vanished.
+    last_reports: link_stats::LinkReports,
+    heard_at: Option<Instant>,
 }
 
 impl Peer {
@@ -137,6 +141,8 @@ impl Peer {
             opus: None,
             audio_loss_percent: 0,
             metrics: Arc::clone(&metrics),
+            last_reports: link_stats::LinkReports::default(),
+            heard_at: None,
         };
         peer.add_video(&plan, &metrics)?;
         Metrics::set(
@@ -392,6 +398,7 @@ impl Peer {
                 if !self.connected =>
             {
                 self.connected = true;
+                self.heard_at = Some(Instant::now());
                 log::info!(
                     "call {}: connected {} ms after the caller joined",
                     self.call,
@@ -410,6 +417,10 @@ impl Peer {
     /// Moves the video bitrate with what the caller's receiver reports say, and tells Opus the
     /// audio loss so that its in-band FEC covers it.
     fn on_link_reports(&mut self, reports: link_stats::LinkReports) {
+        if reports != self.last_reports {
+            self.last_reports = reports;
+            self.heard_at = Some(Instant::now());
+        }
         if self.retransmissions.is_none() {
             self.retransmissions =
                 RetransmissionBudget::attach(&self.webrtc, self.bitrate.target_kbps());
@@ -447,6 +458,12 @@ impl Peer {
                 opus.set_property("packet-loss-percentage", percent);
             }
         }
+    }
+
+    /// How long since the connected caller's receiver reports last said anything new (a
+    /// browser sends one at least every few seconds while it is there).
+    pub fn caller_silence(&self) -> Option<Duration> {
+        self.heard_at.map(|at| at.elapsed())
     }
 
     pub fn is_connected(&self) -> bool {

@@ -344,9 +344,12 @@ impl Owner {
                 }
                 Action::EndCall { call } => {
                     Metrics::add(&self.metrics.calls_ended, 1);
-                    crate::logging::call_event(call, None, format_args!("ended"));
-                    if failed {
-                        Metrics::add(&self.metrics.calls_failed, 1);
+                    match self.last_failure.as_deref().filter(|_| failed) {
+                        Some(why) => {
+                            Metrics::add(&self.metrics.calls_failed, 1);
+                            crate::logging::call_event(call, None, format_args!("ended: {why}"));
+                        }
+                        None => crate::logging::call_event(call, None, format_args!("ended")),
                     }
                     let _ = self.media.send(MediaCommand::End { call });
                 }

@@ -341,7 +341,8 @@ export async function inbound(page, kind) {
  * Makes the test namespace's loopback (which carries the calls) a poor network: `rateKbit`
  * limits it with a token bucket (loopback's MTU set to 1500 first, or tbf drops its 64 KiB
  * packets), `lossPercent` drops that share of UDP datagrams at random (nftables; this
- * machine's kernel has no netem). Returns a function that restores the clean network.
+ * machine's kernel has no netem; 100 is a blackout). Returns a function that restores the
+ * clean network.
  */
 export function degradeLoopback({ rateKbit = null, lossPercent = null }) {
   const run = (cmd, ...args) => execFileSync(cmd, args, { stdio: 'pipe' });
@@ -354,8 +355,9 @@ export function degradeLoopback({ rateKbit = null, lossPercent = null }) {
     run('nft', 'add', 'table', 'inet', 'peercam_loss');
     run('nft', 'add', 'chain', 'inet', 'peercam_loss', 'in',
       '{ type filter hook input priority 0 ; }');
-    run('nft', 'add', 'rule', 'inet', 'peercam_loss', 'in', 'meta', 'l4proto', 'udp',
-      'numgen', 'random', 'mod', '100', '<', String(lossPercent), 'drop');
+    const which = lossPercent >= 100 ? [] : ['numgen', 'random', 'mod', '100', '<', String(lossPercent)];
+    run('nft', 'add', 'rule', 'inet', 'peercam_loss', 'in', 'meta', 'l4proto', 'udp', ...which,
+      'drop');
   }
   return () => {
     if (rateKbit) {
