@@ -1,6 +1,7 @@
 // The debug panel: the offer and answer SDP of the current call and every ICE candidate
 // gathered (ours) or received (theirs), with its type, protocol, address and port — the view
-// the tutorials' "trickle ICE" page gives.
+// the tutorials' "trickle ICE" page gives; and, in a call to the device, the link: the
+// device's adaptive video target (from its /metrics) beside what this browser receives.
 
 const $ = (id) => document.getElementById(id);
 
@@ -18,8 +19,55 @@ export function parseCandidate(line) {
   };
 }
 
+/** The device's video target in kbit/s from its /metrics text, or null outside a call. */
+export function videoTargetKbps(metricsText) {
+  const match = metricsText.match(/^peercam_video_target_kbps (\d+)$/m);
+  return match ? Number(match[1]) : null;
+}
+
+let linkTimer = null;
+
+/** Once every 2 s while the call lasts: the device's target and this browser's video stats. */
+async function showLink(pc, previous) {
+  const response = await fetch('/metrics', { credentials: 'same-origin' }).catch(() => null);
+  const target = response?.ok ? videoTargetKbps(await response.text()) : null;
+  let video = null;
+  for (const s of (await pc.getStats()).values()) {
+    if (s.type === 'inbound-rtp' && s.kind === 'video') video = s;
+  }
+  const lines = [`device video target: ${target ?? '—'} kbit/s`];
+  if (video) {
+    const seconds = previous ? (video.timestamp - previous.timestamp) / 1000 : 0;
+    const kbps = seconds > 0 ? Math.round(((video.bytesReceived - previous.bytesReceived) * 8) / seconds / 1000) : 0;
+    lines.push(`received: ${kbps} kbit/s, ${Math.round(video.framesPerSecond ?? 0)} fps, `
+      + `${video.frameWidth ?? 0}x${video.frameHeight ?? 0}`);
+    lines.push(`lost: ${video.packetsLost ?? 0} packets, freezes: ${video.freezeCount ?? 0} `
+      + `(${(video.totalFreezesDuration ?? 0).toFixed(1)} s), NACKs: ${video.nackCount ?? 0}, `
+      + `PLIs: ${video.pliCount ?? 0}`);
+  }
+  $('link-stats').textContent = lines.join('\n');
+  return video;
+}
+
 export const debugPanel = {
+  /** Shows the link of `pc`'s call to the device until the next reset. */
+  watchLink(pc) {
+    clearInterval(linkTimer);
+    let previous = null;
+    linkTimer = setInterval(async () => {
+      previous = await showLink(pc, previous).catch(() => previous);
+    }, 2000);
+  },
+
+  /** Stops updating the link (its last figures stay). */
+  stopLink() {
+    clearInterval(linkTimer);
+    linkTimer = null;
+  },
+
   reset() {
+    this.stopLink();
+    $('link-stats').textContent = '—';
     $('sdp-offer').textContent = '—';
     $('sdp-answer').textContent = '—';
     $('candidates').replaceChildren();

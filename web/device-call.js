@@ -46,7 +46,10 @@ export async function startCall() {
         },
         onState: (state) => {
           if (call !== current) return;
-          if (state === 'connected') setStatus('in-call', 'In call with the device');
+          if (state === 'connected') {
+            setStatus('in-call', 'In call with the device');
+            debugPanel.watchLink(current.peer.pc);
+          }
           if (state === 'failed') endCall('error', 'Could not connect to the device (no network path).');
         },
       });
@@ -96,6 +99,7 @@ function markFirstFrame(current) {
 function endCall(state, text) {
   const current = call;
   call = null;
+  debugPanel.stopLink();
   current?.signaling?.close();
   current?.peer?.close();
   clearRemote();

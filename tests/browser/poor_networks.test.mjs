@@ -38,6 +38,10 @@ async function callThrough(t, network, { settle = 5, seconds = 15 } = {}) {
     keyframeRequests: metrics.peercam_keyframe_requests_total,
   };
   t.diagnostic(JSON.stringify({ network, ...figures }));
+  // The page's debug panel shows the device's target beside what the browser receives.
+  const panel = await page.locator('#link-stats').textContent();
+  assert.match(panel, /device video target: \d+ kbit\/s/);
+  assert.match(panel, /received: \d+ kbit\/s, \d+ fps/);
   return figures;
 }
 
