@@ -429,3 +429,112 @@ mod tests {
         assert_eq!(room.current_call(), Some((1, 1)));
     }
 }
+
+/// Properties over any sequence of inputs (proptest): the room never keeps a caller who left,
+/// a second browser never disturbs the call, and every started call ends exactly once.
+#[cfg(test)]
+mod properties {
+    use std::collections::HashSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::turn::TransportPolicy;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Join(ConnId),
+        Leave(ConnId),
+        Answer(ConnId),
+        Offer(ConnId),
+        PeerOffer(CallId),
+        PeerFailed(CallId),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let conn = 1..5u64;
+        let call = 1..8u64;
+        prop_oneof![
+            conn.clone().prop_map(Step::Join),
+            conn.clone().prop_map(Step::Leave),
+            conn.clone().prop_map(Step::Answer),
+            conn.prop_map(Step::Offer),
+            call.clone().prop_map(Step::PeerOffer),
+            call.prop_map(Step::PeerFailed),
+        ]
+    }
+
+    fn input(step: &Step) -> Input {
+        match *step {
+            Step::Join(conn) => Input::Join {
+                conn,
+                codecs: vec!["H264".into()],
+                ice: BrowserIce {
+                    ice_servers: vec![],
+                    transport_policy: TransportPolicy::All,
+                },
+            },
+            Step::Leave(conn) => Input::Leave {
+                conn,
+                reason: "gone".into(),
+            },
+            Step::Answer(conn) => Input::Answer {
+                conn,
+                sdp: "v=0".into(),
+            },
+            Step::Offer(conn) => Input::Offer { conn },
+            Step::PeerOffer(call) => Input::PeerOffer {
+                call,
+                sdp: "v=0".into(),
+            },
+            Step::PeerFailed(call) => Input::PeerFailed {
+                call,
+                reason: "failed".into(),
+            },
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn no_sequence_keeps_a_caller_who_left_or_lets_a_second_in(
+            steps in proptest::collection::vec(step(), 0..60)
+        ) {
+            let mut room = DeviceRoom::default();
+            let mut left: HashSet<ConnId> = HashSet::new();
+            let mut open_calls: HashSet<CallId> = HashSet::new();
+            for step in &steps {
+                let before = room.current_call();
+                let actions = room.handle(input(step));
+                match *step {
+                    Step::Leave(conn) => { left.insert(conn); }
+                    Step::Join(conn) => { left.remove(&conn); }
+                    _ => {}
+                }
+                for action in &actions {
+                    match action {
+                        Action::StartCall { call, .. } => {
+                            prop_assert!(open_calls.insert(*call), "call {call} started twice");
+                        }
+                        Action::EndCall { call } => {
+                            prop_assert!(open_calls.remove(call), "call {call} ended unstarted");
+                        }
+                        _ => {}
+                    }
+                }
+                let now = room.current_call();
+                if let Some((_, caller)) = now {
+                    prop_assert!(!left.contains(&caller), "caller {caller} left but is kept");
+                }
+                if let (Step::Join(conn), Some((call, caller))) = (step, before)
+                    && *conn != caller
+                {
+                    prop_assert_eq!(now, Some((call, caller)), "a second browser changed the call");
+                    let refused = actions.iter().all(|a| matches!(a,
+                        Action::Send { conn: to, message: ServerMessage::Full { .. } } if to == conn));
+                    prop_assert!(refused, "a second browser got {:?}", actions);
+                }
+                prop_assert_eq!(open_calls.len(), usize::from(now.is_some()));
+            }
+        }
+    }
+}

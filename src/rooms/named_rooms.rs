@@ -468,3 +468,81 @@ mod tests {
         );
     }
 }
+
+/// Properties over any sequence of joins, relays and leaves (proptest): no room holds more than
+/// two, nobody who left is still a member, and the index of members agrees with the rooms.
+#[cfg(test)]
+mod properties {
+    use std::collections::HashSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::turn::TransportPolicy;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Join(ConnId, u8),
+        Relay(ConnId),
+        Leave(ConnId),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let conn = 1..7u64;
+        prop_oneof![
+            (conn.clone(), 0..3u8).prop_map(|(c, r)| Step::Join(c, r)),
+            conn.clone().prop_map(Step::Relay),
+            conn.prop_map(Step::Leave),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn no_sequence_keeps_a_member_who_left_or_lets_a_third_in(
+            steps in proptest::collection::vec(step(), 0..80)
+        ) {
+            let mut rooms = NamedRooms::new(RoomLimits {
+                rooms_per_address: 2,
+                members_per_address: 5,
+                total_rooms: 2,
+            });
+            let mut left: HashSet<ConnId> = HashSet::new();
+            for step in &steps {
+                let input = match *step {
+                    Step::Join(conn, room) => {
+                        left.remove(&conn);
+                        NamedInput::Join {
+                            conn,
+                            address: IpAddr::from([10, 0, 0, (conn % 3) as u8]),
+                            room: format!("room-{room}"),
+                            ice: BrowserIce {
+                                ice_servers: vec![],
+                                transport_policy: TransportPolicy::All,
+                            },
+                        }
+                    }
+                    Step::Relay(conn) => NamedInput::Relay {
+                        conn,
+                        message: ServerMessage::Bye { reason: "relayed".into() },
+                    },
+                    Step::Leave(conn) => {
+                        left.insert(conn);
+                        NamedInput::Leave { conn, reason: "gone".into() }
+                    }
+                };
+                rooms.handle(input);
+                for (name, room) in &rooms.rooms {
+                    prop_assert!(!room.members.is_empty(), "empty room `{name}` kept");
+                    prop_assert!(room.members.len() <= 2, "`{name}` holds {}", room.members.len());
+                    for member in &room.members {
+                        prop_assert!(!left.contains(&member.conn), "{} left `{name}`", member.conn);
+                        prop_assert_eq!(rooms.member_of.get(&member.conn), Some(name));
+                    }
+                }
+                let members: usize = rooms.rooms.values().map(|r| r.members.len()).sum();
+                prop_assert_eq!(members, rooms.member_of.len());
+                prop_assert!(rooms.room_count() <= 2, "over the total-rooms limit");
+            }
+        }
+    }
+}
