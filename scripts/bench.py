@@ -303,6 +303,24 @@ def first_frames_chromium():
             "p95": float(match.group(3))}
 
 
+def poor_networks():
+    """Chromium calls through a 1 Mbit/s bottleneck and random loss (bench_networks.mjs)."""
+    env = {**os.environ, "SECONDS": str(SECONDS), "PEERCAM_BIN": PEERCAM}
+    out = subprocess.run(["node", "bench_networks.mjs"], cwd=os.path.join(ROOT, "tests/browser"),
+                         env=env, capture_output=True, text=True, check=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def networks_table(results):
+    rows = ["| network | fps after 5 s | freezes (s) | received kbit/s every 5 s | device target "
+            "kbit/s every 5 s |", "|---|---|---|---|---|"]
+    for r in results:
+        rows.append(f"| {r['network']} | {r['fps']} | {r['freezes']} ({r['freezeSeconds']}) | "
+                    f"{', '.join(map(str, r['receivedKbps']))} | "
+                    f"{', '.join(map(str, r['targetKbps']))} |")
+    return "\n".join(rows)
+
+
 def relay_loads():
     """The software-encoder call, then peercam and Janus fed the same pre-encoded RTP."""
     out = {}
@@ -369,6 +387,10 @@ def main():
     with open(os.path.join(WORK, "rounds.json"), "w") as f:
         json.dump(rounds, f, indent=1)
     print(table(rounds))
+    if "networks" not in SKIP:
+        log("poor networks (Chromium)")
+        print()
+        print(networks_table(poor_networks()))
 
 
 def med(rounds, pick):
