@@ -327,7 +327,7 @@ impl Config {
                     .or_else(|| line_of_field(&document, &field, text));
                 ConfigError::Field {
                     origin: origin.to_owned(),
-                    field,
+                    field: readable_path(&field),
                     line,
                     message: e.inner().message().trim().to_owned(),
                 }
@@ -499,6 +499,15 @@ impl Config {
     }
 }
 
+/// A field path as the owner would write it: an empty key (`'' = 1`, which TOML allows) is
+/// shown as `""` rather than vanishing from the path (found by the config fuzzer).
+fn readable_path(path: &str) -> String {
+    path.split('.')
+        .map(|key| if key.is_empty() { "\"\"" } else { key })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 /// 1-based line number of a byte offset.
 fn line_at(text: &str, offset: usize) -> usize {
     text.get(..offset).unwrap_or(text).matches('\n').count() + 1
@@ -562,6 +571,16 @@ mod tests {
         assert!(field.starts_with("media"), "{field}");
         assert_eq!(line, Some(3));
         assert!(message.contains("widht"), "{message}");
+    }
+
+    #[test]
+    fn an_empty_key_is_named_in_the_error() {
+        let (field, line, _) = field_error("'' = 'x'\n");
+        assert_eq!(field, "\"\"");
+        assert_eq!(line, Some(1));
+        let (field, line, _) = field_error("[media]\n'' = 'x'\n");
+        assert_eq!(field, "media.\"\"");
+        assert_eq!(line, Some(2));
     }
 
     #[test]
