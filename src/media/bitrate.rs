@@ -60,6 +60,11 @@ pub struct ReceiverReport {
     pub round_trip: Option<Duration>,
 }
 
+/// Growth stops at this multiple of what the encoder really sends: a still scene sends far
+/// less than its target, and a target grown unchecked meanwhile would let the first motion
+/// burst into a path nobody has tried at that rate (libwebrtc caps its growth the same way).
+const SENT_HEADROOM: f64 = 1.5;
+
 /// Why the target changed, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
@@ -105,7 +110,13 @@ impl Controller {
 
     /// Takes a report seen at `now`; returns the new target when it changes. A report equal to
     /// the previous one is the same RTCP report read again and decides nothing.
-    pub fn on_report(&mut self, report: ReceiverReport, now: Instant) -> Option<Change> {
+    /// `sent_kbps` is the rate the encoder really sent at since the last report, where known.
+    pub fn on_report(
+        &mut self,
+        report: ReceiverReport,
+        sent_kbps: Option<f64>,
+        now: Instant,
+    ) -> Option<Change> {
         if self.last_report == Some(report) {
             return None;
         }
@@ -134,7 +145,9 @@ impl Controller {
         } else if loss < GROW_BELOW_LOSS {
             let near = self.gave_out_at_kbps.is_some_and(|at| current >= at * NEAR);
             let growth = if near { CAREFUL_GROWTH } else { GROWTH };
-            (current * growth, Reason::CleanPath)
+            let ceiling =
+                sent_kbps.map_or(f64::INFINITY, |sent| (sent * SENT_HEADROOM).max(current));
+            ((current * growth).min(ceiling), Reason::CleanPath)
         } else {
             return None;
         };
@@ -171,7 +184,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                controller.on_report(*r, start + Duration::from_secs(i as u64 + 1));
+                controller.on_report(*r, None, start + Duration::from_secs(i as u64 + 1));
                 controller.target_kbps()
             })
             .collect()
@@ -200,6 +213,25 @@ mod tests {
         assert!(targets.windows(2).all(|w| w[1] >= w[0]), "{targets:?}");
         assert_eq!(*targets.last().unwrap(), BOUNDS.max_kbps);
         assert!(targets[10] > 1500, "about 11 s to 2 Mbit/s: {targets:?}");
+    }
+
+    #[test]
+    fn growth_stops_at_half_again_what_is_really_sent() {
+        let mut c = Controller::new(BOUNDS);
+        let start = Instant::now();
+        for second in 1..=30u64 {
+            // A still scene: the encoder sends 300 kbit/s whatever its target.
+            c.on_report(
+                report(0.0, 20 + second % 2),
+                Some(300.0),
+                start + Duration::from_secs(second),
+            );
+        }
+        assert_eq!(
+            c.target_kbps(),
+            START_KBPS,
+            "not below where it was, not above 1.5 × 300"
+        );
     }
 
     #[test]
@@ -248,18 +280,19 @@ mod tests {
     fn at_most_one_change_a_second_and_a_repeated_report_decides_nothing() {
         let mut c = Controller::new(BOUNDS);
         let now = Instant::now();
-        assert!(c.on_report(report(0.0, 20), now).is_some());
+        assert!(c.on_report(report(0.0, 20), None, now).is_some());
         assert!(
-            c.on_report(report(0.0, 21), now + Duration::from_millis(300))
+            c.on_report(report(0.0, 21), None, now + Duration::from_millis(300))
                 .is_none()
         );
         let later = now + Duration::from_secs(2);
         assert!(
-            c.on_report(report(0.0, 21), later).is_none(),
+            c.on_report(report(0.0, 21), None, later).is_none(),
             "the same report read again"
         );
         assert_eq!(
-            c.on_report(report(0.5, 22), later).map(|ch| ch.reason),
+            c.on_report(report(0.5, 22), None, later)
+                .map(|ch| ch.reason),
             Some(Reason::Loss)
         );
     }
@@ -285,7 +318,11 @@ mod tests {
             let sent = f64::from(c.target_kbps());
             let loss = ((sent - 900.0) / sent).max(0.0);
             let rtt = if sent > 850.0 { 280 } else { 30 } + second % 2;
-            c.on_report(report(loss, rtt), start + Duration::from_secs(second));
+            c.on_report(
+                report(loss, rtt),
+                Some(sent),
+                start + Duration::from_secs(second),
+            );
             targets.push(c.target_kbps());
         }
         let settled = &targets[20..];

@@ -5,6 +5,7 @@
 //! by the SSRC the device sends on). Which SSRC is the video one is read from the `codec`
 //! entries (their `mime-type` and `ssrc`): GStreamer 1.22 labels every `outbound-rtp` and
 //! `remote-inbound-rtp` entry with `kind=audio`, whatever it carries, so `kind` is not used.
+//! The video `outbound-rtp` entry gives the bytes sent, from which `peer` works out the rate.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -18,6 +19,8 @@ use super::bitrate::ReceiverReport;
 pub struct LinkReports {
     pub video: Option<ReceiverReport>,
     pub audio: Option<ReceiverReport>,
+    /// Bytes of video sent so far (`outbound-rtp` `bytes-sent`), retransmissions included.
+    pub video_bytes_sent: Option<u64>,
 }
 
 /// Reads `stats` (webrtcbin's `get-stats` answer).
@@ -39,7 +42,18 @@ pub fn read(stats: &gst::StructureRef) -> LinkReports {
             audio_ssrcs.insert(ssrc);
         }
     }
-    let mut reports = LinkReports::default();
+    let video_bytes_sent = entries
+        .iter()
+        .filter(|e| e.name() == "outbound-rtp")
+        .filter(|e| {
+            e.get::<u32>("ssrc")
+                .is_ok_and(|ssrc| video_ssrcs.contains(&ssrc))
+        })
+        .find_map(|e| e.get::<u64>("bytes-sent").ok());
+    let mut reports = LinkReports {
+        video_bytes_sent,
+        ..LinkReports::default()
+    };
     for remote in entries.iter().filter(|e| e.name() == "remote-inbound-rtp") {
         let (Ok(ssrc), Ok(fraction_lost)) = (
             remote.get::<u32>("ssrc"),
@@ -97,6 +111,14 @@ mod tests {
                 "rtp-remote-inbound-stream-stats_2222",
                 remote(2222, 0.0, 0.0),
             )
+            .field(
+                "rtp-outbound-stream-stats_1111",
+                gst::Structure::builder("outbound-rtp")
+                    .field("ssrc", 1111u32)
+                    .field("kind", "audio")
+                    .field("bytes-sent", 507_124u64)
+                    .build(),
+            )
             .build()
     }
 
@@ -114,6 +136,7 @@ mod tests {
         let audio = reports.audio.unwrap();
         assert_eq!(audio.fraction_lost, 0.0);
         assert_eq!(audio.round_trip, None, "no round trip measured yet");
+        assert_eq!(reports.video_bytes_sent, Some(507_124));
     }
 
     #[test]

@@ -91,6 +91,8 @@ pub struct Peer {
     /// call connected): a caller whose reports stop has vanished.
     last_reports: link_stats::LinkReports,
     heard_at: Option<Instant>,
+    /// The video bytes sent at the last statistics, and when: the rate the encoder really sends.
+    video_sent: Option<(u64, Instant)>,
 }
 
 impl Peer {
@@ -143,6 +145,7 @@ impl Peer {
             metrics: Arc::clone(&metrics),
             last_reports: link_stats::LinkReports::default(),
             heard_at: None,
+            video_sent: None,
         };
         peer.add_video(&plan, &metrics)?;
         Metrics::set(
@@ -417,9 +420,20 @@ impl Peer {
     /// Moves the video bitrate with what the caller's receiver reports say, and tells Opus the
     /// audio loss so that its in-band FEC covers it.
     fn on_link_reports(&mut self, reports: link_stats::LinkReports) {
+        let now = Instant::now();
         if reports != self.last_reports {
             self.last_reports = reports;
-            self.heard_at = Some(Instant::now());
+            self.heard_at = Some(now);
+        }
+        let sent_kbps = match (reports.video_bytes_sent, self.video_sent) {
+            (Some(bytes), Some((before, at))) if bytes >= before => {
+                let seconds = now.duration_since(at).as_secs_f64();
+                (seconds > 0.1).then(|| (bytes - before) as f64 * 8.0 / 1000.0 / seconds)
+            }
+            _ => None,
+        };
+        if let Some(bytes) = reports.video_bytes_sent {
+            self.video_sent = Some((bytes, now));
         }
         if self.retransmissions.is_none() {
             self.retransmissions =
@@ -429,7 +443,7 @@ impl Peer {
             }
         }
         if let (Some(report), Some(encoder)) = (reports.video, &self.encoder)
-            && let Some(change) = self.bitrate.on_report(report, Instant::now())
+            && let Some(change) = self.bitrate.on_report(report, sent_kbps, now)
         {
             encoder.set_bitrate(change.kbps);
             if let Some(budget) = &self.retransmissions {
