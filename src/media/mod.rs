@@ -210,6 +210,8 @@ pub fn warm_up(settings: &MediaSettings) {
 /// A connected caller whose receiver reports say nothing new for this long has vanished (its
 /// phone lost the network, or its browser froze): the call ends and the device is free. A
 /// shorter blip keeps the call. Browsers report at least once a second or two during a call.
+/// Before its first report a caller gets the connect timeout: on a lossy path DTLS may still
+/// be retrying its handshake.
 const CALLER_GONE: std::time::Duration = std::time::Duration::from_secs(6);
 
 /// The media owner: runs until the command channel closes.
@@ -251,18 +253,24 @@ pub async fn run(
         };
         tokio::select! {
             _ = stats_timer.tick() => {
-                let gone = current
-                    .as_ref()
-                    .and_then(peer::Peer::caller_silence)
-                    .is_some_and(|silence| silence > CALLER_GONE);
-                if gone && let Some(peer) = current.take() {
+                let gone = current.as_ref().and_then(peer::Peer::caller_silence).and_then(
+                    |(silence, reported)| match reported {
+                        true => (silence > CALLER_GONE).then(|| format!(
+                            "the caller stopped answering: no RTCP receiver report for {} s \
+                             (a phone that lost its network or froze)",
+                            CALLER_GONE.as_secs()
+                        )),
+                        false => (silence > settings.connect_timeout).then(|| format!(
+                            "the caller never reported receiving media within {} s of \
+                             connecting (DTLS or media blocked on the path)",
+                            settings.connect_timeout.as_secs()
+                        )),
+                    },
+                );
+                if let Some(reason) = gone && let Some(peer) = current.take() {
                     let call = peer.call();
                     tokio::task::block_in_place(|| peer.stop());
-                    fail(call, format!(
-                        "the caller stopped answering: no RTCP receiver report for {} s \
-                         (a phone that lost its network or froze)",
-                        CALLER_GONE.as_secs()
-                    ));
+                    fail(call, reason);
                 } else if let Some(peer) = current.as_ref().filter(|p| p.is_connected()) {
                     peer.request_stats();
                 }

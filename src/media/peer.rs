@@ -421,10 +421,12 @@ impl Peer {
     /// audio loss so that its in-band FEC covers it.
     fn on_link_reports(&mut self, reports: link_stats::LinkReports) {
         let now = Instant::now();
-        if reports != self.last_reports {
-            self.last_reports = reports;
+        // Only what the caller sent counts as hearing from it (not the device's own counters).
+        let heard = (reports.video, reports.audio);
+        if heard != (self.last_reports.video, self.last_reports.audio) {
             self.heard_at = Some(now);
         }
+        self.last_reports = reports;
         let sent_kbps = match (reports.video_bytes_sent, self.video_sent) {
             (Some(bytes), Some((before, at))) if bytes >= before => {
                 let seconds = now.duration_since(at).as_secs_f64();
@@ -475,9 +477,11 @@ impl Peer {
     }
 
     /// How long since the connected caller's receiver reports last said anything new (a
-    /// browser sends one at least every few seconds while it is there).
-    pub fn caller_silence(&self) -> Option<Duration> {
-        self.heard_at.map(|at| at.elapsed())
+    /// browser sends one at least every few seconds while it is there), and whether one has
+    /// come at all (before the first, DTLS may still be retrying its handshake on a lossy path).
+    pub fn caller_silence(&self) -> Option<(Duration, bool)> {
+        let reported = self.last_reports.video.is_some() || self.last_reports.audio.is_some();
+        self.heard_at.map(|at| (at.elapsed(), reported))
     }
 
     pub fn is_connected(&self) -> bool {
