@@ -170,8 +170,8 @@ impl ClientMessage {
                 limit,
             });
         }
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| ProtocolError::Malformed(truncate(&e.to_string(), REASON_CHARS)))?;
         let kind = value
             .get("type")
             .and_then(serde_json::Value::as_str)
@@ -182,7 +182,7 @@ impl ClientMessage {
         }
         serde_json::from_value(value).map_err(|e| ProtocolError::BadField {
             kind,
-            reason: e.to_string(),
+            reason: truncate(&e.to_string(), REASON_CHARS),
         })
     }
 }
@@ -203,6 +203,10 @@ impl ServerMessage {
     }
 }
 
+/// The longest reason an error reply carries: serde's messages quote the offending value, and
+/// a reply should not echo kilobytes of a sender's input back (found by the signaling fuzzer).
+const REASON_CHARS: usize = 200;
+
 fn truncate(text: &str, max_chars: usize) -> String {
     text.chars().take(max_chars).collect()
 }
@@ -212,6 +216,17 @@ mod tests {
     use super::*;
 
     const LIMIT: usize = 1024;
+
+    #[test]
+    fn an_error_reply_does_not_echo_a_long_value() {
+        let long = "x".repeat(900);
+        let text = format!(r#"{{"type":"join","codecs":"{long}"}}"#);
+        let reply = ClientMessage::parse(&text, LIMIT)
+            .unwrap_err()
+            .to_message()
+            .to_json();
+        assert!(reply.len() < 400, "{} bytes: {reply}", reply.len());
+    }
 
     #[test]
     fn join_defaults_to_device_room_and_no_codecs() {
