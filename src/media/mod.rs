@@ -271,7 +271,7 @@ pub async fn run(
                     let call = peer.call();
                     tokio::task::block_in_place(|| peer.stop());
                     fail(call, reason);
-                } else if let Some(peer) = current.as_ref().filter(|p| p.is_connected()) {
+                } else if let Some(peer) = current.as_ref().filter(|p| p.wants_stats()) {
                     peer.request_stats();
                 }
             }
