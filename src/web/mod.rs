@@ -23,9 +23,15 @@ use crate::metrics::Metrics;
 use crate::rooms::{RoomStatus, RoomsHandle};
 use crate::turn::SharedIcePlan;
 
-/// Frames larger than this are refused by the WebSocket layer itself (connection closed with
-/// 1009); anything up to it is read and, if over the configured limit, answered with `error`.
+/// Messages larger than this close the connection with 1009 and a reason; anything up to it is
+/// read and, if over the configured limit, answered with `error`.
 const HARD_FRAME_LIMIT: usize = 4 << 20;
+/// What the WebSocket layer reads before it gives up on a message itself. Twice the hard limit:
+/// a message between the two is read whole and then refused by `session` (1009 and a reason),
+/// so nothing is left unread when the socket closes. Closed with data unread, the kernel sends
+/// a reset and the browser sees 1006 instead (the old flake of the 1009 test). Larger ones
+/// are cut off by the WebSocket layer as before.
+const READ_LIMIT: usize = 2 * HARD_FRAME_LIMIT;
 
 /// Read buffer of each WebSocket; it grows for the rare large message.
 const SOCKET_BUFFER: usize = 4096;
@@ -186,13 +192,15 @@ async fn websocket(
         return (StatusCode::UNAUTHORIZED, "log in first\n").into_response();
     }
     upgrade
-        .max_message_size(HARD_FRAME_LIMIT)
-        .max_frame_size(HARD_FRAME_LIMIT)
+        .max_message_size(READ_LIMIT)
+        .max_frame_size(READ_LIMIT)
         // Signaling messages are small: 4 KiB buffers instead of 128 KiB keep a thousand idle
         // sockets in a few megabytes, and writing each message at once keeps latency low.
         .read_buffer_size(SOCKET_BUFFER)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| session::run(socket, state, peer, host, authenticated))
+        .on_upgrade(move |socket| {
+            session::run(socket, state, peer, host, authenticated, HARD_FRAME_LIMIT)
+        })
 }
 
 #[cfg(test)]

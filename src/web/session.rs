@@ -27,6 +27,7 @@ pub async fn run(
     peer: SocketAddr,
     host: Option<String>,
     authenticated: bool,
+    hard_limit: usize,
 ) {
     let conn = state.next_conn.fetch_add(1, Ordering::Relaxed) + 1;
     Metrics::add(&state.metrics.websocket_connections, 1);
@@ -112,6 +113,22 @@ pub async fn run(
             };
             let now = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX);
             last_heard.store(now, Ordering::Relaxed);
+            if let Message::Text(text) = &frame
+                && text.len() > hard_limit
+            {
+                log::info!(
+                    "connection {conn} from {peer}: closed: a {} byte message",
+                    text.len()
+                );
+                break Some(CloseFrame {
+                    code: close_code::SIZE,
+                    reason: format!(
+                        "message too long: {} bytes (limit {hard_limit})",
+                        text.len()
+                    )
+                    .into(),
+                });
+            }
             let parsed = match frame {
                 Message::Text(text) => {
                     ClientMessage::parse(&text, state.max_message_bytes).map_err(|e| e.to_message())
