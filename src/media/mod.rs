@@ -10,8 +10,8 @@
 //! call's pipeline), `bitrate` (pure: the adaptive bitrate controller), `link_stats` (the
 //! caller's receiver reports out of webrtcbin's statistics), `encoder_control` (bitrate changes
 //! and keyframe requests for a running encoder), `retransmission` (a budget for answering
-//! NACKs), `talkback` (the caller's voice to the
-//! speaker), `send_latency` (encoder-to-socket time of video frames, for `/metrics`).
+//! NACKs), `talkback` (the caller's voice to the speaker), `send_latency` (encoder-to-socket
+//! time of video frames, for `/metrics`).
 
 pub mod bitrate;
 mod devices;
@@ -254,17 +254,18 @@ pub async fn run(
         tokio::select! {
             _ = stats_timer.tick() => {
                 let gone = current.as_ref().and_then(peer::Peer::caller_silence).and_then(
-                    |(silence, reported)| match reported {
-                        true => (silence > CALLER_GONE).then(|| format!(
+                    |(silence, reported)| if reported {
+                        (silence > CALLER_GONE).then(|| format!(
                             "the caller stopped answering: no RTCP receiver report for {} s \
                              (a phone that lost its network or froze)",
                             CALLER_GONE.as_secs()
-                        )),
-                        false => (silence > settings.connect_timeout).then(|| format!(
+                        ))
+                    } else {
+                        (silence > settings.connect_timeout).then(|| format!(
                             "the caller never reported receiving media within {} s of \
                              connecting (DTLS or media blocked on the path)",
                             settings.connect_timeout.as_secs()
-                        )),
+                        ))
                     },
                 );
                 if let Some(reason) = gone && let Some(peer) = current.take() {

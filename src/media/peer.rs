@@ -78,8 +78,9 @@ pub struct Peer {
     notices: Notices,
     negotiation_needed: bool,
     offer_requested: bool,
-    connected: bool,
     started: Instant,
+    /// When ICE first connected.
+    connected_at: Option<Instant>,
     /// The adaptive bitrate, and the encoder it drives (none for a custom encoder line or a
     /// pre-encoded source: their bitrate stays as configured).
     bitrate: bitrate::Controller,
@@ -94,7 +95,6 @@ pub struct Peer {
     /// call connected): a caller whose reports stop has vanished.
     last_reports: link_stats::LinkReports,
     heard_at: Option<Instant>,
-    connected_at: Option<Instant>,
     /// The video bytes sent at the last statistics, and when: the rate the encoder really sends.
     video_sent: Option<(u64, Instant)>,
 }
@@ -139,8 +139,8 @@ impl Peer {
             notices,
             negotiation_needed: false,
             offer_requested: false,
-            connected: false,
             started,
+            connected_at: None,
             bitrate: bitrate::Controller::new(settings.video_bitrate),
             encoder: None,
             retransmissions: None,
@@ -149,7 +149,6 @@ impl Peer {
             metrics: Arc::clone(&metrics),
             last_reports: link_stats::LinkReports::default(),
             heard_at: None,
-            connected_at: None,
             video_sent: None,
         };
         peer.add_video(&plan, &metrics)?;
@@ -403,9 +402,8 @@ impl Peer {
         log::debug!("call {}: ICE {state:?}", self.call);
         match state {
             WebRTCICEConnectionState::Connected | WebRTCICEConnectionState::Completed
-                if !self.connected =>
+                if self.connected_at.is_none() =>
             {
-                self.connected = true;
                 self.connected_at = Some(Instant::now());
                 self.heard_at = self.connected_at;
                 log::info!(
@@ -491,7 +489,7 @@ impl Peer {
     }
 
     pub fn is_connected(&self) -> bool {
-        self.connected
+        self.connected_at.is_some()
     }
 
     /// Whether to ask for statistics now: from `STATS_AFTER_CONNECT` after ICE connected. The
@@ -505,7 +503,7 @@ impl Peer {
 
     /// When the call must have connected by, if it has not yet.
     pub fn connect_deadline(&self, timeout: Duration) -> Option<Instant> {
-        (!self.connected).then(|| self.started + timeout)
+        (!self.is_connected()).then(|| self.started + timeout)
     }
 
     fn offer_caps_ready(&self) -> bool {
