@@ -14,6 +14,8 @@ pub struct Metrics {
     pub calls_started: AtomicU64,
     pub calls_ended: AtomicU64,
     pub calls_failed: AtomicU64,
+    /// Calls the caller resumed from a new connection (a network change).
+    pub calls_resumed: AtomicU64,
     pub busy_replies: AtomicU64,
     pub signaling_errors: AtomicU64,
     pub websocket_connections: AtomicU64,
@@ -48,7 +50,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every counter.
     pub fn render(&self, in_call: bool) -> String {
-        let counters: [(&str, &AtomicU64, &str); 13] = [
+        let counters: [(&str, &AtomicU64, &str); 14] = [
             (
                 "peercam_calls_started_total",
                 &self.calls_started,
@@ -63,6 +65,11 @@ impl Metrics {
                 "peercam_calls_failed_total",
                 &self.calls_failed,
                 "Calls ended by a media failure.",
+            ),
+            (
+                "peercam_calls_resumed_total",
+                &self.calls_resumed,
+                "Calls the caller resumed on a new connection after a network change.",
             ),
             (
                 "peercam_busy_replies_total",

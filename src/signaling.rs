@@ -33,6 +33,11 @@ pub enum ClientMessage {
         sdp: String,
     },
     Candidate(IceCandidate),
+    /// Back on a new connection after a network change: go on with the call `joined` gave
+    /// this token for (the device's room only).
+    Resume {
+        token: String,
+    },
     /// Hang up / leave the room (`leave` is accepted as the same message, as in the tutorials).
     #[serde(alias = "leave")]
     Bye,
@@ -54,11 +59,14 @@ pub enum ServerMessage {
         initiator: bool,
     },
     /// You are in the room. `iceServers` and `iceTransportPolicy` are the `RTCConfiguration`
-    /// to use.
+    /// to use. In the device's room, `resume` is the token to send in `resume` should this
+    /// connection be lost during the call.
     Joined {
         room: String,
         #[serde(flatten)]
         ice: BrowserIce,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resume: Option<String>,
     },
     /// The room already has two members (for the device's room: the device is busy).
     Full {
@@ -159,7 +167,15 @@ impl ProtocolError {
     }
 }
 
-const CLIENT_TYPES: [&str; 6] = ["join", "offer", "answer", "candidate", "bye", "leave"];
+const CLIENT_TYPES: [&str; 7] = [
+    "join",
+    "offer",
+    "answer",
+    "candidate",
+    "resume",
+    "bye",
+    "leave",
+];
 
 impl ClientMessage {
     /// Parses one text frame, refusing anything over `limit` bytes before looking inside it.
@@ -255,6 +271,18 @@ mod tests {
     }
 
     #[test]
+    fn resume_carries_its_token() {
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"resume","token":"abc"}"#, LIMIT),
+            Ok(ClientMessage::Resume {
+                token: "abc".into()
+            })
+        );
+        let err = ClientMessage::parse(r#"{"type":"resume"}"#, LIMIT).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::BadMessage);
+    }
+
+    #[test]
     fn leave_is_bye() {
         assert_eq!(
             ClientMessage::parse(r#"{"type":"leave"}"#, LIMIT),
@@ -306,10 +334,11 @@ mod tests {
                 }],
                 transport_policy: crate::turn::TransportPolicy::All,
             },
+            resume: Some("t0ken".into()),
         };
         assert_eq!(
             joined.to_json(),
-            r#"{"type":"joined","room":"device","iceServers":[{"urls":["stun:h:3478"]}],"iceTransportPolicy":"all"}"#
+            r#"{"type":"joined","room":"device","iceServers":[{"urls":["stun:h:3478"]}],"iceTransportPolicy":"all","resume":"t0ken"}"#
         );
         let error = ProtocolError::UnknownType("x".into()).to_message();
         assert_eq!(

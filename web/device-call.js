@@ -27,33 +27,59 @@ function receivableCodecs() {
 
 const audioTransceiver = (pc) => pc?.getTransceivers().find((t) => t.receiver.track.kind === 'audio');
 
+/** How long the device's media may go silent (its audio never pauses) before the page
+ * takes the path as lost and reconnects. */
+const STALL_MS = 1500;
+/** How long the page keeps trying to get back to the device before giving up. */
+const RECONNECT_LIMIT_MS = 10_000;
+
 export async function startCall() {
   if (call) return;
-  const current = { peer: null, signaling: null, started: performance.now(), firstFrame: false };
+  const current = { peer: null, signaling: null, started: performance.now(), firstFrame: false, resume: null, reconnecting: null };
   call = current;
   setMode('device');
   debugPanel.reset();
   setStatus('connecting', 'Connecting…');
+  if (!(await connectSignaling(current))) {
+    if (call === current) endCall('error', 'Cannot reach the device.');
+    return;
+  }
+  current.signaling.send(outgoing.join(DEVICE_ROOM, receivableCodecs()));
+}
+
+/** Opens a signaling connection for `current`; false when the device cannot be reached. */
+async function connectSignaling(current) {
+  current.signaling = new Signaling(signalingUrl(location), signalingHandlers(current), () => {
+    if (call !== current) return;
+    if (current.resume) reconnect(current, 'the connection to the device closed');
+    else endCall('error', 'Lost the connection to the device.');
+  });
+  try {
+    await current.signaling.opened;
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function signalingHandlers(current) {
   const send = (message) => current.signaling.send(message);
-  current.signaling = new Signaling(signalingUrl(location), {
+  return {
     joined: (m) => {
-      current.peer = new Peer({
+      current.resume = m.resume ?? null;
+      current.peer?.close();
+      const peer = new Peer({
         ice: m,
         send,
         onTrack: (stream, track) => {
           if (ui.remote.srcObject !== stream) ui.remote.srcObject = stream;
           if (track.kind === 'video') onFirstFrame(ui.remote, () => markFirstFrame(current));
         },
-        onState: (state) => {
-          if (call !== current) return;
-          if (state === 'connected') {
-            setStatus('in-call', 'In call with the device');
-            debugPanel.watchLink(current.peer.pc);
-          }
-          if (state === 'failed') endCall('error', 'Could not connect to the device (no network path).');
-        },
+        // A replaced peer's late events are not this call's any more.
+        onState: (state) => { if (current.peer === peer) onPeerState(current, state); },
       });
-      setStatus('connecting', 'Connecting… (the device is starting its camera)');
+      current.peer = peer;
+      if (!current.reconnecting) setStatus('connecting', 'Connecting… (the device is starting its camera)');
     },
     full: () => endCall('busy', 'The device is busy: someone else is in a call. Try again later.'),
     offer: (m) => current.peer?.answer(m.sdp, answerAudioBothWays)
@@ -62,20 +88,89 @@ export async function startCall() {
     bye: (m) => endCall('ended', `Call ended: ${m.reason}`),
     error: (m) => {
       console.warn('peercam: device says', m);
-      // Before the call is up any error ends it; during it only a media failure does.
-      if (!current.peer || m.code === 'media-failed') endCall('error', `Device error: ${m.message}`);
+      // Before the call is up any error ends it, as does a refused resume (the call is over);
+      // during it only a media failure does.
+      if (!current.peer || current.reconnecting || m.code === 'media-failed') {
+        endCall('error', current.reconnecting ? `The call ended while reconnecting: ${m.message}` : `Device error: ${m.message}`);
+      }
     },
-  }, () => {
-    if (call === current) endCall('error', 'Lost the connection to the device.');
-  });
-  try {
-    await current.signaling.opened;
-  } catch (e) {
-    if (call === current) endCall('error', `Cannot reach the device: ${e.message}`);
-    return;
-  }
-  send(outgoing.join(DEVICE_ROOM, receivableCodecs()));
+  };
 }
+
+function onPeerState(current, state) {
+  if (call !== current) return;
+  if (state === 'connected') {
+    if (current.reconnecting) {
+      console.info(`peercam: reconnected after ${Math.round(performance.now() - current.reconnecting.since)} ms`);
+      current.reconnecting = null;
+    }
+    setStatus('in-call', 'In call with the device');
+    debugPanel.watchLink(current.peer.pc);
+    watchForStall(current, current.peer);
+  }
+  if (state === 'failed' || state === 'disconnected') {
+    if (current.resume) reconnect(current, `the connection became ${state}`);
+    else if (state === 'failed') endCall('error', 'Could not connect to the device (no network path).');
+  }
+}
+
+/**
+ * Watches `peer` for media that stops arriving: when the phone's network changes, the old
+ * path goes silent seconds before the browser's own ICE state says so.
+ */
+function watchForStall(current, peer) {
+  let received = -1;
+  let lastProgress = performance.now();
+  const timer = setInterval(async () => {
+    if (call !== current || current.peer !== peer || current.reconnecting) {
+      clearInterval(timer);
+      return;
+    }
+    const stats = await peer.pc.getStats().catch(() => null);
+    let bytes = 0;
+    stats?.forEach((report) => { if (report.type === 'inbound-rtp') bytes += report.bytesReceived ?? 0; });
+    if (bytes > received) {
+      received = bytes;
+      lastProgress = performance.now();
+    } else if (performance.now() - lastProgress > STALL_MS) {
+      clearInterval(timer);
+      reconnect(current, `no media for ${STALL_MS} ms`);
+    }
+  }, 250);
+}
+
+/**
+ * The path to the device is gone (the network changed, or the signaling connection dropped):
+ * says "reconnecting", then opens a new signaling connection and resumes the call with its
+ * token, trying again until RECONNECT_LIMIT_MS have passed. The device answers with a fresh
+ * peer: new ICE credentials and candidates over whatever path exists now.
+ */
+async function reconnect(current, why) {
+  if (current.reconnecting || call !== current) return;
+  const since = performance.now();
+  current.reconnecting = { since };
+  console.info(`peercam: reconnecting: ${why}`);
+  setStatus('reconnecting', 'Reconnecting…');
+  debugPanel.stopLink();
+  while (call === current && current.reconnecting?.since === since) {
+    current.signaling?.close();
+    if (await connectSignaling(current)) {
+      current.signaling.send(outgoing.resume(current.resume));
+      // The device answers with `joined` and a new offer; if that peer does not connect
+      // either, try again.
+      await sleep(4000);
+      if (current.peer?.pc.connectionState === 'connected') return;
+    } else {
+      await sleep(1000);
+    }
+    if (performance.now() - since > RECONNECT_LIMIT_MS && call === current && current.reconnecting) {
+      endCall('error', 'Lost the connection to the device.');
+      return;
+    }
+  }
+}
+
+const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 
 /**
  * Answers the device's audio as send-and-receive even without a microphone, so Talk can start

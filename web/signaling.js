@@ -14,6 +14,7 @@ export const outgoing = {
     sdpMLineIndex: c.sdpMLineIndex ?? 0,
     ...(c.sdpMid != null ? { sdpMid: c.sdpMid } : {}),
   }),
+  resume: (token) => ({ type: 'resume', token }),
   bye: () => ({ type: 'bye' }),
 };
 

@@ -21,7 +21,7 @@ export const ui = {
   shareScreen: $('share-screen'),
 };
 
-/** `state` is one of idle, connecting, waiting, in-call, busy, full, ended, error. */
+/** `state` is one of idle, connecting, waiting, in-call, reconnecting, busy, full, ended, error. */
 export function setStatus(state, text) {
   ui.status.dataset.state = state;
   ui.status.textContent = text;

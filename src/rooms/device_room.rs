@@ -3,7 +3,14 @@
 //! The device is always one member; at most one browser (the caller) is the other. A second
 //! browser is told the room is `full` and nothing about the call in progress changes. Every call
 //! gets a fresh `CallId`, so late events from a torn-down peer can be recognised and dropped.
-//! Invariant: `EndCall` is emitted exactly once for every `StartCall`.
+//! Invariant: every call started (`StartCall`, or the `to` of `ResumeCall`) ends exactly once
+//! (`EndCall`, or the `from` of `ResumeCall`).
+//!
+//! A caller whose network changes comes back on a new connection with the resume token it was
+//! given in `joined`: the call goes on with a fresh peer (new ICE credentials and candidates)
+//! for the new connection. When the caller's connection closes without `bye` the call is
+//! held, with nobody to talk to, until the caller resumes, the peer reports it gone, or the
+//! owner says the hold has expired.
 
 use crate::signaling::{BrowserIce, DEVICE_ROOM, IceCandidate, ServerMessage};
 
@@ -17,9 +24,17 @@ pub type CallId = u64;
 pub enum Input {
     /// A browser asks to call the device, able to receive these video codecs; `ice` is what
     /// its `RTCPeerConnection` should use.
+    /// `resume` is a fresh secret from the owner: the token this call can be resumed with.
     Join {
         conn: ConnId,
         codecs: Vec<String>,
+        ice: BrowserIce,
+        resume: String,
+    },
+    /// A caller back on a new connection (its network changed) with its resume token.
+    Resume {
+        conn: ConnId,
+        token: String,
         ice: BrowserIce,
     },
     /// The caller's answer to the device's offer.
@@ -31,8 +46,12 @@ pub enum Input {
         conn: ConnId,
         candidate: IceCandidate,
     },
-    /// A browser hung up or its socket closed.
+    /// A browser hung up.
     Leave { conn: ConnId, reason: String },
+    /// A browser's connection closed without hanging up: it may come back.
+    Disconnect { conn: ConnId },
+    /// The owner's timer for a held call ran out.
+    HoldExpired { call: CallId },
     /// The device's peer made its offer.
     PeerOffer { call: CallId, sdp: String },
     /// The device's peer gathered a candidate.
@@ -58,6 +77,16 @@ pub enum Action {
     EndCall {
         call: CallId,
     },
+    /// The caller came back: end the peer of `from`, start one for `to` with the same codecs.
+    ResumeCall {
+        from: CallId,
+        to: CallId,
+        codecs: Vec<String>,
+    },
+    /// The caller's connection is gone: arm the hold timer of `call`.
+    HoldCall {
+        call: CallId,
+    },
     AnswerToPeer {
         call: CallId,
         sdp: String,
@@ -71,13 +100,23 @@ pub enum Action {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Idle,
-    InCall { caller: ConnId, call: CallId },
+    InCall {
+        caller: ConnId,
+        call: CallId,
+    },
+    /// The caller's connection closed without `bye`; the call waits for it to resume.
+    Held {
+        call: CallId,
+    },
 }
 
 #[derive(Debug)]
 pub struct DeviceRoom {
     state: State,
     next_call: CallId,
+    /// The current call's resume token and the codecs its caller can receive.
+    resume: String,
+    codecs: Vec<String>,
 }
 
 impl Default for DeviceRoom {
@@ -85,45 +124,98 @@ impl Default for DeviceRoom {
         Self {
             state: State::Idle,
             next_call: 1,
+            resume: String::new(),
+            codecs: Vec::new(),
         }
     }
 }
 
 impl DeviceRoom {
-    /// The current call and its caller, if any.
-    pub fn current_call(&self) -> Option<(CallId, ConnId)> {
+    /// The current call, held or not.
+    pub fn current_call(&self) -> Option<CallId> {
         match self.state {
             State::Idle => None,
-            State::InCall { caller, call } => Some((call, caller)),
+            State::InCall { call, .. } | State::Held { call } => Some(call),
         }
+    }
+
+    /// The current call's caller, unless there is no call or it is held.
+    pub fn caller(&self) -> Option<ConnId> {
+        match self.state {
+            State::InCall { caller, .. } => Some(caller),
+            State::Idle | State::Held { .. } => None,
+        }
+    }
+
+    fn new_call(&mut self) -> CallId {
+        let call = self.next_call;
+        self.next_call += 1;
+        call
     }
 
     pub fn handle(&mut self, input: Input) -> Vec<Action> {
         match (self.state, input) {
-            (State::Idle, Input::Join { conn, codecs, ice }) => {
-                let call = self.next_call;
-                self.next_call += 1;
+            (
+                State::Idle,
+                Input::Join {
+                    conn,
+                    codecs,
+                    ice,
+                    resume,
+                },
+            ) => {
+                let call = self.new_call();
                 self.state = State::InCall { caller: conn, call };
-                vec![
-                    Action::Send {
-                        conn,
-                        message: ServerMessage::Joined {
-                            room: DEVICE_ROOM.into(),
-                            ice,
-                        },
-                    },
+                self.codecs.clone_from(&codecs);
+                let actions = vec![
+                    joined(conn, ice, &resume),
                     Action::StartCall { call, codecs },
+                ];
+                self.resume = resume;
+                actions
+            }
+            (
+                State::InCall { call: from, .. } | State::Held { call: from },
+                Input::Resume { conn, token, ice },
+            ) if !self.resume.is_empty() && token == self.resume => {
+                let to = self.new_call();
+                self.state = State::InCall {
+                    caller: conn,
+                    call: to,
+                };
+                vec![
+                    joined(conn, ice, &token),
+                    Action::ResumeCall {
+                        from,
+                        to,
+                        codecs: self.codecs.clone(),
+                    },
                 ]
             }
+            (_, Input::Resume { conn, .. }) => {
+                vec![refuse(conn, "no call to resume: it has ended")]
+            }
+            (State::InCall { caller, call }, Input::Disconnect { conn }) if caller == conn => {
+                self.state = State::Held { call };
+                vec![Action::HoldCall { call }]
+            }
+            (_, Input::Disconnect { .. }) => vec![],
+            (State::Held { call }, Input::HoldExpired { call: expired }) if call == expired => {
+                self.state = State::Idle;
+                vec![Action::EndCall { call }]
+            }
+            (_, Input::HoldExpired { .. }) => vec![],
             (State::InCall { caller, .. }, Input::Join { conn, .. }) if caller == conn => {
                 vec![refuse(conn, "already in a call with the device")]
             }
-            (State::InCall { .. }, Input::Join { conn, .. }) => vec![Action::Send {
-                conn,
-                message: ServerMessage::Full {
-                    room: DEVICE_ROOM.into(),
-                },
-            }],
+            (State::InCall { .. } | State::Held { .. }, Input::Join { conn, .. }) => {
+                vec![Action::Send {
+                    conn,
+                    message: ServerMessage::Full {
+                        room: DEVICE_ROOM.into(),
+                    },
+                }]
+            }
             (State::InCall { caller, call }, Input::Answer { conn, sdp }) if caller == conn => {
                 vec![Action::AnswerToPeer { call, sdp }]
             }
@@ -182,7 +274,12 @@ impl DeviceRoom {
                     Action::EndCall { call },
                 ]
             }
-            // Late events of a call that has already ended.
+            (State::Held { call }, Input::PeerFailed { call: from, .. }) if call == from => {
+                self.state = State::Idle;
+                vec![Action::EndCall { call }]
+            }
+            // Late events of a call that has already ended, and a held call's signals, which
+            // have nobody to go to (a resumed call gets a fresh peer that signals anew).
             (
                 _,
                 Input::PeerOffer { .. } | Input::PeerCandidate { .. } | Input::PeerFailed { .. },
@@ -190,6 +287,17 @@ impl DeviceRoom {
                 vec![]
             }
         }
+    }
+}
+
+fn joined(conn: ConnId, ice: BrowserIce, resume: &str) -> Action {
+    Action::Send {
+        conn,
+        message: ServerMessage::Joined {
+            room: DEVICE_ROOM.into(),
+            ice,
+            resume: Some(resume.to_owned()),
+        },
     }
 }
 
@@ -208,15 +316,152 @@ mod tests {
         DeviceRoom::default()
     }
 
+    fn no_ice() -> BrowserIce {
+        BrowserIce {
+            ice_servers: vec![],
+            transport_policy: crate::turn::TransportPolicy::All,
+        }
+    }
+
     fn join(conn: ConnId) -> Input {
         Input::Join {
             conn,
             codecs: vec!["H264".into()],
-            ice: BrowserIce {
-                ice_servers: vec![],
-                transport_policy: crate::turn::TransportPolicy::All,
-            },
+            ice: no_ice(),
+            resume: format!("token-of-{conn}"),
         }
+    }
+
+    fn resume(conn: ConnId, token: &str) -> Input {
+        Input::Resume {
+            conn,
+            token: token.into(),
+            ice: no_ice(),
+        }
+    }
+
+    #[test]
+    fn joined_carries_the_resume_token() {
+        let mut room = room();
+        let actions = room.handle(join(1));
+        assert!(matches!(
+            &actions[0],
+            Action::Send { message: ServerMessage::Joined { resume: Some(t), .. }, .. } if t == "token-of-1"
+        ));
+    }
+
+    #[test]
+    fn a_caller_resumes_from_a_new_connection_with_a_fresh_peer() {
+        let mut room = room();
+        let first = started_call(&room.handle(join(1)));
+        let actions = room.handle(resume(7, "token-of-1"));
+        assert!(matches!(
+            &actions[0],
+            Action::Send { conn: 7, message: ServerMessage::Joined { resume: Some(t), .. } } if t == "token-of-1"
+        ));
+        assert_eq!(
+            actions[1],
+            Action::ResumeCall {
+                from: first,
+                to: first + 1,
+                codecs: vec!["H264".into()]
+            }
+        );
+        assert_eq!(
+            (room.current_call(), room.caller()),
+            (Some(first + 1), Some(7))
+        );
+        // The old connection is nobody now: its late close changes nothing.
+        assert!(room.handle(Input::Disconnect { conn: 1 }).is_empty());
+        assert!(
+            room.handle(Input::PeerFailed {
+                call: first,
+                reason: "old".into()
+            })
+            .is_empty()
+        );
+        assert_eq!(room.caller(), Some(7));
+    }
+
+    #[test]
+    fn a_wrong_token_or_no_call_cannot_resume() {
+        let mut room = room();
+        let refused = |actions: Vec<Action>| {
+            matches!(
+                actions.as_slice(),
+                [Action::Send {
+                    conn: 2,
+                    message: ServerMessage::Error { .. }
+                }]
+            )
+        };
+        assert!(refused(room.handle(resume(2, ""))), "no call yet");
+        room.handle(join(1));
+        assert!(refused(room.handle(resume(2, "token-of-2"))));
+        assert!(refused(room.handle(resume(2, ""))));
+        assert_eq!((room.current_call(), room.caller()), (Some(1), Some(1)));
+        room.handle(Input::Leave {
+            conn: 1,
+            reason: "bye".into(),
+        });
+        assert!(
+            refused(room.handle(resume(2, "token-of-1"))),
+            "the call has ended"
+        );
+    }
+
+    #[test]
+    fn a_closed_connection_holds_the_call_until_resumed_or_expired() {
+        let mut room = room();
+        let call = started_call(&room.handle(join(1)));
+        assert_eq!(
+            room.handle(Input::Disconnect { conn: 1 }),
+            vec![Action::HoldCall { call }]
+        );
+        assert_eq!((room.current_call(), room.caller()), (Some(call), None));
+        // Held: busy for others, the peer's signals go nowhere.
+        assert!(matches!(
+            room.handle(join(2)).as_slice(),
+            [Action::Send {
+                conn: 2,
+                message: ServerMessage::Full { .. }
+            }]
+        ));
+        assert!(
+            room.handle(Input::PeerOffer {
+                call,
+                sdp: "v=0".into()
+            })
+            .is_empty()
+        );
+        assert!(
+            room.handle(Input::HoldExpired { call: call + 5 })
+                .is_empty()
+        );
+        assert_eq!(
+            room.handle(Input::HoldExpired { call }),
+            vec![Action::EndCall { call }]
+        );
+        assert_eq!(room.current_call(), None);
+
+        let call = started_call(&room.handle(join(3)));
+        room.handle(Input::Disconnect { conn: 3 });
+        let actions = room.handle(resume(4, "token-of-3"));
+        assert!(matches!(actions[1], Action::ResumeCall { from, .. } if from == call));
+        assert!(
+            room.handle(Input::HoldExpired { call }).is_empty(),
+            "a resumed call is not held"
+        );
+        assert_eq!(room.caller(), Some(4));
+
+        room.handle(Input::Disconnect { conn: 4 });
+        let held = room.current_call().expect("held");
+        let actions = room.handle(Input::PeerFailed {
+            call: held,
+            reason: "gone".into(),
+        });
+        assert_eq!(actions, vec![Action::EndCall { call: held }]);
+        assert_eq!(room.current_call(), None);
     }
 
     fn candidate() -> IceCandidate {
@@ -253,7 +498,7 @@ mod tests {
                 codecs: vec!["H264".into()]
             }
         );
-        assert_eq!(room.current_call(), Some((1, 1)));
+        assert_eq!((room.current_call(), room.caller()), (Some(1), Some(1)));
     }
 
     #[test]
@@ -270,7 +515,7 @@ mod tests {
                 }
             }]
         );
-        assert_eq!(room.current_call(), Some((1, 1)));
+        assert_eq!((room.current_call(), room.caller()), (Some(1), Some(1)));
         // The busy browser leaving changes nothing either.
         assert!(
             room.handle(Input::Leave {
@@ -279,7 +524,7 @@ mod tests {
             })
             .is_empty()
         );
-        assert_eq!(room.current_call(), Some((1, 1)));
+        assert_eq!((room.current_call(), room.caller()), (Some(1), Some(1)));
     }
 
     #[test]
@@ -356,7 +601,7 @@ mod tests {
                 }]
             ));
         }
-        assert_eq!(room.current_call(), Some((1, 1)));
+        assert_eq!((room.current_call(), room.caller()), (Some(1), Some(1)));
     }
 
     #[test]
@@ -426,7 +671,7 @@ mod tests {
                 message: ServerMessage::Error { .. }
             }]
         ));
-        assert_eq!(room.current_call(), Some((1, 1)));
+        assert_eq!((room.current_call(), room.caller()), (Some(1), Some(1)));
     }
 }
 
@@ -445,6 +690,10 @@ mod properties {
     enum Step {
         Join(ConnId),
         Leave(ConnId),
+        Disconnect(ConnId),
+        /// With the current call's token, or a wrong one.
+        Resume(ConnId, bool),
+        HoldExpired(CallId),
         Answer(ConnId),
         Offer(ConnId),
         PeerOffer(CallId),
@@ -457,6 +706,9 @@ mod properties {
         prop_oneof![
             conn.clone().prop_map(Step::Join),
             conn.clone().prop_map(Step::Leave),
+            conn.clone().prop_map(Step::Disconnect),
+            (conn.clone(), any::<bool>()).prop_map(|(c, good)| Step::Resume(c, good)),
+            call.clone().prop_map(Step::HoldExpired),
             conn.clone().prop_map(Step::Answer),
             conn.prop_map(Step::Offer),
             call.clone().prop_map(Step::PeerOffer),
@@ -464,16 +716,33 @@ mod properties {
         ]
     }
 
-    fn input(step: &Step) -> Input {
+    fn no_ice() -> BrowserIce {
+        BrowserIce {
+            ice_servers: vec![],
+            transport_policy: TransportPolicy::All,
+        }
+    }
+
+    /// `n` numbers the step, so every join has a token of its own.
+    fn input(step: &Step, n: usize, token: &str) -> Input {
         match *step {
             Step::Join(conn) => Input::Join {
                 conn,
                 codecs: vec!["H264".into()],
-                ice: BrowserIce {
-                    ice_servers: vec![],
-                    transport_policy: TransportPolicy::All,
-                },
+                ice: no_ice(),
+                resume: format!("token{n}"),
             },
+            Step::Disconnect(conn) => Input::Disconnect { conn },
+            Step::Resume(conn, good) => Input::Resume {
+                conn,
+                token: if good {
+                    token.to_owned()
+                } else {
+                    "wrong".into()
+                },
+                ice: no_ice(),
+            },
+            Step::HoldExpired(call) => Input::HoldExpired { call },
             Step::Leave(conn) => Input::Leave {
                 conn,
                 reason: "gone".into(),
@@ -500,14 +769,15 @@ mod properties {
             steps in proptest::collection::vec(step(), 0..60)
         ) {
             let mut room = DeviceRoom::default();
-            let mut left: HashSet<ConnId> = HashSet::new();
+            let mut gone: HashSet<ConnId> = HashSet::new();
             let mut open_calls: HashSet<CallId> = HashSet::new();
-            for step in &steps {
-                let before = room.current_call();
-                let actions = room.handle(input(step));
+            let mut token = String::new();
+            for (n, step) in steps.iter().enumerate() {
+                let before = (room.current_call(), room.caller());
+                let actions = room.handle(input(step, n, &token));
                 match *step {
-                    Step::Leave(conn) => { left.insert(conn); }
-                    Step::Join(conn) => { left.remove(&conn); }
+                    Step::Leave(conn) | Step::Disconnect(conn) => { gone.insert(conn); }
+                    Step::Join(conn) | Step::Resume(conn, true) => { gone.remove(&conn); }
                     _ => {}
                 }
                 for action in &actions {
@@ -518,22 +788,35 @@ mod properties {
                         Action::EndCall { call } => {
                             prop_assert!(open_calls.remove(call), "call {call} ended unstarted");
                         }
+                        Action::ResumeCall { from, to, .. } => {
+                            prop_assert!(open_calls.remove(from), "call {from} resumed unstarted");
+                            prop_assert!(open_calls.insert(*to), "call {to} started twice");
+                        }
+                        Action::Send { message: ServerMessage::Joined { resume: Some(t), .. }, .. } => {
+                            token.clone_from(t);
+                        }
                         _ => {}
                     }
                 }
-                let now = room.current_call();
-                if let Some((_, caller)) = now {
-                    prop_assert!(!left.contains(&caller), "caller {caller} left but is kept");
+                let now = (room.current_call(), room.caller());
+                if let Some(caller) = now.1 {
+                    prop_assert!(!gone.contains(&caller), "caller {caller} left but is kept");
                 }
-                if let (Step::Join(conn), Some((call, caller))) = (step, before)
-                    && *conn != caller
+                if let (Step::Join(conn), (Some(_), caller)) = (step, before)
+                    && Some(*conn) != caller
                 {
-                    prop_assert_eq!(now, Some((call, caller)), "a second browser changed the call");
+                    prop_assert_eq!(now, before, "a second browser changed the call");
                     let refused = actions.iter().all(|a| matches!(a,
                         Action::Send { conn: to, message: ServerMessage::Full { .. } } if to == conn));
                     prop_assert!(refused, "a second browser got {:?}", actions);
                 }
-                prop_assert_eq!(open_calls.len(), usize::from(now.is_some()));
+                if let Step::Resume(conn, false) = step {
+                    prop_assert_eq!(now, before, "a wrong token changed the call");
+                    let refused = actions.iter().all(|a| matches!(a,
+                        Action::Send { conn: to, message: ServerMessage::Error { .. } } if to == conn));
+                    prop_assert!(refused, "a wrong token got {:?}", actions);
+                }
+                prop_assert_eq!(open_calls.len(), usize::from(now.0.is_some()));
             }
         }
     }

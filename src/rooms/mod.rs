@@ -27,6 +27,11 @@ use crate::turn::{BrowserIce, SharedIcePlan};
 /// How many messages may wait for a slow browser before its connection is dropped.
 pub const OUTBOX_CAPACITY: usize = 64;
 
+/// How long a call whose caller's connection closed without `bye` waits for it to resume.
+/// The peer lets a vanished caller go sooner (no receiver report for 6 s); this bounds a caller
+/// whose media still flows but whose page never comes back.
+pub const HOLD_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What a WebSocket session tells the room owner.
 #[derive(Debug)]
 pub enum ConnectionEvent {
@@ -96,6 +101,7 @@ pub async fn run(
         metrics,
         last_failure: None,
         sources: MediaHealth::Available,
+        hold: None,
     };
     let mut last_status = owner.status_text();
     notifier.status(&last_status);
@@ -107,6 +113,11 @@ pub async fn run(
             },
             Some(input) = from_media.recv() => owner.apply(input),
             Some(health) = media_health.recv() => owner.sources = health,
+            () = hold_expiry(owner.hold) => {
+                if let Some((call, _)) = owner.hold.take() {
+                    owner.apply(Input::HoldExpired { call });
+                }
+            }
         }
         status.in_call.store(
             owner.room.current_call().is_some(),
@@ -118,6 +129,22 @@ pub async fn run(
             last_status = text;
         }
     }
+}
+
+/// Waits until a held call's time is up; forever when no call is held.
+async fn hold_expiry(hold: Option<(CallId, tokio::time::Instant)>) {
+    match hold {
+        Some((_, deadline)) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A fresh secret that lets a call's caller resume it from a new connection.
+fn resume_token() -> Result<String, getrandom::Error> {
+    use base64::Engine as _;
+    let mut buffer = [0u8; 18];
+    getrandom::getrandom(&mut buffer)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buffer))
 }
 
 /// What the owner knows of one open connection.
@@ -139,6 +166,8 @@ struct Owner {
     last_failure: Option<String>,
     /// Whether the camera and microphone work (for STATUS).
     sources: MediaHealth,
+    /// The held call and when its hold runs out.
+    hold: Option<(CallId, tokio::time::Instant)>,
 }
 
 impl Owner {
@@ -163,11 +192,11 @@ impl Owner {
             }
             ConnectionEvent::Closed { conn } => {
                 self.connections.remove(&conn);
-                let reason = "the other person's connection closed".to_owned();
                 if self.named.contains(conn) {
+                    let reason = "the other person's connection closed".to_owned();
                     self.apply_named(NamedInput::Leave { conn, reason });
                 } else {
-                    self.apply(Input::Leave { conn, reason });
+                    self.apply(Input::Disconnect { conn });
                 }
             }
             ConnectionEvent::Message { conn, message } => self.route(conn, message),
@@ -187,7 +216,7 @@ impl Owner {
                 },
             );
         }
-        if let Some((call, _)) = self.room.current_call() {
+        if let Some(call) = self.room.current_call() {
             let _ = self.media.send(MediaCommand::End { call });
         }
         let _ = self.media.send(MediaCommand::Shutdown { done });
@@ -196,13 +225,10 @@ impl Owner {
     /// One line for systemd's STATUS.
     fn status_text(&self) -> String {
         match self.room.current_call() {
-            Some((call, caller)) => {
-                let with = self
-                    .connections
-                    .get(&caller)
-                    .map_or_else(|| "a caller".to_owned(), |c| c.address.to_string());
-                format!("In call {call} with {with}")
-            }
+            Some(call) => match self.room.caller() {
+                Some(caller) => format!("In call {call} with {}", self.address_of(caller)),
+                None => format!("In call {call}, waiting for the caller to reconnect"),
+            },
             None => match (&self.sources, &self.last_failure) {
                 (MediaHealth::Unavailable { reason, retry_in }, _) => format!(
                     "Camera or microphone unavailable ({reason}); trying again in {} s",
@@ -257,6 +283,14 @@ impl Owner {
             ClientMessage::Candidate(candidate) => {
                 self.apply(Input::CallerCandidate { conn, candidate });
             }
+            ClientMessage::Resume { token } => {
+                if in_named_room || !self.is_authenticated(conn) {
+                    self.refuse(conn, "no call to resume");
+                } else {
+                    let ice = self.ice_for(conn);
+                    self.apply(Input::Resume { conn, token, ice });
+                }
+            }
             ClientMessage::Bye => self.apply(Input::Leave {
                 conn,
                 reason: "hung up".into(),
@@ -265,21 +299,35 @@ impl Owner {
     }
 
     fn join_device(&mut self, conn: ConnId, in_named_room: bool, codecs: Vec<String>) {
-        let authenticated = self.connections.get(&conn).is_some_and(|c| c.authenticated);
-        if !authenticated {
+        if !self.is_authenticated(conn) {
             self.refuse(conn, "log in to call the device");
         } else if in_named_room {
             self.refuse(conn, "in a room already; leave it first");
         } else {
-            let ice = self.ice_for(conn);
-            self.apply(Input::Join { conn, codecs, ice });
+            match resume_token() {
+                Ok(resume) => {
+                    let ice = self.ice_for(conn);
+                    self.apply(Input::Join {
+                        conn,
+                        codecs,
+                        ice,
+                        resume,
+                    });
+                }
+                Err(e) => {
+                    log::error!("connection {conn}: no randomness for a resume token: {e}");
+                    self.refuse(conn, "the device cannot start a call now");
+                }
+            }
         }
     }
 
+    fn is_authenticated(&self, conn: ConnId) -> bool {
+        self.connections.get(&conn).is_some_and(|c| c.authenticated)
+    }
+
     fn is_device_caller(&self, conn: ConnId) -> bool {
-        self.room
-            .current_call()
-            .is_some_and(|(_, caller)| caller == conn)
+        self.room.caller() == Some(conn)
     }
 
     fn address_of(&self, conn: ConnId) -> IpAddr {
@@ -315,34 +363,62 @@ impl Owner {
     }
 
     fn apply(&mut self, input: Input) {
-        let failed = matches!(input, Input::PeerFailed { .. });
-        if let Input::PeerFailed { reason, call } = &input
-            && self
-                .room
-                .current_call()
-                .is_some_and(|(current, _)| current == *call)
+        let failure = match &input {
+            Input::PeerFailed { reason, call } => Some((*call, reason.clone())),
+            Input::HoldExpired { call } => Some((
+                *call,
+                format!(
+                    "the caller's connection closed and it did not come back within {} s",
+                    HOLD_LIMIT.as_secs()
+                ),
+            )),
+            _ => None,
+        };
+        let failed = failure.is_some();
+        if let Some((call, reason)) = failure
+            && self.room.current_call() == Some(call)
         {
-            self.last_failure = Some(reason.clone());
+            self.last_failure = Some(reason);
         }
         for action in self.room.handle(input) {
             match action {
                 Action::Send { conn, message } => self.send(conn, message),
                 Action::StartCall { call, codecs } => {
                     Metrics::add(&self.metrics.calls_started, 1);
-                    let peer = self
-                        .room
-                        .current_call()
-                        .and_then(|(_, caller)| self.connections.get(&caller))
-                        .map(|c| c.address);
-                    crate::logging::call_event(call, peer, format_args!("started"));
+                    crate::logging::call_event(
+                        call,
+                        self.caller_address(),
+                        format_args!("started"),
+                    );
                     self.last_failure = None;
-                    let ice = self
-                        .ice
-                        .current()
-                        .for_device(std::time::SystemTime::now(), &format!("call{call}"));
-                    let _ = self.media.send(MediaCommand::Start { call, codecs, ice });
+                    self.start_media(call, codecs);
+                }
+                Action::ResumeCall { from, to, codecs } => {
+                    Metrics::add(&self.metrics.calls_resumed, 1);
+                    self.hold = None;
+                    crate::logging::call_event(
+                        from,
+                        self.caller_address(),
+                        format_args!(
+                            "the caller is back on a new connection; going on as call {to}"
+                        ),
+                    );
+                    let _ = self.media.send(MediaCommand::End { call: from });
+                    self.start_media(to, codecs);
+                }
+                Action::HoldCall { call } => {
+                    crate::logging::call_event(
+                        call,
+                        None,
+                        format_args!(
+                            "the caller's connection closed; holding the call up to {} s for it to come back",
+                            HOLD_LIMIT.as_secs()
+                        ),
+                    );
+                    self.hold = Some((call, tokio::time::Instant::now() + HOLD_LIMIT));
                 }
                 Action::EndCall { call } => {
+                    self.hold = None;
                     Metrics::add(&self.metrics.calls_ended, 1);
                     match self.last_failure.as_deref().filter(|_| failed) {
                         Some(why) => {
@@ -361,6 +437,19 @@ impl Owner {
                 }
             }
         }
+    }
+
+    fn caller_address(&self) -> Option<IpAddr> {
+        self.room.caller().map(|caller| self.address_of(caller))
+    }
+
+    /// Starts the device's peer for `call`, with TURN credentials minted now.
+    fn start_media(&self, call: CallId, codecs: Vec<String>) {
+        let ice = self
+            .ice
+            .current()
+            .for_device(std::time::SystemTime::now(), &format!("call{call}"));
+        let _ = self.media.send(MediaCommand::Start { call, codecs, ice });
     }
 
     /// Queues a message for a connection. A browser too slow to drain its queue is dropped

@@ -161,6 +161,7 @@ impl NamedRooms {
                     ServerMessage::Joined {
                         room: name.clone(),
                         ice,
+                        resume: None,
                     },
                 ),
                 (

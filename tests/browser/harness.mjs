@@ -4,7 +4,7 @@
 // runs these tests inside a network namespace of their own (see scripts/test).
 import { execFileSync, spawn } from 'node:child_process';
 import {
-  existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync,
+  existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -43,7 +43,8 @@ const BASE_CONFIG = {
 
 /**
  * Merges a test's TOML into the base config: lines under a `[table]` the base also has join
- * that table (a TOML table may be declared only once); other tables follow as they are.
+ * that table (a TOML table may be declared only once), a key the test sets replacing the
+ * base's; other tables follow as they are.
  */
 export function mergeConfig(toml) {
   const tables = Object.fromEntries(Object.entries(BASE_CONFIG).map(([k, v]) => [k, [...v]]));
@@ -58,6 +59,8 @@ export function mergeConfig(toml) {
       current = null;
       rest.push(line);
     } else if (current) {
+      const key = line.match(/^\s*([A-Za-z0-9_-]+)\s*=/)?.[1];
+      if (key) tables[current] = tables[current].filter((l) => l.match(/^\s*([A-Za-z0-9_-]+)\s*=/)?.[1] !== key);
       tables[current].push(line);
     } else {
       rest.push(line);
@@ -271,11 +274,96 @@ export async function waitUntilIdle(daemon) {
  * `microphone` is a WAV file its fake microphone plays (see writeVoiceWav; without one it sends
  * a click a second); `extraArgs` are added to its command line.
  */
-export async function launchBrowser({ media = false, microphone = null, extraArgs = [] } = {}) {
+export async function launchBrowser({
+  media = false, microphone = null, extraArgs = [], executable = '/usr/bin/chromium',
+} = {}) {
   const heard = microphone ? [`--use-file-for-fake-audio-capture=${microphone}`] : [];
   const args = [...CHROMIUM_ARGS, ...(media ? MEDIA_PERMISSION_ARGS : []), ...heard, ...extraArgs];
-  return chromium.launch({ executablePath: '/usr/bin/chromium', headless: false, args });
+  return chromium.launch({ executablePath: executable, headless: false, args });
 }
+
+/**
+ * A phone with two networks, as one with Wi-Fi and LTE: a network namespace of its own joined
+ * to the test's by two veth links, `wifi` (10.77.1.0/24) and `lte` (10.77.2.0/24). The device
+ * is at PHONE_DEVICE_ADDRESS on the test namespace's loopback, reachable over either link;
+ * the phone's connections go over the `preferred` link. `executable` starts Chromium inside the phone (pass it to launchBrowser);
+ * `takeAway(link)` removes that link's address and takes it down, as when the phone leaves
+ * the Wi-Fi; `close()` removes it all.
+ */
+export async function twoNetworkPhone({ preferred = 'wifi' } = {}) {
+  const run = (cmd, ...args) => execFileSync(cmd, args, { stdio: 'pipe' });
+  const holder = spawn('unshare', ['-n', 'sleep', 'infinity'], { stdio: 'ignore' });
+  const ns = `/proc/${holder.pid}/ns/net`;
+  const own = readlinkSync('/proc/self/ns/net');
+  await eventually(async () => existsSync(ns) && readlinkSync(ns) !== own, 5_000, 'the phone namespace');
+  const inPhone = (...command) => run('nsenter', `--net=${ns}`, '--', ...command);
+  const noIpv6 = (dev) => `echo 1 > /proc/sys/net/ipv6/conf/${dev}/disable_ipv6`;
+  inPhone('ip', 'link', 'set', 'lo', 'up');
+  run('ip', 'addr', 'add', `${PHONE_DEVICE_ADDRESS}/32`, 'dev', 'lo');
+  const links = { wifi: 1, lte: 2 };
+  for (const [link, subnet] of Object.entries(links)) {
+    run('ip', 'link', 'add', `${link}0`, 'type', 'veth', 'peer', 'name', `${link}1`);
+    run('ip', 'link', 'set', `${link}1`, 'netns', String(holder.pid));
+    run('sh', '-c', noIpv6(`${link}0`));
+    inPhone('sh', '-c', noIpv6(`${link}1`));
+    run('ip', 'addr', 'add', `10.77.${subnet}.1/24`, 'dev', `${link}0`);
+    run('ip', 'link', 'set', `${link}0`, 'up');
+    inPhone('ip', 'addr', 'add', `10.77.${subnet}.2/24`, 'dev', `${link}1`);
+    inPhone('ip', 'link', 'set', `${link}1`, 'up');
+    inPhone('ip', 'route', 'add', `${PHONE_DEVICE_ADDRESS}/32`, 'via', `10.77.${subnet}.1`,
+      'dev', `${link}1`, 'metric', String(link === preferred ? 10 : 20));
+  }
+  await eventually(async () => {
+    const up = (text) => !text.includes('tentative') && !/state DOWN|NO-CARRIER/.test(text);
+    return up(inPhone('ip', 'addr').toString()) && up(run('ip', 'addr').toString());
+  }, 5_000, 'both links up');
+  const dir = mkdtempSync(join(tmpdir(), 'peercam-phone-'));
+  const executable = join(dir, 'chromium');
+  writeFileSync(executable, `#!/bin/sh\nexec nsenter --net=${ns} -- /usr/bin/chromium "$@"\n`, { mode: 0o755 });
+  return {
+    executable,
+    /** The phone's address on `link`. */
+    addressOn: (link) => `10.77.${links[link]}.2`,
+    /** 'wifi' or 'lte': the link that carried the most bytes to the phone over a second. */
+    async busiestLink() {
+      // /proc/net/dev is this namespace's (/sys/class/net is the one sysfs was mounted in).
+      const sent = () => {
+        const lines = readFileSync('/proc/net/dev', 'utf8').split('\n');
+        return Object.keys(links).map((link) => {
+          const fields = lines.find((l) => l.trim().startsWith(`${link}0:`))?.split(':')[1].trim().split(/\s+/);
+          return Number(fields?.[8] ?? 0);
+        });
+      };
+      const start = sent();
+      await new Promise((resolve) => { setTimeout(resolve, 1_000); });
+      const deltas = sent().map((bytes, i) => bytes - start[i]);
+      return Object.keys(links)[deltas.indexOf(Math.max(...deltas))];
+    },
+    takeAway(link) {
+      inPhone('ip', 'addr', 'flush', 'dev', `${link}1`);
+      inPhone('ip', 'link', 'set', `${link}1`, 'down');
+    },
+    /** Brings a link taken away back, as when the phone rejoins that network. */
+    bringBack(link) {
+      const subnet = links[link];
+      inPhone('ip', 'link', 'set', `${link}1`, 'up');
+      inPhone('ip', 'addr', 'add', `10.77.${subnet}.2/24`, 'dev', `${link}1`);
+      inPhone('ip', 'route', 'add', `${PHONE_DEVICE_ADDRESS}/32`, 'via', `10.77.${subnet}.1`,
+        'dev', `${link}1`, 'metric', String(link === preferred ? 10 : 20));
+    },
+    close() {
+      holder.kill('SIGKILL');
+      for (const link of Object.keys(links)) {
+        try { run('ip', 'link', 'del', `${link}0`); } catch { /* gone with the namespace */ }
+      }
+      run('ip', 'addr', 'del', `${PHONE_DEVICE_ADDRESS}/32`, 'dev', 'lo');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Where twoNetworkPhone's phone reaches the device. */
+export const PHONE_DEVICE_ADDRESS = '10.77.0.1';
 
 /** Logs `page` in through the login form, as the owner would. */
 export async function logInPage(page, origin) {
