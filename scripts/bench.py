@@ -12,10 +12,12 @@ Each round measures, in one run:
   c. RSS idle and in a call;
   d. the daemon's encoder-to-socket latency (p50/p99, from /metrics);
   e. the STUN and signaling benches (cargo bench).
-The table holds the median over ROUNDS rounds.
+The table holds the median over ROUNDS rounds. Then, once: Chromium and `peercam probe` calling
+through a 1 Mbit/s bottleneck and random loss, and Chromium on a phone whose network changes
+(tests/browser/bench_networks.mjs).
 
 Environment: ROUNDS (3), CALLS (50), SECONDS (30: length of the CPU calls), SKIP (comma list of
-chromium,stun,signaling to leave out).
+chromium,stun,signaling,networks to leave out).
 """
 
 import json
@@ -311,10 +313,81 @@ def poor_networks():
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
+NETWORKS = [("clean loopback", None, None), ("1 Mbit/s bottleneck (tbf)", 1000, None),
+            ("5% random UDP loss", None, 5), ("10% random UDP loss", None, 10)]
+
+
+def degrade_loopback(rate_kbit, loss_percent):
+    """The Python twin of harness.mjs degradeLoopback: tbf on loopback, nftables loss."""
+    run = lambda *cmd: subprocess.run(cmd, check=True, capture_output=True)
+    if rate_kbit:
+        run("ip", "link", "set", "lo", "mtu", "1500")
+        run("tc", "qdisc", "replace", "dev", "lo", "root", "tbf", "rate", f"{rate_kbit}kbit",
+            "burst", "16kb", "latency", "200ms")
+    if loss_percent:
+        run("nft", "add", "table", "inet", "peercam_loss")
+        run("nft", "add", "chain", "inet", "peercam_loss", "in",
+            "{ type filter hook input priority 0 ; }")
+        run("nft", "add", "rule", "inet", "peercam_loss", "in", "meta", "l4proto", "udp",
+            "numgen", "random", "mod", "100", "<", str(loss_percent), "drop")
+
+    def restore():
+        if rate_kbit:
+            run("tc", "qdisc", "del", "dev", "lo", "root")
+            run("ip", "link", "set", "lo", "mtu", "65536")
+        if loss_percent:
+            run("nft", "delete", "table", "inet", "peercam_loss")
+    return restore
+
+
+def poor_networks_probe():
+    """`peercam probe` calling through the same networks as Chromium: it NACKs, asks for
+    keyframes and counts freezes as a browser does."""
+    results = []
+    for name, rate, loss in NETWORKS:
+        daemon = Daemon()
+        restore = degrade_loopback(rate, loss)
+        try:
+            report = probe(daemon.url, "--duration", str(SECONDS + 5), "--timeout", "20")
+        finally:
+            restore()
+            daemon.stop()
+        call = report["calls"][0]
+        video, seconds = call["video"], call["video_seconds"]
+        later = seconds[5:int(SECONDS) + 5]
+        results.append({
+            "network": name,
+            "fps": round(sum(s["frames"] for s in later) / max(len(later), 1), 1),
+            "freezes": video["freezes"], "freezeSeconds": round(video["freeze_seconds"], 2),
+            "longestGapMs": round(video["longest_gap_ms"]),
+            "kbps": [round(sum(s["kbps"] for s in seconds[i:i + 5]) / 5)
+                     for i in range(5, len(seconds) - 4, 5)],
+            "nacked": video["nacked"], "recovered": video["recovered"], "lost": video["lost"],
+            "keyframeRequests": video["keyframe_requests"],
+        })
+    return results
+
+
+def probe_networks_table(results):
+    rows = ["| network | fps after 5 s | freezes (s) | longest gap (ms) | received kbit/s every "
+            "5 s | NACKed / recovered / lost packets | keyframe requests |",
+            "|---|---|---|---|---|---|---|"]
+    for r in results:
+        rows.append(f"| {r['network']} | {r['fps']} | {r['freezes']} ({r['freezeSeconds']}) | "
+                    f"{r['longestGapMs']} | {', '.join(map(str, r['kbps']))} | "
+                    f"{r['nacked']} / {r['recovered']} / {r['lost']} | {r['keyframeRequests']} |")
+    return "\n".join(rows)
+
+
 def networks_table(results):
     rows = ["| network | fps after 5 s | freezes (s) | received kbit/s every 5 s | device target "
             "kbit/s every 5 s |", "|---|---|---|---|---|"]
     for r in results:
+        if "pictureBackSeconds" in r:
+            rows.append(f"\n{r['network']}: picture back after "
+                        f"{', '.join(map(str, r['pictureBackSeconds']))} s; "
+                        f"{r['resumed']} resumes, {r['callsStarted']} call started")
+            continue
         rows.append(f"| {r['network']} | {r['fps']} | {r['freezes']} ({r['freezeSeconds']}) | "
                     f"{', '.join(map(str, r['receivedKbps']))} | "
                     f"{', '.join(map(str, r['targetKbps']))} |")
@@ -391,6 +464,9 @@ def main():
         log("poor networks (Chromium)")
         print()
         print(networks_table(poor_networks()))
+        log("poor networks (probe)")
+        print()
+        print(probe_networks_table(poor_networks_probe()))
 
 
 def med(rounds, pick):

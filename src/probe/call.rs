@@ -1,14 +1,24 @@
 //! One probe call: join the far end (the device's room, or a Janus stream for comparison),
 //! answer its offer with an independent WebRTC stack (webrtc-rs), trickle candidates both ways,
 //! receive video and audio, and time each step up to the first keyframe a decoder could start
-//! from.
+//! from. It receives as a browser does: receiver reports, a NACK for each missing video packet
+//! (the probe's own, from its frame tracker: webrtc-rs's generator does not see packets that
+//! come back by RTX and asks again and again), and a keyframe request (PLI) whenever no
+//! decodable keyframe has arrived yet or the chain of frames broke.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rtc::ice::mdns::MulticastDnsMode;
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_rtcp_reports, configure_twcc_receiver_only,
+};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::{
+    TransportLayerNack, nack_pairs_from_sequence_numbers,
+};
+use rtc::rtp_transceiver::rtp_sender::RTCPFeedback;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -17,19 +27,18 @@ use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
     RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceTransportPolicy, RTCPeerConnectionIceEvent,
     RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
-    register_default_interceptors,
 };
 
 use super::ProbeError;
 use super::far_end::{FarEnd, IceConfiguration, Signal, Target};
-use super::stream_stats::{Packet, PayloadKind, StreamStats, StreamSummary};
+use super::stream_stats::{Packet, PayloadKind, Second, StreamStats, StreamSummary};
 
 /// Time between rounds of ICE connectivity checks.
 const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(20);
 /// How long a candidate pair is tried before it is given up.
 const ICE_PAIR_PATIENCE: Duration = Duration::from_millis(1400);
 
-/// How often a keyframe is asked for until the first one arrives, as browsers do.
+/// How often a keyframe is asked for while one is needed, as browsers do.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(250);
 
 /// What one call is asked to do.
@@ -64,6 +73,8 @@ pub struct CallReport {
     pub audio: Option<StreamSummary>,
     /// Seconds of media received after the first keyframe.
     pub received_seconds: f64,
+    /// The video's bitrate and decoded frames in each second from its first packet.
+    pub video_seconds: Vec<Second>,
 }
 
 /// Things the WebRTC stack tells the call loop.
@@ -140,10 +151,10 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-/// Feeds a track's packets into its statistics; asks for a keyframe until one arrives.
+/// Feeds a track's packets into its statistics; for video, sends the NACKs and keyframe
+/// requests they ask for.
 async fn read_track(track: Arc<dyn TrackRemote>, video: bool, ssrc: u32, handler: Handler) {
     let mut last_request: Option<Instant> = None;
-    let mut have_keyframe = false;
     while let Some(event) = track.poll().await {
         let TrackRemoteEvent::OnRtpPacket(rtp) = event else {
             if matches!(event, TrackRemoteEvent::OnEnded) {
@@ -159,24 +170,39 @@ async fn read_track(track: Arc<dyn TrackRemote>, video: bool, ssrc: u32, handler
             payload: &rtp.payload,
             arrival,
         };
-        let first_keyframe = {
+        let (first_keyframe, nacks, wants_keyframe) = {
             let Ok(mut streams) = handler.streams.lock() else {
                 break;
             };
             match (video, &mut *streams) {
-                (true, Streams { video: Some(v), .. }) => v.1.on_packet(&packet),
-                (false, Streams { audio: Some(a), .. }) => a.on_packet(&packet),
-                _ => false,
+                (true, Streams { video: Some(v), .. }) => {
+                    let stats = &mut v.1;
+                    let first = stats.on_packet(&packet);
+                    let wants = stats.wants_keyframe()
+                        && last_request.is_none_or(|t| t.elapsed() >= KEYFRAME_REQUEST_INTERVAL);
+                    if wants {
+                        stats.keyframe_requested();
+                    }
+                    (first, stats.due_nacks(arrival), wants)
+                }
+                (false, Streams { audio: Some(a), .. }) => (a.on_packet(&packet), vec![], false),
+                _ => (false, vec![], false),
             }
         };
         if first_keyframe {
-            have_keyframe = true;
             let _ = handler.events.send(Event::FirstKeyframe(arrival));
         }
-        if video
-            && !have_keyframe
-            && last_request.is_none_or(|t| t.elapsed() >= KEYFRAME_REQUEST_INTERVAL)
-        {
+        if !nacks.is_empty() {
+            let nack = TransportLayerNack {
+                sender_ssrc: 0,
+                media_ssrc: ssrc,
+                nacks: nack_pairs_from_sequence_numbers(&nacks),
+            };
+            if let Err(e) = track.write_rtcp(vec![Box::new(nack)]).await {
+                log::debug!("NACK not sent: {e}");
+            }
+        }
+        if wants_keyframe {
             last_request = Some(arrival);
             let request = PictureLossIndication {
                 sender_ssrc: 0,
@@ -261,6 +287,11 @@ pub async fn call(target: &Target, plan: &CallPlan) -> Result<CallReport, ProbeE
         video: streams.video.as_ref().map(|(_, s)| s.summary()),
         audio: streams.audio.as_ref().map(StreamStats::summary),
         received_seconds,
+        video_seconds: streams
+            .video
+            .as_ref()
+            .map(|(_, s)| s.seconds())
+            .unwrap_or_default(),
     })
 }
 
@@ -272,7 +303,20 @@ async fn build_peer(
     let webrtc = |e: rtc::shared::error::Error| ProbeError::WebRtc(e.to_string());
     let mut media = MediaEngine::default();
     media.register_default_codecs().map_err(webrtc)?;
-    let registry = register_default_interceptors(Registry::new(), &mut media).map_err(webrtc)?;
+    // Feedback as a browser offers it; the probe sends its own NACKs (see the module doc), so
+    // of the default interceptors it keeps receiver reports and transport-wide feedback.
+    for parameter in ["", "pli"] {
+        media.register_feedback(
+            RTCPFeedback {
+                typ: "nack".into(),
+                parameter: parameter.into(),
+            },
+            RtpCodecKind::Video,
+        );
+    }
+    let registry =
+        configure_twcc_receiver_only(configure_rtcp_reports(Registry::new()), &mut media)
+            .map_err(webrtc)?;
     let mut configuration = RTCConfigurationBuilder::new().with_ice_servers(ice.servers);
     if ice.relay_only {
         configuration = configuration.with_ice_transport_policy(RTCIceTransportPolicy::Relay);

@@ -15,6 +15,7 @@ pub mod call;
 pub mod client;
 pub mod device;
 pub mod far_end;
+pub mod frames;
 pub mod janus;
 pub mod stream_stats;
 

@@ -1,9 +1,17 @@
 //! What the probe learns from one received RTP stream, packet by packet: when the first frame a
-//! decoder could start from arrived (a complete keyframe with its parameter sets), frames and
-//! frame rate, bytes, packet loss from sequence numbers, and interarrival jitter as RFC 3550
-//! §6.4.1 defines it. Pure: the caller passes each packet's header fields and arrival time.
+//! decoder could start from arrived (a complete keyframe with its parameter sets), the frames
+//! a browser would decode (`frames`: complete, in an unbroken chain from a keyframe) and their
+//! rate, freezes, bytes and bitrate second by second, packet loss left after retransmission,
+//! and interarrival jitter as RFC 3550 §6.4.1 defines it. Pure: the caller passes each packet's
+//! header fields and arrival time, and sends the NACKs and keyframe requests asked for.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+use super::frames::{DecodedFrame, FrameTracker, PacketIn};
+
+/// Decoded frames whose spacing sets the "normal" frame interval for freezes.
+const FREEZE_WINDOW: usize = 30;
 
 /// How a stream's payload is read to find keyframes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,20 +61,21 @@ pub struct StreamStats {
     highest_sequence: i64,
     jitter: f64,
     last_transit: Option<f64>,
-    frame: FrameInProgress,
+    /// Video only: the frames as a browser's jitter buffer has them.
+    tracker: Option<FrameTracker>,
     seen_sps: bool,
     seen_pps: bool,
     first_keyframe_at: Option<Instant>,
     frames_since_keyframe: u64,
     last_frame_at: Option<Instant>,
     keyframes: u64,
-}
-
-/// What the packets of the frame being received so far carried.
-#[derive(Debug, Clone, Copy, Default)]
-struct FrameInProgress {
-    timestamp: Option<u32>,
-    has_keyframe_data: bool,
+    recent_intervals: VecDeque<f64>,
+    freezes: u64,
+    freeze_seconds: f64,
+    longest_gap_seconds: f64,
+    keyframe_requests: u64,
+    /// Bytes and decoded frames in each second from the first packet on.
+    per_second: Vec<(u64, u64)>,
 }
 
 /// A summary of the stream at one moment.
@@ -83,6 +92,26 @@ pub struct StreamSummary {
     pub keyframes: u64,
     pub fps: f64,
     pub bitrate_kbps: f64,
+    /// Gaps between decoded frames of at least three times the recent frame interval (and
+    /// 150 ms more than it), as `freezeCount` in WebRTC's statistics counts them.
+    pub freezes: u64,
+    pub freeze_seconds: f64,
+    pub longest_gap_ms: f64,
+    /// Video: frames given up or undecodable for want of a keyframe.
+    pub frames_dropped: u64,
+    pub duplicates: u64,
+    /// Video: packets asked for again (NACK), packets that came after being asked for, and
+    /// keyframe requests (PLI) sent.
+    pub nacked: u64,
+    pub recovered: u64,
+    pub keyframe_requests: u64,
+}
+
+/// One second of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Second {
+    pub kbps: f64,
+    pub frames: u64,
 }
 
 impl StreamStats {
@@ -98,37 +127,127 @@ impl StreamStats {
             highest_sequence: 0,
             jitter: 0.0,
             last_transit: None,
-            frame: FrameInProgress::default(),
+            tracker: (kind != PayloadKind::Other).then(FrameTracker::new),
             seen_sps: false,
             seen_pps: false,
             first_keyframe_at: None,
             frames_since_keyframe: 0,
             last_frame_at: None,
             keyframes: 0,
+            recent_intervals: VecDeque::new(),
+            freezes: 0,
+            freeze_seconds: 0.0,
+            longest_gap_seconds: 0.0,
+            keyframe_requests: 0,
+            per_second: Vec::new(),
         }
     }
 
-    /// Takes one packet in. Returns true when it completed the first decodable keyframe.
+    /// Takes one packet in. Returns true when it let the first decodable keyframe through.
     pub fn on_packet(&mut self, packet: &Packet<'_>) -> bool {
-        self.packets += 1;
+        let first = *self.first_packet_at.get_or_insert(packet.arrival);
+        let second = packet.arrival.saturating_duration_since(first).as_secs() as usize;
         self.bytes += packet.payload.len() as u64;
-        self.first_packet_at.get_or_insert(packet.arrival);
-        self.track_sequence(packet.sequence_number);
-        self.track_jitter(packet.timestamp, packet.arrival);
-        if self.kind == PayloadKind::Other {
+        self.second(second).0 += packet.payload.len() as u64;
+        let keyframe = self.read_payload(packet.payload);
+        let Some(tracker) = &mut self.tracker else {
+            self.packets += 1;
+            self.track_sequence(packet.sequence_number);
+            self.track_jitter(packet.timestamp, packet.arrival);
             return false;
+        };
+        let duplicates = tracker.counts().duplicates;
+        let decoded = tracker.on_packet(PacketIn {
+            sequence_number: packet.sequence_number,
+            timestamp: packet.timestamp,
+            marker: packet.marker,
+            keyframe,
+            arrival: packet.arrival,
+        });
+        if tracker.counts().duplicates == duplicates {
+            self.packets += 1;
+            self.track_sequence(packet.sequence_number);
+            self.track_jitter(packet.timestamp, packet.arrival);
         }
-        if self.frame.timestamp != Some(packet.timestamp) {
-            self.frame = FrameInProgress {
-                timestamp: Some(packet.timestamp),
-                has_keyframe_data: false,
+        let had_keyframe = self.first_keyframe_at.is_some();
+        for frame in decoded {
+            self.on_decoded(frame);
+        }
+        !had_keyframe && self.first_keyframe_at.is_some()
+    }
+
+    /// Video: the sequence numbers to ask for again now (NACK).
+    pub fn due_nacks(&mut self, now: Instant) -> Vec<u16> {
+        self.tracker
+            .as_mut()
+            .map(|t| t.due_nacks(now))
+            .unwrap_or_default()
+    }
+
+    /// Video: whether a keyframe is needed (none yet, or the chain of frames broke); when the
+    /// caller sends a request it says so with `keyframe_requested`.
+    pub fn wants_keyframe(&self) -> bool {
+        self.tracker
+            .as_ref()
+            .is_some_and(FrameTracker::wants_keyframe)
+    }
+
+    pub fn keyframe_requested(&mut self) {
+        self.keyframe_requests += 1;
+    }
+
+    /// Bitrate and decoded frames, second by second from the first packet.
+    pub fn seconds(&self) -> Vec<Second> {
+        self.per_second
+            .iter()
+            .map(|&(bytes, frames)| Second {
+                kbps: bytes as f64 * 8.0 / 1000.0,
+                frames,
+            })
+            .collect()
+    }
+
+    fn second(&mut self, index: usize) -> &mut (u64, u64) {
+        // A day's seconds at most: a bound on memory whatever the clock says.
+        let index = index.min(86_400);
+        if self.per_second.len() <= index {
+            self.per_second.resize(index + 1, (0, 0));
+        }
+        &mut self.per_second[index]
+    }
+
+    fn on_decoded(&mut self, frame: DecodedFrame) {
+        if frame.keyframe {
+            self.keyframes += 1;
+            self.first_keyframe_at.get_or_insert(frame.at);
+        }
+        if self.first_keyframe_at.is_none() {
+            return;
+        }
+        if let Some(last) = self.last_frame_at {
+            let interval = frame.at.saturating_duration_since(last).as_secs_f64();
+            self.longest_gap_seconds = self.longest_gap_seconds.max(interval);
+            let average = if self.recent_intervals.is_empty() {
+                None
+            } else {
+                Some(self.recent_intervals.iter().sum::<f64>() / self.recent_intervals.len() as f64)
             };
+            if average.is_some_and(|avg| interval >= (3.0 * avg).max(avg + 0.150)) {
+                self.freezes += 1;
+                self.freeze_seconds += interval;
+            } else {
+                self.recent_intervals.push_back(interval);
+                if self.recent_intervals.len() > FREEZE_WINDOW {
+                    self.recent_intervals.pop_front();
+                }
+            }
         }
-        self.read_payload(packet.payload);
-        if packet.marker {
-            return self.finish_frame(packet.arrival);
+        self.frames_since_keyframe += 1;
+        self.last_frame_at = Some(frame.at);
+        if let Some(first) = self.first_packet_at {
+            let second = frame.at.saturating_duration_since(first).as_secs() as usize;
+            self.second(second).1 += 1;
         }
-        false
     }
 
     fn track_sequence(&mut self, sequence: u16) {
@@ -162,43 +281,25 @@ impl StreamStats {
         self.last_transit = Some(transit);
     }
 
-    fn read_payload(&mut self, payload: &[u8]) {
+    /// Whether the packet carries keyframe data a decoder could start from (for H.264: an IDR
+    /// slice, with parameter sets seen).
+    fn read_payload(&mut self, payload: &[u8]) -> bool {
         match self.kind {
             PayloadKind::H264 => {
+                let mut idr = false;
                 for nal_type in h264_nal_types(payload) {
                     match nal_type {
-                        5 => self.frame.has_keyframe_data = true,
+                        5 => idr = true,
                         7 => self.seen_sps = true,
                         8 => self.seen_pps = true,
                         _ => {}
                     }
                 }
+                idr && self.seen_sps && self.seen_pps
             }
-            PayloadKind::Vp8 => {
-                if vp8_starts_keyframe(payload) {
-                    self.frame.has_keyframe_data = true;
-                }
-            }
-            PayloadKind::Other => {}
+            PayloadKind::Vp8 => vp8_starts_keyframe(payload),
+            PayloadKind::Other => false,
         }
-    }
-
-    fn finish_frame(&mut self, arrival: Instant) -> bool {
-        let decodable_key = self.frame.has_keyframe_data
-            && (self.kind != PayloadKind::H264 || (self.seen_sps && self.seen_pps));
-        if decodable_key {
-            self.keyframes += 1;
-        }
-        self.frame.has_keyframe_data = false;
-        let first = decodable_key && self.first_keyframe_at.is_none();
-        if first {
-            self.first_keyframe_at = Some(arrival);
-        }
-        if self.first_keyframe_at.is_some() {
-            self.frames_since_keyframe += 1;
-            self.last_frame_at = Some(arrival);
-        }
-        first
     }
 
     /// When the first complete, decodable keyframe arrived.
@@ -240,6 +341,11 @@ impl StreamStats {
         } else {
             self.bytes as f64 * 8.0 / receiving.as_secs_f64() / 1000.0
         };
+        let counts = self
+            .tracker
+            .as_ref()
+            .map(FrameTracker::counts)
+            .unwrap_or_default();
         StreamSummary {
             packets: self.packets,
             bytes: self.bytes,
@@ -250,6 +356,14 @@ impl StreamStats {
             keyframes: self.keyframes,
             fps,
             bitrate_kbps,
+            freezes: self.freezes,
+            freeze_seconds: self.freeze_seconds,
+            longest_gap_ms: self.longest_gap_seconds * 1000.0,
+            frames_dropped: counts.dropped,
+            duplicates: counts.duplicates,
+            nacked: counts.nacked,
+            recovered: counts.recovered,
+            keyframe_requests: self.keyframe_requests,
         }
     }
 }
@@ -383,6 +497,56 @@ mod tests {
         assert_eq!(summary.frames, 31);
         assert!((summary.fps - 30.0).abs() < 0.5, "{}", summary.fps);
         assert!(summary.bitrate_kbps > 0.0);
+    }
+
+    #[test]
+    fn a_long_gap_between_decoded_frames_is_a_freeze_and_seconds_are_kept() {
+        let t0 = Instant::now();
+        let mut stats = StreamStats::new(PayloadKind::H264, 90_000, t0);
+        let key = stap_a(&[SPS, PPS, &[0x65, 0, 0, 0]]);
+        let mut at = t0;
+        for i in 0..60u32 {
+            // Frame 40 comes half a second late: one freeze.
+            at += Duration::from_millis(if i == 40 { 500 } else { 33 });
+            let payload: &[u8] = if i == 0 { &key } else { &[0x41, 0, 0, 0] };
+            stats.on_packet(&packet(i as u16, i * 3000, true, payload, at));
+        }
+        let summary = stats.summary();
+        assert_eq!(summary.freezes, 1);
+        assert!(
+            (summary.freeze_seconds - 0.5).abs() < 0.01,
+            "{}",
+            summary.freeze_seconds
+        );
+        assert!((summary.longest_gap_ms - 500.0).abs() < 1.0);
+        let seconds = stats.seconds();
+        assert_eq!(seconds.len(), 3);
+        assert_eq!(seconds.iter().map(|s| s.frames).sum::<u64>(), 60);
+        assert!(seconds[0].kbps > 0.0);
+    }
+
+    #[test]
+    fn a_broken_chain_wants_a_keyframe_and_missing_packets_are_asked_for() {
+        let t0 = Instant::now();
+        let mut stats = StreamStats::new(PayloadKind::H264, 90_000, t0);
+        assert!(stats.wants_keyframe(), "nothing decoded yet");
+        let key = stap_a(&[SPS, PPS, &[0x65, 0, 0, 0]]);
+        assert!(stats.on_packet(&packet(1, 0, true, &key, t0)));
+        assert!(!stats.wants_keyframe());
+        // Packet 2 (a whole frame) never comes; the frames after it wait, then are dropped.
+        for (i, seq) in (3..12u16).enumerate() {
+            let at = t0 + Duration::from_millis(33 * (i as u64 + 2));
+            stats.on_packet(&packet(seq, u32::from(seq) * 3000, true, &[0x41, 0], at));
+            if i == 0 {
+                assert_eq!(stats.due_nacks(at), vec![2]);
+            }
+        }
+        assert!(stats.wants_keyframe());
+        let summary = stats.summary();
+        assert_eq!(summary.frames, 1);
+        assert!(summary.frames_dropped > 0);
+        assert_eq!(summary.nacked, 1);
+        assert_eq!(summary.lost, 1);
     }
 
     #[test]

@@ -2,10 +2,13 @@
 // Run by scripts/bench (inside its network namespace: degradeLoopback shapes its loopback).
 // For each network: frames decoded per second after the first 5 s, freezes (Chromium's
 // freezeCount: a frame later than 3 frame intervals or 150 ms over the mean), the received
-// video bitrate and the device's adaptive target every 5 s. One JSON line per network.
+// video bitrate and the device's adaptive target every 5 s. One JSON line per network. Then a
+// phone whose network changes (twoNetworkPhone): CHANGES times the link the call uses is
+// taken away (and the other brought back), and the time until the picture moves again is
+// recorded. One JSON line.
 import {
-  callButton, degradeLoopback, hangUpButton, inbound, launchBrowser, openPage, startDaemon,
-  waitForFrames, waitUntilIdle,
+  PHONE_DEVICE_ADDRESS, callButton, degradeLoopback, eventually, hangUpButton, inbound,
+  launchBrowser, openPage, startDaemon, twoNetworkPhone, waitForFrames, waitUntilIdle,
 } from './harness.mjs';
 
 const SECONDS = Number(process.env.SECONDS ?? 30);
@@ -54,3 +57,42 @@ for (const network of NETWORKS) {
 }
 await browser.close();
 await daemon.stop();
+
+const CHANGES = Number(process.env.CHANGES ?? 5);
+const phone = await twoNetworkPhone({ preferred: 'lte' });
+const phoneDaemon = await startDaemon(`${process.env.TOML ?? ''}\n[ice]\nlocal_addresses = ["${PHONE_DEVICE_ADDRESS}"]\n`);
+const phoneBrowser = await launchBrowser({ executable: phone.executable });
+try {
+  const call = await openPage(phoneBrowser, `https://${PHONE_DEVICE_ADDRESS}:${phoneDaemon.port}/`);
+  await callButton(call).click();
+  await waitForFrames(call, 30, 30_000);
+  const pictureBack = [];
+  let away = null;
+  for (let change = 0; change < CHANGES; change++) {
+    const link = await phone.busiestLink();
+    if (away) phone.bringBack(away);
+    await sleep(2_000);
+    phone.takeAway(link);
+    away = link;
+    const cut = Date.now();
+    const before = (await inbound(call, 'video'))?.framesDecoded ?? 0;
+    // The page's peer is replaced on resume: frames restart from zero on the new one.
+    await eventually(async () => {
+      const now = (await inbound(call, 'video'))?.framesDecoded ?? 0;
+      return now > 0 && (now < before || now > before + 5) ? now : null;
+    }, 30_000, 'the picture back');
+    pictureBack.push(Number(((Date.now() - cut) / 1000).toFixed(2)));
+    await waitForFrames(call, 30, 30_000);
+  }
+  const metrics = await phoneDaemon.metrics();
+  console.log(JSON.stringify({
+    network: 'network change (the link in use taken away)',
+    pictureBackSeconds: pictureBack,
+    resumed: metrics.peercam_calls_resumed_total,
+    callsStarted: metrics.peercam_calls_started_total,
+  }));
+} finally {
+  await phoneBrowser.close();
+  await phoneDaemon.stop();
+  phone.close();
+}
