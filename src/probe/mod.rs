@@ -224,6 +224,17 @@ fn describe(call: &CallReport) -> String {
             " · {} frames in {:.1} s, {:.1} fps, {:.0} kbit/s, loss {:.2} %, jitter {:.1} ms",
             v.frames, call.received_seconds, v.fps, v.bitrate_kbps, v.loss_percent, v.jitter_ms
         ));
+        line.push_str(&format!(
+            " · {} freezes ({:.2} s, longest gap {:.0} ms), {} frames dropped, {} NACKed, {} \
+             recovered, {} keyframe requests",
+            v.freezes,
+            v.freeze_seconds,
+            v.longest_gap_ms,
+            v.frames_dropped,
+            v.nacked,
+            v.recovered,
+            v.keyframe_requests
+        ));
     }
     if let Some(a) = call.audio {
         line.push_str(&format!(
