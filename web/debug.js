@@ -50,13 +50,19 @@ async function showLink(pc, previous) {
 }
 
 export const debugPanel = {
-  /** Shows the link of `pc`'s call to the device until the next reset. */
+  /**
+   * Shows the link of `pc`'s call to the device until the next reset, while the panel is open
+   * (closed, it asks the device and the browser for nothing).
+   */
   watchLink(pc) {
     clearInterval(linkTimer);
     let previous = null;
-    linkTimer = setInterval(async () => {
+    const refresh = async () => {
+      if (!$('debug').open) return;
       previous = await showLink(pc, previous).catch(() => previous);
-    }, 2000);
+    };
+    linkTimer = setInterval(refresh, 2000);
+    $('debug').ontoggle = refresh;
   },
 
   /** Stops updating the link (its last figures stay). */

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  callButton, degradeLoopback, inbound, openPage, useDaemonAndBrowser, waitForFrames,
+  callButton, degradeLoopback, eventually, inbound, openPage, useDaemonAndBrowser, waitForFrames,
   waitUntilIdle,
 } from './harness.mjs';
 
@@ -38,8 +38,13 @@ async function callThrough(t, network, { settle = 5, seconds = 15 } = {}) {
     keyframeRequests: metrics.peercam_keyframe_requests_total,
   };
   t.diagnostic(JSON.stringify({ network, ...figures }));
-  // The page's debug panel shows the device's target beside what the browser receives.
-  const panel = await page.locator('#link-stats').textContent();
+  // The page's debug panel, once opened, shows the device's target beside what the browser
+  // receives.
+  await page.locator('#debug summary').click();
+  const panel = await eventually(async () => {
+    const text = await page.locator('#link-stats').textContent();
+    return /received: \d+ kbit\/s/.test(text) ? text : null;
+  }, 10_000, 'the link figures in the debug panel');
   assert.match(panel, /device video target: \d+ kbit\/s/);
   assert.match(panel, /received: \d+ kbit\/s, \d+ fps/);
   return figures;
