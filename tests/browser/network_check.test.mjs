@@ -18,7 +18,11 @@ async function checkResult(page) {
 
 test('Chromium gathers a server-reflexive candidate from the device', async () => {
   const page = await openPage(env.browser, `${env.daemon.url}check`);
-  const servers = await page.locator('#servers').textContent();
+  // The page fills the list in once it has fetched the ICE servers.
+  const servers = await eventually(async () => {
+    const text = await page.locator('#servers').textContent();
+    return text.includes('…') ? null : text;
+  }, 10_000, 'the ICE servers on the page');
   assert.match(servers, new RegExp(`stun:127\\.0\\.0\\.1:${env.daemon.stunPort}`));
   const result = await checkResult(page);
   const srflx = result.rows.filter(([type]) => type === 'srflx');
