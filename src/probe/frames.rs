@@ -112,6 +112,9 @@ impl FrameTracker {
         if self.missing.remove(&sequence).is_some_and(|m| m.tries > 0) {
             self.counts.recovered += 1;
         }
+        let fills_a_gap = self
+            .highest_sequence
+            .is_some_and(|highest| sequence < highest);
         self.note_gap(sequence);
         self.lowest_sequence = Some(self.lowest_sequence.map_or(sequence, |l| l.min(sequence)));
         self.last_timestamp = Some(self.last_timestamp.map_or(timestamp, |t| t.max(timestamp)));
@@ -135,14 +138,16 @@ impl FrameTracker {
                 frame.marker = Some(sequence);
             }
             self.check_complete(timestamp, packet.arrival);
-            // A packet can fill the gap before a newer frame too.
-            let newer: Vec<i64> = self
-                .frames
-                .range(timestamp + 1..)
-                .map(|(t, _)| *t)
-                .collect();
-            for later in newer {
-                self.check_complete(later, packet.arrival);
+            // A late packet can also fill the gap before a newer frame.
+            if fills_a_gap {
+                let newer: Vec<i64> = self
+                    .frames
+                    .range(timestamp + 1..)
+                    .map(|(t, _)| *t)
+                    .collect();
+                for later in newer {
+                    self.check_complete(later, packet.arrival);
+                }
             }
         }
         self.decode(packet.arrival)

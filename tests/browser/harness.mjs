@@ -291,8 +291,18 @@ export async function launchBrowser({
  * the Wi-Fi; `close()` removes it all.
  */
 export async function twoNetworkPhone({ preferred = 'wifi' } = {}) {
-  const run = (cmd, ...args) => execFileSync(cmd, args, { stdio: 'pipe' });
   const holder = spawn('unshare', ['-n', 'sleep', 'infinity'], { stdio: 'ignore' });
+  try {
+    return await buildPhone(holder, preferred);
+  } catch (e) {
+    // The holder would keep this test's process alive: nothing of a phone half made stays.
+    holder.kill('SIGKILL');
+    throw e;
+  }
+}
+
+async function buildPhone(holder, preferred) {
+  const run = (cmd, ...args) => execFileSync(cmd, args, { stdio: 'pipe' });
   const ns = `/proc/${holder.pid}/ns/net`;
   const own = readlinkSync('/proc/self/ns/net');
   await eventually(async () => existsSync(ns) && readlinkSync(ns) !== own, 5_000, 'the phone namespace');
@@ -301,6 +311,14 @@ export async function twoNetworkPhone({ preferred = 'wifi' } = {}) {
   inPhone('ip', 'link', 'set', 'lo', 'up');
   run('ip', 'addr', 'add', `${PHONE_DEVICE_ADDRESS}/32`, 'dev', 'lo');
   const links = { wifi: 1, lte: 2 };
+  /** Brings the phone's end of `link` up with its address and its route to the device. */
+  const connect = (link) => {
+    const subnet = links[link];
+    inPhone('ip', 'link', 'set', `${link}1`, 'up');
+    inPhone('ip', 'addr', 'add', `10.77.${subnet}.2/24`, 'dev', `${link}1`);
+    inPhone('ip', 'route', 'add', `${PHONE_DEVICE_ADDRESS}/32`, 'via', `10.77.${subnet}.1`,
+      'dev', `${link}1`, 'metric', String(link === preferred ? 10 : 20));
+  };
   for (const [link, subnet] of Object.entries(links)) {
     run('ip', 'link', 'add', `${link}0`, 'type', 'veth', 'peer', 'name', `${link}1`);
     run('ip', 'link', 'set', `${link}1`, 'netns', String(holder.pid));
@@ -308,10 +326,7 @@ export async function twoNetworkPhone({ preferred = 'wifi' } = {}) {
     inPhone('sh', '-c', noIpv6(`${link}1`));
     run('ip', 'addr', 'add', `10.77.${subnet}.1/24`, 'dev', `${link}0`);
     run('ip', 'link', 'set', `${link}0`, 'up');
-    inPhone('ip', 'addr', 'add', `10.77.${subnet}.2/24`, 'dev', `${link}1`);
-    inPhone('ip', 'link', 'set', `${link}1`, 'up');
-    inPhone('ip', 'route', 'add', `${PHONE_DEVICE_ADDRESS}/32`, 'via', `10.77.${subnet}.1`,
-      'dev', `${link}1`, 'metric', String(link === preferred ? 10 : 20));
+    connect(link);
   }
   await eventually(async () => {
     const up = (text) => !text.includes('tentative') && !/state DOWN|NO-CARRIER/.test(text);
@@ -344,13 +359,7 @@ export async function twoNetworkPhone({ preferred = 'wifi' } = {}) {
       inPhone('ip', 'link', 'set', `${link}1`, 'down');
     },
     /** Brings a link taken away back, as when the phone rejoins that network. */
-    bringBack(link) {
-      const subnet = links[link];
-      inPhone('ip', 'link', 'set', `${link}1`, 'up');
-      inPhone('ip', 'addr', 'add', `10.77.${subnet}.2/24`, 'dev', `${link}1`);
-      inPhone('ip', 'route', 'add', `${PHONE_DEVICE_ADDRESS}/32`, 'via', `10.77.${subnet}.1`,
-        'dev', `${link}1`, 'metric', String(link === preferred ? 10 : 20));
-    },
+    bringBack: connect,
     close() {
       holder.kill('SIGKILL');
       for (const link of Object.keys(links)) {
