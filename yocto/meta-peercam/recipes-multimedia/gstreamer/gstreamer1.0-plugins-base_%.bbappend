@@ -1,0 +1,2 @@
+# Opus: the call's audio, both ways.
+PACKAGECONFIG:append:peercam = " opus"
