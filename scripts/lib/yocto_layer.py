@@ -225,6 +225,23 @@ def check_recipe(tree):
         if not (tree / "board/raspberrypi" / config).exists():
             problems.append(f"{recipe.name}: board config {config} is not in board/raspberrypi")
     problems += check_user(tree, recipe.name, text)
+    problems += check_distro_name(tree, text)
+    return problems
+
+
+def check_distro_name(tree, recipe_text):
+    """A distro is an override: named as a recipe or a package, it would turn that recipe's
+    `VAR:${PN}` settings into overrides of VAR (bitbake's pn-overrides error)."""
+    names = {p.stem.split("_")[0] for p in layer_files(tree) if p.suffix == ".bb"}
+    names |= {"peercam" + suffix for suffix in re.findall(r"\$\{PN\}(-[\w-]+)", recipe_text)}
+    problems = []
+    for conf in sorted((tree / LAYER / "conf/distro").glob("*.conf")):
+        distro = re.search(r'^DISTRO = "([^"]+)"', conf.read_text(), re.M)
+        if not distro or conf.stem != distro.group(1):
+            problems.append(f"{conf.name}: DISTRO must be set, to the file's name")
+        elif distro.group(1) in names:
+            problems.append(f"{conf.name}: the distro {distro.group(1)} is named as a recipe "
+                            "or package of the layer")
     return problems
 
 

@@ -46,7 +46,7 @@ class YoctoCheckTest(unittest.TestCase):
 
     def test_a_lint_error_in_an_append_fails(self):
         self.edit("yocto/meta-peercam/recipes-support/libnice/libnice_%.bbappend",
-                  "PACKAGECONFIG:append:peercam", "PACKAGECONFIG:append")
+                  "PACKAGECONFIG:append:peercam-os", "PACKAGECONFIG:append")
         problems = layer.check_lint(self.tree, OELINT)
         self.assertTrue(any("oelint.vars.noncoreoverride" in p for p in problems), problems)
 
@@ -93,6 +93,15 @@ class YoctoCheckTest(unittest.TestCase):
         (self.tree / "board/raspberrypi/peercam-pi5.toml").unlink()
         problems = layer.check_recipe(self.tree)
         self.assertTrue(any("peercam-pi5.toml" in p for p in problems), problems)
+
+    def test_a_distro_named_as_a_package_fails(self):
+        distro = self.tree / "yocto/meta-peercam/conf/distro"
+        conf = (distro / "peercam-os.conf").read_text()
+        (distro / "peercam-os.conf").unlink()
+        (distro / "peercam-appliance.conf").write_text(
+            conf.replace('DISTRO = "peercam-os"', 'DISTRO = "peercam-appliance"'))
+        problems = layer.check_recipe(self.tree)
+        self.assertTrue(any("named as a recipe or package" in p for p in problems), problems)
 
 
 if __name__ == "__main__":

@@ -1,2 +1,2 @@
 # Opus: the call's audio, both ways.
-PACKAGECONFIG:append:peercam = " opus"
+PACKAGECONFIG:append:peercam-os = " opus"

@@ -1,2 +1,2 @@
 # nicesrc and nicesink, which webrtcbin uses for ICE. The plugin ships in the libnice package.
-PACKAGECONFIG:append:peercam = " gstreamer"
+PACKAGECONFIG:append:peercam-os = " gstreamer"
