@@ -226,7 +226,29 @@ def check_recipe(tree):
             problems.append(f"{recipe.name}: board config {config} is not in board/raspberrypi")
     problems += check_user(tree, recipe.name, text)
     problems += check_distro_name(tree, text)
+    problems += check_boot_partition(tree)
     return problems
+
+
+FIRSTBOOT_UNIT = Path("board/raspberrypi/image/etc/systemd/system/peercam-firstboot.service")
+
+
+def check_boot_partition(tree):
+    """The image's SD card mounts its boot partition where the first-boot unit (shared with the
+    Debian image) looks for the owner's files."""
+    image = (tree / LAYER / "recipes-peercam/images/peercam-image.bb").read_text()
+    wks_name = re.search(r'^WKS_FILE = "([^"]+)"', image, re.M)
+    if not wks_name:
+        return ["peercam-image.bb: no WKS_FILE"]
+    wks = tree / LAYER / "files/wic" / wks_name.group(1)
+    if not wks.exists():
+        return [f"peercam-image.bb: {wks_name.group(1)} is not in {LAYER}/files/wic"]
+    mounts = re.findall(r"^part (\S+) --source bootimg-partition", wks.read_text(), re.M)
+    wanted = re.search(r"^RequiresMountsFor=(\S+)", (tree / FIRSTBOOT_UNIT).read_text(), re.M)
+    if not wanted or mounts != [wanted.group(1)]:
+        return [f"{wks.name}: the boot partition is mounted at {mounts}, but "
+                f"{FIRSTBOOT_UNIT.name} needs {wanted.group(1) if wanted else '?'}"]
+    return []
 
 
 def check_distro_name(tree, recipe_text):

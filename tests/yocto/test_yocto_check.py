@@ -103,6 +103,13 @@ class YoctoCheckTest(unittest.TestCase):
         problems = layer.check_recipe(self.tree)
         self.assertTrue(any("named as a recipe or package" in p for p in problems), problems)
 
+    def test_a_boot_partition_the_first_boot_unit_does_not_find_fails(self):
+        self.edit("yocto/meta-peercam/files/wic/peercam-raspberrypi.wks",
+                  "part /boot/firmware ", "part /boot ")
+        problems = layer.check_recipe(self.tree)
+        self.assertTrue(any("the boot partition is mounted at ['/boot']" in p for p in problems),
+                        problems)
+
 
 if __name__ == "__main__":
     unittest.main()
