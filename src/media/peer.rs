@@ -650,7 +650,14 @@ fn use_ice_servers(webrtc: &gst::Element, ice: &DeviceIce) {
 /// set-up, where 5 ms costs ~15 ms.
 const ICE_CHECK_PACING_MS: u32 = 5;
 
-/// Paces libnice's connectivity checks every `ICE_CHECK_PACING_MS`.
+/// ICE over TCP host candidates (RFC 6544): off. A phone reaches the device over UDP on the
+/// same network or through TURN (whose TCP and TLS transports stay available: they carry
+/// UDP-typed relay candidates); TCP host candidates only add listening sockets, candidate
+/// pairs and checks to every call, and libnice's TCP paths are its least exercised.
+const ICE_TCP: bool = false;
+
+/// Paces libnice's connectivity checks every `ICE_CHECK_PACING_MS`, and gathers UDP host
+/// candidates only: no ICE-TCP (see `ICE_TCP`).
 fn tune_ice_agent(webrtc: &gst::Element) {
     let ice = webrtc.property::<gst::glib::Object>("ice-agent");
     let Some(agent) = ice
@@ -661,6 +668,9 @@ fn tune_ice_agent(webrtc: &gst::Element) {
     };
     if agent.find_property("stun-pacing-timer").is_some() {
         agent.set_property("stun-pacing-timer", ICE_CHECK_PACING_MS);
+    }
+    if agent.find_property("ice-tcp").is_some() {
+        agent.set_property("ice-tcp", ICE_TCP);
     }
 }
 

@@ -39,6 +39,11 @@ test('calling the device shows its picture and plays its sound, again and again'
     trs.map((tr) => ({ type: tr.dataset.type, address: tr.cells[3].textContent })));
   assert.deepEqual(sent.filter((c) => c.type === 'host' && !c.address.endsWith('.local')), [],
     'the browser hides its host addresses, as a phone does, and the call still connects');
+  const offered = await page.locator('#candidates tr[data-side="remote"]').evaluateAll((trs) =>
+    trs.map((tr) => tr.cells[2].textContent));
+  assert.ok(offered.length > 0, 'the device trickled its candidates');
+  assert.deepEqual(offered.filter((protocol) => protocol !== 'udp'), [],
+    'the device offers UDP candidates only (no ICE-TCP: see docs/turn.md)');
   firstFrames.push(first.firstFrameMs);
   await hangUp(page);
   const fdsAfterFirstCall = env.daemon.openFds();
