@@ -60,7 +60,9 @@ test('a network blackout shorter than that keeps the call', async (t) => {
   const restore = degradeLoopback({ lossPercent: 100 });
   await new Promise((resolve) => { setTimeout(resolve, 3_000); });
   restore();
-  const before = (await inbound(page, 'video')).framesDecoded;
+  // 3 s without media is past the page's stall watchdog: it may be resuming the call on a
+  // fresh peer connection (docs/signaling.md), which has no inbound stream until media flows.
+  const before = (await inbound(page, 'video'))?.framesDecoded ?? 0;
   await waitForFrames(page, before + 30);
   const metrics = await daemon.metrics();
   assert.equal(metrics.peercam_calls_started_total, 1, 'the same call');
