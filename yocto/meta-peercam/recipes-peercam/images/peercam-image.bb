@@ -13,6 +13,7 @@ IMAGE_INSTALL = "\
     packagegroup-core-boot \
     peercam \
     peercam-appliance \
+    libcamera-gst \
     avahi-daemon \
     alsa-utils-alsactl \
     alsa-utils-amixer \
