@@ -411,13 +411,20 @@ def main():
         # speaker would: the caller speaks at about a quarter of full scale, silence stays under
         # a few hundred. plughw takes whatever format the speaker's side plays; the loudest
         # sample is worked out on the board.
-        code, out = board.run(
-            "arecord -q -D plughw:Loopback,1,0 -f S16_LE -r 48000 -c 2 -d 3 -t raw "
-            "2>/dev/null | od -An -v -td2 -w2 | "
-            "awk '{ v = $1 < 0 ? -$1 : $1; if (v > m) m = v } END { print m + 0 }'", timeout=120)
-        loudest = int(out.strip()) if code == 0 and out.strip().isdigit() else 0
+        # The caller's syllables have pauses, and on a starved emulated board the voice can
+        # come in bursts: listen up to three times 3 s for one that is not silence.
+        heard = []
+        for _ in range(3):
+            code, out = board.run(
+                "arecord -q -D plughw:Loopback,1,0 -f S16_LE -r 48000 -c 2 -d 3 -t raw "
+                "2>/dev/null | od -An -v -td2 -w2 | "
+                "awk '{ v = $1 < 0 ? -$1 : $1; if (v > m) m = v } END { print m + 0 }'",
+                timeout=120)
+            heard.append(int(out.strip()) if code == 0 and out.strip().isdigit() else 0)
+            if heard[-1] > 2_000:
+                break
         check("the board's speaker plays the caller's voice (what the loopback hears is not silence)",
-              loudest > 2_000, f"loudest sample over 3 s: {out.strip()} of 32767")
+              heard[-1] > 2_000, f"loudest sample in each 3 s heard: {heard} of 32767")
 
         code, out = board.run("systemctl reload peercam")
         time.sleep(3)
