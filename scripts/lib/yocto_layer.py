@@ -199,7 +199,8 @@ def recipe_path(tree):
 
 def check_recipe(tree):
     """The recipe's version is Cargo.toml's; every file it installs from the tree exists; its
-    useradd line makes the user systemd/peercam.sysusers describes."""
+    useradd line makes the user systemd/peercam.sysusers describes; no distro is named as one
+    of its packages; the image's boot partition is where the first-boot unit looks."""
     recipe = recipe_path(tree)
     if recipe is None:
         return [f"{RECIPE_DIR}: expected one peercam_<version>.bb"]
@@ -210,6 +211,9 @@ def check_recipe(tree):
         problems.append(f"{recipe.name}: Cargo.toml's version is {version}")
     image_dir = re.search(r"^\s*image=\$\{S\}/(\S+)", text, re.M)
     for match in re.finditer(r"\$\{S\}/(\S+)|\$image/(\S+)", text):
+        if match.group(2) and not image_dir:
+            problems.append(f"{recipe.name}: uses $image without setting image=${{S}}/...")
+            continue
         relative = match.group(1) or f"{image_dir.group(1)}/{match.group(2)}"
         relative = relative.replace("${PEERCAM_BOARD_CONFIG}", "peercam.toml")
         if "$file" in relative:
