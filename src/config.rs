@@ -29,6 +29,7 @@ pub struct Config {
     pub ice: IceConfig,
     pub signaling: SignalingConfig,
     pub rooms: RoomsConfig,
+    pub watchers: WatchersConfig,
     pub stun: StunConfig,
     pub turn: TurnConfig,
     pub login: LoginConfig,
@@ -275,6 +276,20 @@ impl Default for RoomsConfig {
             members_per_address: 32,
             total_rooms: 1000,
         }
+    }
+}
+
+/// Receive-only viewers (WHEP) beside the caller, all on the one encoder.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatchersConfig {
+    /// Viewers at the same time; one more is refused with 503 (docs/watching.md).
+    pub max: usize,
+}
+
+impl Default for WatchersConfig {
+    fn default() -> Self {
+        Self { max: 4 }
     }
 }
 

@@ -26,6 +26,7 @@ pub mod config;
 pub mod host;
 pub mod logging;
 pub mod media;
+pub mod media_link;
 pub mod memory;
 pub mod metrics;
 #[cfg(feature = "probe")]

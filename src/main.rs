@@ -357,9 +357,12 @@ async fn serve_forever(
     ));
     let mut media_task = tokio::spawn(media::run(
         settings,
-        media_rx,
-        room_input_tx,
-        health_tx,
+        config.watchers.max,
+        media::Channels {
+            commands: media_rx,
+            room: room_input_tx,
+            health: health_tx,
+        },
         Arc::clone(&metrics),
     ));
     let stun_metrics = Arc::clone(&metrics);

@@ -16,6 +16,7 @@ pub struct Metrics {
     pub calls_failed: AtomicU64,
     /// Calls the caller resumed from a new connection (a network change).
     pub calls_resumed: AtomicU64,
+    pub viewers_started: AtomicU64,
     pub busy_replies: AtomicU64,
     pub signaling_errors: AtomicU64,
     pub websocket_connections: AtomicU64,
@@ -50,7 +51,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every counter.
     pub fn render(&self, in_call: bool) -> String {
-        let counters: [(&str, &AtomicU64, &str); 14] = [
+        let counters: [(&str, &AtomicU64, &str); 15] = [
             (
                 "peercam_calls_started_total",
                 &self.calls_started,
@@ -70,6 +71,11 @@ impl Metrics {
                 "peercam_calls_resumed_total",
                 &self.calls_resumed,
                 "Calls the caller resumed on a new connection after a network change.",
+            ),
+            (
+                "peercam_viewers_started_total",
+                &self.viewers_started,
+                "Receive-only viewers (WHEP) the device answered.",
             ),
             (
                 "peercam_busy_replies_total",

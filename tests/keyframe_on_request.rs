@@ -12,7 +12,7 @@ use gstreamer::prelude::*;
 use peercam::media::MediaSettings;
 use peercam::media::plan::plan_video;
 
-/// Frames seen at the payloader's input, and which of them were keyframes.
+/// Frames seen at the encoder's output (every payloader's input), and which of them were keyframes.
 #[derive(Default)]
 struct Seen {
     frames: AtomicU64,
@@ -47,10 +47,11 @@ fn keyframe_on_request(encoder_factory: &'static str) {
     .expect("a pipeline");
 
     let seen = Arc::new(Seen::default());
+    // The shared encoder's output, where every peer's payloader is fed from.
     let encoded = pipeline
-        .by_name("pay")
-        .and_then(|pay| pay.static_pad("sink"))
-        .expect("the payloader is named pay");
+        .by_name("sink")
+        .and_then(|sink| sink.static_pad("sink"))
+        .expect("the encoded frames' sink");
     let probe_seen = Arc::clone(&seen);
     encoded.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
         if let Some(buffer) = info.buffer() {

@@ -18,12 +18,7 @@ const LONGEST_RETRY: Duration = Duration::from_secs(30);
 /// How long a probed source may take to produce its first buffer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// What the room owner is told, for STATUS.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MediaHealth {
-    Unavailable { reason: String, retry_in: Duration },
-    Available,
-}
+pub use crate::media_link::MediaHealth;
 
 #[derive(Debug, Default)]
 pub struct SourceHealth {

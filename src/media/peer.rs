@@ -1,19 +1,21 @@
-//! One call's pipeline: video and audio send branches into `webrtcbin`, and the caller's voice
-//! out of it (see `talkback`).
+//! One peer's pipeline: the shared encoder's video and audio (`shared_source`) through an
+//! `appsrc` and a payloader each into `webrtcbin`, and for the caller its voice out of it (see
+//! `talkback`). The caller's peer makes the offer; a viewer's peer (WHEP) answers the viewer's.
 //!
 //! Owned by the media task; every method runs there. Callbacks connected here run on GStreamer
-//! threads and only send a `Notice` tagged with this call's id; the one exception is linking the
+//! threads and only send a `Notice` tagged with this peer's id; the one exception is linking the
 //! caller's incoming audio pad, which must happen inside `pad-added` before data flows.
 //!
-//! The offer is made once, after `on-negotiation-needed` *and* after caps have reached every
-//! webrtcbin sink pad: only then does the SDP carry the complete H.264 `fmtp` line, and no
-//! renegotiation follows.
+//! Each transceiver's `codec-preferences` are complete RTP caps (the H.264 `fmtp` parameters
+//! and the SSRC the payloader will use), so the offer is made at once, while the encoder
+//! starts and ICE and DTLS run, with no renegotiation after.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gst_webrtc::{
-    WebRTCICEConnectionState, WebRTCRTPTransceiverDirection, WebRTCSessionDescription,
+    WebRTCICEConnectionState, WebRTCICEGatheringState, WebRTCRTPTransceiverDirection,
+    WebRTCSessionDescription,
 };
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -21,12 +23,15 @@ use gstreamer_sdp as gst_sdp;
 use gstreamer_webrtc as gst_webrtc;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::encoder_control::EncoderControl;
-use super::plan::{self, VideoPlan};
+use gstreamer_app as gst_app;
+
+use super::plan::{self, VideoCodec};
 use super::retransmission::RetransmissionBudget;
+use super::shared_source::SharedSource;
+use super::viewer_offer::OfferChoice;
 use super::{MediaError, MediaSettings, bitrate, link_stats, send_latency, talkback};
+use crate::media_link::CallId;
 use crate::metrics::Metrics;
-use crate::rooms::{CallId, Input};
 use crate::signaling::IceCandidate;
 use crate::turn::{DeviceIce, TransportPolicy};
 
@@ -51,11 +56,51 @@ pub const REQUIRED_ELEMENTS: [&str; 14] = [
     "rtph264pay",
 ];
 
+/// Which peer: the caller's (one call, or one resumed leg of it) or a viewer's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PeerId {
+    Caller(CallId),
+    Viewer(u64),
+}
+
+impl std::fmt::Display for PeerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Caller(call) => write!(f, "call {call}"),
+            Self::Viewer(viewer) => write!(f, "viewer {viewer}"),
+        }
+    }
+}
+
+/// What the peer is for.
+pub enum Role<'a> {
+    /// The caller: talkback, and the device offers.
+    Caller,
+    /// A receive-only viewer whose offer (`sdp`) asks for what `choice` says.
+    Viewer {
+        sdp: &'a str,
+        choice: &'a OfferChoice,
+    },
+}
+
+/// What the media owner must act on, from [`Peer::on_notice`].
+#[derive(Debug, PartialEq)]
+pub enum PeerEvent {
+    Offer(String),
+    Candidate(IceCandidate),
+    /// A viewer's answer is complete (its candidates gathered).
+    AnswerReady,
+    Failed(String),
+}
+
 /// What a GStreamer callback saw; handled by [`Peer::on_notice`] on the media task.
 #[derive(Debug)]
 pub enum Notice {
     NegotiationNeeded,
-    CapsReady,
+    GatheringComplete,
+    /// An element's latency changed (webrtcbin's transports join after negotiation): the
+    /// pipeline's latency must be worked out again, or the RTP session drops what it is sent.
+    Latency,
     OfferCreated(Result<WebRTCSessionDescription, String>),
     IceCandidate {
         mline: u32,
@@ -68,56 +113,51 @@ pub enum Notice {
     Stats(gst::Structure),
 }
 
-type Notices = UnboundedSender<(CallId, Notice)>;
+type Notices = UnboundedSender<(PeerId, Notice)>;
 
 pub struct Peer {
-    call: CallId,
+    id: PeerId,
     pipeline: gst::Pipeline,
     webrtc: gst::Element,
-    sink_pads: Vec<gst::Pad>,
+    video_src: gst_app::AppSrc,
+    audio_src: Option<gst_app::AppSrc>,
     notices: Notices,
-    negotiation_needed: bool,
     offer_requested: bool,
     started: Instant,
     /// When ICE first connected.
     connected_at: Option<Instant>,
-    /// The adaptive bitrate, and the encoder it drives (none for a custom encoder line or a
-    /// pre-encoded source: their bitrate stays as configured).
+    /// This peer's own adaptive bitrate: the shared encoder follows the lowest of them.
     bitrate: bitrate::Controller,
-    encoder: Option<EncoderControl>,
-    /// Retransmissions held to a share of the video target (found once negotiated).
+    /// Retransmissions held to a share of this peer's target (found once negotiated).
     retransmissions: Option<RetransmissionBudget>,
-    /// The Opus encoder, told the audio loss the caller reports (its in-band FEC).
-    opus: Option<gst::Element>,
+    /// The audio loss this peer's receiver reports, in whole percent (for Opus's FEC).
     audio_loss_percent: i32,
     metrics: Arc<Metrics>,
-    /// The caller's last receiver reports, and when they last changed (from the moment the
-    /// call connected): a caller whose reports stop has vanished.
+    /// The peer's last receiver reports, and when they last changed (from the moment it
+    /// connected): a peer whose reports stop has vanished.
     last_reports: link_stats::LinkReports,
     heard_at: Option<Instant>,
-    /// The video bytes sent at the last statistics, and when: the rate the encoder really sends.
+    /// The video bytes sent at the last statistics, and when: the rate really sent.
     video_sent: Option<(u64, Instant)>,
+    /// A viewer's candidates, gathered for its answer.
+    gathered: Vec<(u32, String)>,
 }
 
 impl Peer {
-    /// Builds the pipeline for a caller who can receive `codecs` and sets it playing.
+    /// Builds the peer's pipeline on `source` and sets it playing. A caller's peer makes its
+    /// offer once webrtcbin asks for negotiation; a viewer's answers its offer at once and is
+    /// ready (`PeerEvent::AnswerReady`) when its candidates are gathered.
     pub fn start(
-        call: CallId,
+        id: PeerId,
         settings: &MediaSettings,
-        codecs: &[String],
+        source: &SharedSource,
+        role: Role<'_>,
         ice: &DeviceIce,
         notices: Notices,
         metrics: Arc<Metrics>,
     ) -> Result<Self, MediaError> {
         let started = Instant::now();
-        let plan = plan::plan_video(settings, codecs, |f| gst::ElementFactory::find(f).is_some())?;
-        log::info!(
-            "call {call}: video {} via {:?} ({})",
-            plan.codec,
-            plan.encoder,
-            plan.reason
-        );
-        let pipeline = gst::Pipeline::with_name(&format!("call-{call}"));
+        let pipeline = gst::Pipeline::with_name(&format!("peer-{id}").replace(' ', "-"));
         let webrtc = gst::ElementFactory::make("webrtcbin")
             .name("webrtc")
             .property_from_str("bundle-policy", "max-bundle")
@@ -130,168 +170,145 @@ impl Peer {
         tune_ice_agent(&webrtc);
         add_ice_addresses(&webrtc, &settings.extra_ice_addresses);
         use_ice_servers(&webrtc, ice);
+        source.share_clock(&pipeline);
 
-        let mut peer = Self {
-            call,
+        let codec = source.codec();
+        let (video_pt, audio_pt) = match &role {
+            Role::Caller => (plan::VIDEO_PAYLOAD, Some(plan::AUDIO_PAYLOAD)),
+            Role::Viewer { choice, .. } => (choice.video_payload, choice.audio_payload),
+        };
+        let video_src = add_branch(
+            &pipeline,
+            &webrtc,
+            &plan::video_payload(codec, video_pt),
+            &video_caps(codec, video_pt),
+            WebRTCRTPTransceiverDirection::Sendonly,
+        )?;
+        let audio_direction = match role {
+            Role::Caller => WebRTCRTPTransceiverDirection::Sendrecv,
+            Role::Viewer { .. } => WebRTCRTPTransceiverDirection::Sendonly,
+        };
+        let audio_src = match audio_pt.filter(|_| source.has_audio()) {
+            Some(pt) => Some(add_branch(
+                &pipeline,
+                &webrtc,
+                &plan::audio_payload(pt),
+                &plan::audio_caps(pt),
+                audio_direction,
+            )?),
+            None => None,
+        };
+        // No microphone: the caller's voice still comes in and plays.
+        if audio_src.is_none() && matches!(role, Role::Caller) {
+            add_receive_only_audio(&webrtc)?;
+        }
+        let peer = Self {
+            id,
             pipeline,
             webrtc,
-            sink_pads: Vec::new(),
+            video_src,
+            audio_src,
             notices,
-            negotiation_needed: false,
             offer_requested: false,
             started,
             connected_at: None,
             bitrate: bitrate::Controller::new(settings.video_bitrate),
-            encoder: None,
             retransmissions: None,
-            opus: None,
             audio_loss_percent: 0,
             metrics: Arc::clone(&metrics),
             last_reports: link_stats::LinkReports::default(),
             heard_at: None,
             video_sent: None,
+            gathered: Vec::new(),
         };
-        peer.add_video(&plan, &metrics)?;
-        Metrics::set(
-            &metrics.video_target_kbps,
-            u64::from(peer.bitrate.target_kbps()),
-        );
-        if peer.encoder.is_none() {
-            log::info!(
-                "call {call}: the encoder's bitrate is fixed (adaptive bitrate drives x264enc, \
-                 openh264enc, vp8enc and V4L2 encoders)"
-            );
-        }
-        match plan::audio_description(settings) {
-            Some(description) => {
-                let bin = peer.add_branch(
-                    "audio branch",
-                    &description,
-                    WebRTCRTPTransceiverDirection::Sendrecv,
-                )?;
-                peer.opus = bin.by_name("opus");
-            }
-            // No microphone: the caller's voice still comes in and plays.
-            None => peer.add_receive_only_audio()?,
-        }
+        peer.watch_video(source, matches!(role, Role::Caller));
         peer.connect_callbacks(settings.audio_sink.clone(), metrics);
         peer.pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| MediaError::StateChange(e.to_string()))?;
+        if let Role::Viewer { sdp, .. } = role {
+            peer.answer(sdp)?;
+        }
+        source.subscribe(&peer.video_src, peer.audio_src.as_ref());
         Ok(peer)
     }
 
-    pub fn call(&self) -> CallId {
-        self.call
+    pub fn id(&self) -> PeerId {
+        self.id
     }
 
-    /// Adds the video branch, with counters of packets, keyframes and keyframe requests (a
-    /// browser's PLI/FIR reaches the encoder as an upstream force-key-unit event; a V4L2
-    /// encoder, which ignores that event, is also given its force-keyframe control).
-    fn add_video(&mut self, plan: &VideoPlan, metrics: &Arc<Metrics>) -> Result<(), MediaError> {
-        let bin = self.add_branch(
-            "video branch",
-            &plan.description,
-            WebRTCRTPTransceiverDirection::Sendonly,
-        )?;
+    /// Counts the video RTP packets, and turns the peer's keyframe requests (a browser's
+    /// PLI/FIR reaches the appsrc as an upstream force-key-unit event) into requests of the
+    /// shared encoder. For the caller, also times frames from the payloader to the socket.
+    fn watch_video(&self, source: &SharedSource, is_caller: bool) {
+        let Some(bin) = self.video_src.parent().and_downcast::<gst::Bin>() else {
+            return;
+        };
         if let Some(src) = bin.static_pad("src") {
-            let metrics = Arc::clone(metrics);
+            let metrics = Arc::clone(&self.metrics);
             src.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
                 Metrics::add(&metrics.video_packets_sent, 1);
                 gst::PadProbeReturn::Ok
             });
         }
-        if let Some(pay) = bin.by_name("pay") {
-            send_latency::watch(&pay, &self.webrtc, Arc::clone(metrics));
+        if is_caller && let Some(pay) = bin.by_name("pay") {
+            send_latency::watch(&pay, &self.webrtc, Arc::clone(&self.metrics));
         }
-        self.encoder = EncoderControl::find(&bin);
-        if let Some(encoded) = bin.by_name("pay").and_then(|pay| pay.static_pad("sink")) {
-            let metrics = Arc::clone(metrics);
-            let encoder = self.encoder.clone();
-            let probes = gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_UPSTREAM;
-            encoded.add_probe(probes, move |_, info| {
-                match &info.data {
-                    Some(gst::PadProbeData::Buffer(buffer))
-                        if !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) =>
-                    {
-                        Metrics::add(&metrics.keyframes_sent, 1);
-                    }
-                    Some(gst::PadProbeData::Event(event))
-                        if event
-                            .structure()
-                            .is_some_and(|s| s.name() == "GstForceKeyUnit") =>
-                    {
-                        Metrics::add(&metrics.keyframe_requests, 1);
-                        if let Some(encoder) = &encoder {
-                            encoder.force_keyframe();
-                        }
-                    }
-                    _ => {}
+        if let Some(pad) = self.video_src.static_pad("src") {
+            let metrics = Arc::clone(&self.metrics);
+            let keyframes = source.keyframe_requester();
+            pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+                if let Some(gst::PadProbeData::Event(event)) = &info.data
+                    && event
+                        .structure()
+                        .is_some_and(|s| s.name() == "GstForceKeyUnit")
+                {
+                    Metrics::add(&metrics.keyframe_requests, 1);
+                    keyframes.request();
+                    return gst::PadProbeReturn::Drop;
                 }
                 gst::PadProbeReturn::Ok
             });
         }
+    }
+
+    /// A viewer's offer in, the device's answer set locally; blocking for a few milliseconds.
+    fn answer(&self, sdp: &str) -> Result<(), MediaError> {
+        let message = gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes())
+            .map_err(|_| MediaError::BadOffer("GStreamer cannot parse it".into()))?;
+        let offer = WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Offer, message);
+        let refused =
+            |step: &str, reason: String| MediaError::BadOffer(format!("{step}: {reason}"));
+        wait_for(&self.webrtc, "set-remote-description", Some(&offer))
+            .map_err(|e| refused("the offer was refused", e))?;
+        let reply = wait_for(&self.webrtc, "create-answer", None)
+            .map_err(|e| refused("no answer could be made", e))?;
+        let answer = reply
+            .get::<WebRTCSessionDescription>("answer")
+            .map_err(|e| refused("no answer could be made", e.to_string()))?;
+        wait_for(&self.webrtc, "set-local-description", Some(&answer))
+            .map_err(|e| refused("the answer was refused", e))?;
         Ok(())
     }
 
-    /// An audio transceiver that only receives, for a device without a microphone.
-    fn add_receive_only_audio(&self) -> Result<(), MediaError> {
-        let caps = plan::audio_caps()
-            .parse::<gst::Caps>()
-            .map_err(|e| build_error("audio transceiver", e))?;
-        self.webrtc
-            .emit_by_name::<gst_webrtc::WebRTCRTPTransceiver>(
-                "add-transceiver",
-                &[&WebRTCRTPTransceiverDirection::Recvonly, &caps],
-            );
-        Ok(())
-    }
-
-    /// Adds a send branch from a launch description and links it to a new webrtcbin sink pad
-    /// whose transceiver gets `direction`. Returns the branch.
-    fn add_branch(
-        &mut self,
-        what: &'static str,
-        description: &str,
-        direction: WebRTCRTPTransceiverDirection,
-    ) -> Result<gst::Bin, MediaError> {
-        let bin = gst::parse::bin_from_description(description, true)
-            .map_err(|e| build_error(what, e))?;
-        self.pipeline.add(&bin).map_err(|e| build_error(what, e))?;
-        let src = bin
-            .static_pad("src")
-            .ok_or_else(|| build_error(what, "the description has no unlinked source pad"))?;
-        let sink = self
+    /// The viewer's answer with every candidate gathered so far (WHEP has no way to trickle
+    /// the device's candidates).
+    pub fn answer_sdp(&self) -> Option<String> {
+        let answer = self
             .webrtc
-            .request_pad_simple("sink_%u")
-            .ok_or_else(|| build_error(what, "webrtcbin gave no sink pad"))?;
-        src.link(&sink).map_err(|e| build_error(what, e))?;
-        // A source that ends (a camera unplugged, a file at its end) ends only its branch: the
-        // pipeline as a whole never reaches EOS while the other branch runs, so watch for it.
-        let tx = self.notices.clone();
-        let call = self.call;
-        src.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
-            if let Some(gst::PadProbeData::Event(event)) = &info.data
-                && event.type_() == gst::EventType::Eos
-            {
-                let _ = tx.send((call, Notice::Eos));
-            }
-            gst::PadProbeReturn::Ok
-        });
-        let transceiver = sink.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver");
-        transceiver.set_direction(direction);
-        if direction == WebRTCRTPTransceiverDirection::Sendonly {
-            // Retransmissions for video: a lost packet costs a resend, not a frozen picture.
-            transceiver.set_property("do-nack", true);
-        }
-        self.sink_pads.push(sink);
-        Ok(bin)
+            .property::<Option<WebRTCSessionDescription>>("local-description")?;
+        let text = answer.sdp().as_text().ok()?;
+        Some(if text.contains("a=candidate:") {
+            text
+        } else {
+            with_candidates(&text, &self.gathered)
+        })
     }
 
     fn connect_callbacks(&self, audio_sink: String, metrics: Arc<Metrics>) {
-        let call = self.call;
+        let id = self.id;
         let notify = move |notices: &Notices, notice: Notice| {
-            let _ = notices.send((call, notice));
+            let _ = notices.send((id, notice));
         };
 
         let tx = self.notices.clone();
@@ -316,17 +333,24 @@ impl Peer {
                 let state = webrtc.property::<WebRTCICEConnectionState>("ice-connection-state");
                 notify(&tx, Notice::IceState(state));
             });
-        for pad in &self.sink_pads {
-            let tx = self.notices.clone();
-            pad.connect_notify(Some("caps"), move |_, _| notify(&tx, Notice::CapsReady));
-        }
+        let tx = self.notices.clone();
+        self.webrtc
+            .connect_notify(Some("ice-gathering-state"), move |webrtc, _| {
+                let state = webrtc.property::<WebRTCICEGatheringState>("ice-gathering-state");
+                if state == WebRTCICEGatheringState::Complete {
+                    notify(&tx, Notice::GatheringComplete);
+                }
+            });
         let tx = self.notices.clone();
         let pipeline = self.pipeline.downgrade();
+        let is_caller = matches!(self.id, PeerId::Caller(_));
         self.webrtc.connect_pad_added(move |_, pad| {
             let Some(pipeline) = pipeline.upgrade() else {
                 return;
             };
-            if let Err(e) = talkback::attach(&pipeline, pad, &audio_sink, &metrics) {
+            // Only the caller talks back; anything a viewer sends is discarded.
+            let sink = is_caller.then_some(audio_sink.as_str());
+            if let Err(e) = talkback::attach(&pipeline, pad, sink, &metrics) {
                 notify(&tx, Notice::Error(e.to_string()));
             }
         });
@@ -339,6 +363,7 @@ impl Peer {
                         notify(&tx, Notice::Error(format!("{source}: {}", err.error())));
                     }
                     gst::MessageView::Eos(_) => notify(&tx, Notice::Eos),
+                    gst::MessageView::Latency(_) => notify(&tx, Notice::Latency),
                     _ => {}
                 }
                 gst::BusSyncReply::Drop
@@ -346,60 +371,71 @@ impl Peer {
         }
     }
 
-    /// Acts on a callback's notice; returns what the room must hear.
-    pub fn on_notice(&mut self, notice: Notice) -> Vec<Input> {
-        let call = self.call;
+    /// Acts on a callback's notice; returns what the media owner must act on.
+    pub fn on_notice(&mut self, notice: Notice) -> Vec<PeerEvent> {
         match notice {
             Notice::NegotiationNeeded => {
-                self.negotiation_needed = true;
-                self.maybe_create_offer();
+                if matches!(self.id, PeerId::Caller(_)) {
+                    self.create_offer();
+                }
                 vec![]
             }
-            Notice::CapsReady => {
-                self.maybe_create_offer();
+            Notice::Latency => {
+                if let Err(e) = self.pipeline.recalculate_latency() {
+                    log::debug!("{}: latency not known yet: {e}", self.id);
+                }
                 vec![]
             }
+            Notice::GatheringComplete => match self.id {
+                PeerId::Viewer(_) => vec![PeerEvent::AnswerReady],
+                PeerId::Caller(_) => vec![],
+            },
             Notice::OfferCreated(Ok(offer)) => {
                 self.webrtc
                     .emit_by_name::<()>("set-local-description", &[&offer, &None::<gst::Promise>]);
                 match offer.sdp().as_text() {
                     Ok(sdp) => {
                         log::debug!(
-                            "call {call}: offer ready after {} ms",
+                            "{}: offer ready after {} ms",
+                            self.id,
                             self.started.elapsed().as_millis()
                         );
-                        vec![Input::PeerOffer { call, sdp }]
+                        vec![PeerEvent::Offer(sdp)]
                     }
-                    Err(e) => vec![failed(call, format!("cannot write the offer: {e}"))],
+                    Err(e) => vec![PeerEvent::Failed(format!("cannot write the offer: {e}"))],
                 }
             }
             Notice::OfferCreated(Err(reason)) => {
-                vec![failed(call, format!("webrtcbin made no offer: {reason}"))]
+                vec![PeerEvent::Failed(format!(
+                    "webrtcbin made no offer: {reason}"
+                ))]
             }
-            Notice::IceCandidate { mline, candidate } => vec![Input::PeerCandidate {
-                call,
-                candidate: IceCandidate {
+            Notice::IceCandidate { mline, candidate } => match self.id {
+                PeerId::Viewer(_) => {
+                    self.gathered.push((mline, candidate));
+                    vec![]
+                }
+                PeerId::Caller(_) => vec![PeerEvent::Candidate(IceCandidate {
                     candidate,
                     sdp_m_line_index: mline,
                     sdp_mid: None,
                     username_fragment: None,
-                },
-            }],
+                })],
+            },
             Notice::IceState(state) => self.on_ice_state(state),
-            Notice::Error(reason) => vec![failed(call, reason)],
+            Notice::Error(reason) => vec![PeerEvent::Failed(reason)],
             Notice::Stats(stats) => {
                 self.on_link_reports(link_stats::read(&stats));
                 vec![]
             }
-            Notice::Eos => vec![failed(
-                call,
+            Notice::Eos => vec![PeerEvent::Failed(
                 "the camera or microphone stopped sending (end of stream)".into(),
             )],
         }
     }
 
-    fn on_ice_state(&mut self, state: WebRTCICEConnectionState) -> Vec<Input> {
-        log::debug!("call {}: ICE {state:?}", self.call);
+    fn on_ice_state(&mut self, state: WebRTCICEConnectionState) -> Vec<PeerEvent> {
+        log::debug!("{}: ICE {state:?}", self.id);
         match state {
             WebRTCICEConnectionState::Connected | WebRTCICEConnectionState::Completed
                 if self.connected_at.is_none() =>
@@ -407,25 +443,25 @@ impl Peer {
                 self.connected_at = Some(Instant::now());
                 self.heard_at = self.connected_at;
                 log::info!(
-                    "call {}: connected {} ms after the caller joined",
-                    self.call,
+                    "{}: connected {} ms after it started",
+                    self.id,
                     self.started.elapsed().as_millis()
                 );
                 vec![]
             }
-            WebRTCICEConnectionState::Failed => vec![failed(
-                self.call,
-                "no network path to the caller (ICE failed)".into(),
+            WebRTCICEConnectionState::Failed => vec![PeerEvent::Failed(
+                "no network path to the peer (ICE failed)".into(),
             )],
             _ => vec![],
         }
     }
 
-    /// Moves the video bitrate with what the caller's receiver reports say, and tells Opus the
-    /// audio loss so that its in-band FEC covers it.
+    /// Moves this peer's bitrate target with what its receiver reports say, and keeps the
+    /// audio loss it reports for Opus's FEC. The media owner gives the shared encoder the
+    /// lowest target of all peers.
     fn on_link_reports(&mut self, reports: link_stats::LinkReports) {
         let now = Instant::now();
-        // Only what the caller sent counts as hearing from it (not the device's own counters).
+        // Only what the peer sent counts as hearing from it (not the device's own counters).
         let heard = (reports.video, reports.audio);
         if heard != (self.last_reports.video, self.last_reports.audio) {
             self.heard_at = Some(now);
@@ -445,20 +481,18 @@ impl Peer {
             self.retransmissions =
                 RetransmissionBudget::attach(&self.webrtc, self.bitrate.target_kbps());
             if self.retransmissions.is_some() {
-                log::debug!("call {}: retransmissions held to a budget", self.call);
+                log::debug!("{}: retransmissions held to a budget", self.id);
             }
         }
-        if let (Some(report), Some(encoder)) = (reports.video, &self.encoder)
+        if let Some(report) = reports.video
             && let Some(change) = self.bitrate.on_report(report, sent_kbps, now)
         {
-            encoder.set_bitrate(change.kbps);
             if let Some(budget) = &self.retransmissions {
                 budget.set_target(change.kbps);
             }
-            Metrics::set(&self.metrics.video_target_kbps, u64::from(change.kbps));
             log::info!(
-                "call {}: video bitrate {} kbit/s ({:?}; loss {:.1}%, round trip {})",
-                self.call,
+                "{}: video bitrate {} kbit/s ({:?}; loss {:.1}%, round trip {})",
+                self.id,
                 change.kbps,
                 change.reason,
                 report.fraction_lost * 100.0,
@@ -470,20 +504,26 @@ impl Peer {
                     ))
             );
         }
-        if let (Some(report), Some(opus)) = (reports.audio, &self.opus) {
+        if let Some(report) = reports.audio {
             // Opus expects 0..=100; the next whole percent up, so that any loss turns FEC on.
-            let percent = (report.fraction_lost * 100.0).ceil().clamp(0.0, 100.0) as i32;
-            if percent != self.audio_loss_percent {
-                self.audio_loss_percent = percent;
-                opus.set_property("packet-loss-percentage", percent);
-            }
+            self.audio_loss_percent =
+                (report.fraction_lost * 100.0).ceil().clamp(0.0, 100.0) as i32;
         }
     }
 
-    /// How long since the connected caller's receiver reports last said anything new (a
+    /// The bitrate this peer's link carries, by its own receiver reports.
+    pub fn target_kbps(&self) -> u32 {
+        self.bitrate.target_kbps()
+    }
+
+    pub fn audio_loss_percent(&self) -> i32 {
+        self.audio_loss_percent
+    }
+
+    /// How long since the connected peer's receiver reports last said anything new (a
     /// browser sends one at least every few seconds while it is there), and whether one has
     /// come at all (before the first, DTLS may still be retrying its handshake on a lossy path).
-    pub fn caller_silence(&self) -> Option<(Duration, bool)> {
+    pub fn silence(&self) -> Option<(Duration, bool)> {
         let reported = self.last_reports.video.is_some() || self.last_reports.audio.is_some();
         self.heard_at.map(|at| (at.elapsed(), reported))
     }
@@ -501,22 +541,23 @@ impl Peer {
             .is_some_and(|at| at.elapsed() > STATS_AFTER_CONNECT)
     }
 
-    /// When the call must have connected by, if it has not yet.
+    /// When the peer must have connected by, if it has not yet.
     pub fn connect_deadline(&self, timeout: Duration) -> Option<Instant> {
         (!self.is_connected()).then(|| self.started + timeout)
     }
 
-    fn offer_caps_ready(&self) -> bool {
-        self.sink_pads.iter().all(|p| p.current_caps().is_some())
+    /// How long ago the peer started.
+    pub fn age(&self) -> Duration {
+        self.started.elapsed()
     }
 
-    fn maybe_create_offer(&mut self) {
-        if self.offer_requested || !self.negotiation_needed || !self.offer_caps_ready() {
+    fn create_offer(&mut self) {
+        if self.offer_requested {
             return;
         }
         self.offer_requested = true;
         let tx = self.notices.clone();
-        let call = self.call;
+        let id = self.id;
         let promise = gst::Promise::with_change_func(move |reply| {
             let result = match reply {
                 Ok(Some(reply)) => reply
@@ -525,48 +566,32 @@ impl Peer {
                 Ok(None) => Err("empty reply".into()),
                 Err(e) => Err(format!("{e:?}")),
             };
-            let _ = tx.send((call, Notice::OfferCreated(result)));
+            let _ = tx.send((id, Notice::OfferCreated(result)));
         });
         self.webrtc
             .emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &promise]);
     }
 
-    /// For the warm-up only: waits (up to `timeout`) for caps to reach webrtcbin, then makes an
-    /// offer and sets it locally, blocking. That creates the DTLS certificate (made once per
-    /// process), the transports and the ICE agent's sockets, the slow parts of a first call.
-    pub fn rehearse_offer(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while !self.offer_caps_ready() {
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let promise = gst::Promise::new();
-        self.webrtc
-            .emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &promise]);
-        if promise.wait() != gst::PromiseResult::Replied {
-            return false;
-        }
-        let Some(Ok(offer)) = promise
-            .get_reply()
-            .map(|reply| reply.get::<WebRTCSessionDescription>("offer"))
-        else {
+    /// For the warm-up only: makes an offer and sets it locally, blocking. That creates the
+    /// DTLS certificate (made once per process), the transports and the ICE agent's sockets,
+    /// the slow parts of a first call.
+    pub fn rehearse_offer(&self) -> bool {
+        let Ok(reply) = wait_for(&self.webrtc, "create-offer", None) else {
             return false;
         };
-        let promise = gst::Promise::new();
-        self.webrtc
-            .emit_by_name::<()>("set-local-description", &[&offer, &promise]);
-        promise.wait() == gst::PromiseResult::Replied
+        let Ok(offer) = reply.get::<WebRTCSessionDescription>("offer") else {
+            return false;
+        };
+        wait_for(&self.webrtc, "set-local-description", Some(&offer)).is_ok()
     }
 
     /// Asks webrtcbin for its statistics; the answer arrives as `Notice::Stats`.
     pub fn request_stats(&self) {
         let tx = self.notices.clone();
-        let call = self.call;
+        let id = self.id;
         let promise = gst::Promise::with_change_func(move |reply| {
             if let Ok(Some(reply)) = reply {
-                let _ = tx.send((call, Notice::Stats(reply.to_owned())));
+                let _ = tx.send((id, Notice::Stats(reply.to_owned())));
             }
         });
         self.webrtc
@@ -583,7 +608,7 @@ impl Peer {
     }
 
     pub fn add_candidate(&mut self, candidate: &IceCandidate) {
-        // An empty candidate only says the caller finished gathering.
+        // An empty candidate only says the peer finished gathering.
         if candidate.candidate.is_empty() {
             return;
         }
@@ -593,34 +618,164 @@ impl Peer {
         );
     }
 
-    /// Tears the call down: the pipeline goes to NULL, which closes sockets and frees elements.
-    pub fn stop(self) {
+    /// Tears the peer down: it leaves the shared source, and its pipeline goes to NULL, which
+    /// closes sockets and frees elements.
+    pub fn stop(self, source: Option<&SharedSource>) {
+        if let Some(source) = source {
+            source.unsubscribe(&self.video_src, self.audio_src.as_ref());
+        }
         if let Some(bus) = self.pipeline.bus() {
             bus.unset_sync_handler();
         }
-        // No EOS first: sending it to a pipeline with live sources can block on the source's
-        // stream lock (seen here with videotestsrc), and nothing in a call needs it. NULL stops
-        // every element and closes every socket.
+        // No EOS first: nothing in a call needs it, and NULL stops every element and closes
+        // every socket.
         if let Err(e) = self.pipeline.set_state(gst::State::Null) {
-            log::warn!("call {}: pipeline did not stop cleanly: {e}", self.call);
+            log::warn!("{}: pipeline did not stop cleanly: {e}", self.id);
         }
         log::info!(
-            "call {}: ended after {:.1} s",
-            self.call,
+            "{}: ended after {:.1} s",
+            self.id,
             self.started.elapsed().as_secs_f32()
         );
-        let call = self.call;
+        let id = self.id;
         let pipeline = self.pipeline.downgrade();
         drop(self);
         if pipeline.upgrade().is_some() {
-            log::debug!("call {call}: the pipeline is still referenced after the call");
+            log::debug!("{id}: the pipeline is still referenced after it ended");
         }
         crate::memory::release_free_memory();
     }
 }
 
-fn failed(call: CallId, reason: String) -> Input {
-    Input::PeerFailed { call, reason }
+/// The codec preferences of a video transceiver: complete RTP caps.
+fn video_caps(codec: VideoCodec, pt: u32) -> String {
+    plan::video_rtp_caps(codec, pt)
+}
+
+/// Emits a webrtcbin action that answers on a promise and waits for the reply (a few
+/// milliseconds: nothing in them touches the network). An `error` in the reply is returned.
+fn wait_for(
+    webrtc: &gst::Element,
+    action: &str,
+    description: Option<&WebRTCSessionDescription>,
+) -> Result<gst::Structure, String> {
+    let promise = gst::Promise::new();
+    match description {
+        Some(description) => webrtc.emit_by_name::<()>(action, &[description, &promise]),
+        None => webrtc.emit_by_name::<()>(action, &[&None::<gst::Structure>, &promise]),
+    }
+    if promise.wait() != gst::PromiseResult::Replied {
+        return Err("no reply".into());
+    }
+    let reply = promise
+        .get_reply()
+        .map(|r| r.to_owned())
+        .unwrap_or_else(|| gst::Structure::new_empty("empty"));
+    match reply.get::<gst::glib::Error>("error") {
+        Ok(error) => Err(error.to_string()),
+        Err(_) => Ok(reply),
+    }
+}
+
+/// An audio transceiver that only receives, for a device without a microphone.
+fn add_receive_only_audio(webrtc: &gst::Element) -> Result<(), MediaError> {
+    let caps = plan::audio_caps(plan::AUDIO_PAYLOAD)
+        .parse::<gst::Caps>()
+        .map_err(|e| build_error("audio transceiver", e))?;
+    webrtc.emit_by_name::<gst_webrtc::WebRTCRTPTransceiver>(
+        "add-transceiver",
+        &[&WebRTCRTPTransceiverDirection::Recvonly, &caps],
+    );
+    Ok(())
+}
+
+/// Adds one medium's branch, an `appsrc` (fed by the shared source) and `payload`, linked to a
+/// new webrtcbin sink pad whose transceiver gets `direction` and prefers `caps` (with the SSRC
+/// the payloader is told to use, so the SDP names it). Returns the appsrc.
+fn add_branch(
+    pipeline: &gst::Pipeline,
+    webrtc: &gst::Element,
+    payload: &str,
+    caps: &str,
+    direction: WebRTCRTPTransceiverDirection,
+) -> Result<gst_app::AppSrc, MediaError> {
+    let what = "a send branch";
+    let ssrc = random_ssrc();
+    let description = format!(
+        "appsrc name=src is-live=true format=time stream-type=stream min-latency=0 handle-segment-change=true \
+         max-bytes=4000000 \
+         leaky-type=downstream ! {payload}"
+    );
+    let bin =
+        gst::parse::bin_from_description(&description, true).map_err(|e| build_error(what, e))?;
+    if let Some(pay) = bin.by_name("pay").or_else(|| {
+        bin.iterate_elements()
+            .into_iter()
+            .flatten()
+            .find(|e| e.find_property("ssrc").is_some() && e.find_property("pt").is_some())
+    }) {
+        pay.set_property("ssrc", ssrc);
+    }
+    let appsrc = bin
+        .by_name("src")
+        .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+        .ok_or_else(|| build_error(what, "no appsrc"))?;
+    pipeline.add(&bin).map_err(|e| build_error(what, e))?;
+    let src = bin
+        .static_pad("src")
+        .ok_or_else(|| build_error(what, "the description has no unlinked source pad"))?;
+    let sink = webrtc
+        .request_pad_simple("sink_%u")
+        .ok_or_else(|| build_error(what, "webrtcbin gave no sink pad"))?;
+    src.link(&sink).map_err(|e| build_error(what, e))?;
+    let transceiver = sink.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver");
+    transceiver.set_direction(direction);
+    let preferred = format!("{caps},ssrc=(uint){ssrc}")
+        .parse::<gst::Caps>()
+        .map_err(|e| build_error(what, e))?;
+    transceiver.set_property("codec-preferences", &preferred);
+    if preferred
+        .structure(0)
+        .is_some_and(|s| s.get::<&str>("media") == Ok("video"))
+    {
+        // Retransmissions for video: a lost packet costs a resend, not a frozen picture.
+        transceiver.set_property("do-nack", true);
+    }
+    Ok(appsrc)
+}
+
+/// An SSRC for one stream (RFC 3550: random).
+fn random_ssrc() -> u32 {
+    let mut bytes = [0u8; 4];
+    // Without randomness a fixed SSRC still works: each peer has its own session.
+    let _ = getrandom::getrandom(&mut bytes);
+    u32::from_be_bytes(bytes).max(1)
+}
+
+/// `sdp` with `candidates` (m-line index, `candidate:...` text) added to their m-sections and
+/// each section's gathering marked complete.
+pub fn with_candidates(sdp: &str, candidates: &[(u32, String)]) -> String {
+    let mut out = String::with_capacity(sdp.len() + candidates.len() * 100);
+    let mut section: Option<u32> = None;
+    let close = |out: &mut String, section: Option<u32>| {
+        if let Some(index) = section {
+            for (_, candidate) in candidates.iter().filter(|(m, _)| *m == index) {
+                let candidate = candidate.strip_prefix("a=").unwrap_or(candidate);
+                out.push_str(&format!("a={candidate}\r\n"));
+            }
+            out.push_str("a=end-of-candidates\r\n");
+        }
+    };
+    for line in sdp.lines() {
+        if line.starts_with("m=") {
+            close(&mut out, section);
+            section = Some(section.map_or(0, |s| s + 1));
+        }
+        out.push_str(line.trim_end_matches('\r'));
+        out.push_str("\r\n");
+    }
+    close(&mut out, section);
+    out
 }
 
 fn build_error(what: &'static str, reason: impl std::fmt::Display) -> MediaError {
@@ -695,5 +850,36 @@ fn add_ice_addresses(webrtc: &gst::Element, extra: &[std::net::IpAddr]) {
         if !added {
             log::warn!("ICE agent refused local address {address}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gathered_candidates_go_into_their_sections() {
+        let sdp = "v=0\r\ns=-\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:video0\r\n\
+                   m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:audio1\r\n";
+        let out = with_candidates(
+            sdp,
+            &[
+                (
+                    0,
+                    "candidate:1 1 UDP 2015363327 127.0.0.1 40000 typ host".into(),
+                ),
+                (
+                    1,
+                    "a=candidate:2 1 UDP 2015363327 127.0.0.1 40001 typ host".into(),
+                ),
+            ],
+        );
+        assert_eq!(
+            out,
+            "v=0\r\ns=-\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:video0\r\n\
+             a=candidate:1 1 UDP 2015363327 127.0.0.1 40000 typ host\r\na=end-of-candidates\r\n\
+             m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:audio1\r\n\
+             a=candidate:2 1 UDP 2015363327 127.0.0.1 40001 typ host\r\na=end-of-candidates\r\n"
+        );
     }
 }

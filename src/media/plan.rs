@@ -12,7 +12,7 @@ use thiserror::Error;
 use super::MediaSettings;
 use crate::config::PRE_ENCODED;
 
-/// RTP payload types used in the device's offer.
+/// RTP payload types used in the device's offer (a viewer's offer chooses its own).
 pub const VIDEO_PAYLOAD: u32 = 96;
 pub const AUDIO_PAYLOAD: u32 = 111;
 
@@ -83,7 +83,9 @@ pub struct VideoPlan {
     pub encoder: Encoder,
     /// Why this encoder, for the log.
     pub reason: String,
-    /// Launch description from raw video to RTP, ending in the RTP caps.
+    /// Launch description of the shared part: the source to encoded frames (H.264 byte-stream
+    /// access units with SPS and PPS at every IDR, or VP8), with a tee named `raw` on the raw
+    /// frames before the encoder (none for a pre-encoded source).
     pub description: String,
 }
 
@@ -189,42 +191,80 @@ fn video_description(s: &MediaSettings, encoder: Encoder) -> String {
         ),
         Encoder::PreEncoded => String::new(),
     };
-    let payload = match encoder.codec() {
-        VideoCodec::H264 => format!(
-            "h264parse ! rtph264pay name=pay config-interval=-1 aggregate-mode=zero-latency pt={VIDEO_PAYLOAD} ! \
-             capsfilter caps=\"application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload={VIDEO_PAYLOAD}\""
-        ),
-        VideoCodec::Vp8 => format!(
-            "rtpvp8pay name=pay picture-id-mode=15-bit pt={VIDEO_PAYLOAD} ! \
-             capsfilter caps=\"application/x-rtp,media=video,encoding-name=VP8,clock-rate=90000,payload={VIDEO_PAYLOAD}\""
-        ),
+    // Every IDR carries SPS and PPS in band, so any viewer can start at any keyframe.
+    let parse = match encoder.codec() {
+        VideoCodec::H264 => {
+            " ! h264parse config-interval=-1 ! video/x-h264,stream-format=byte-stream,alignment=au"
+        }
+        VideoCodec::Vp8 => "",
     };
     if encoder == Encoder::PreEncoded {
-        return format!("{} ! {payload}", s.video_source);
+        return format!("{}{parse}", s.video_source);
     }
-    format!("{} ! {raw} ! {encode} ! {payload}", s.video_source)
-}
-
-/// The RTP caps of the audio both ways: Opus at 48 kHz.
-pub fn audio_caps() -> String {
     format!(
-        "application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,payload={AUDIO_PAYLOAD}"
+        "{} ! {raw} ! tee name=raw ! {encode}{parse}",
+        s.video_source
     )
 }
 
-/// Launch description of the audio send branch, microphone to Opus RTP; `None` for a device
-/// without a microphone. In-band FEC is on: `peer` tells the encoder the loss the caller
-/// reports (`packet-loss-percentage`), and Opus spends bits on redundancy only when there is
-/// loss to repair.
+/// The part of one peer's video branch after the shared encoder: encoded frames to RTP with
+/// payload type `pt`, ending in the RTP caps.
+pub fn video_payload(codec: VideoCodec, pt: u32) -> String {
+    match codec {
+        VideoCodec::H264 => format!(
+            "rtph264pay name=pay aggregate-mode=zero-latency pt={pt} ! \
+             capsfilter caps=\"application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload={pt}\""
+        ),
+        VideoCodec::Vp8 => format!(
+            "rtpvp8pay name=pay picture-id-mode=15-bit pt={pt} ! \
+             capsfilter caps=\"application/x-rtp,media=video,encoding-name=VP8,clock-rate=90000,payload={pt}\""
+        ),
+    }
+}
+
+/// The RTP caps a peer offers for `codec`, complete (the `fmtp` parameters included), so an
+/// offer can be made before the encoder's first frame: H.264 is Constrained Baseline level 3.1
+/// (`42e01f`), which every browser decodes, in packetization mode 1.
+pub fn video_rtp_caps(codec: VideoCodec, pt: u32) -> String {
+    match codec {
+        VideoCodec::H264 => format!(
+            "application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload={pt},\
+             packetization-mode=(string)1,profile-level-id=(string)42e01f,\
+             level-asymmetry-allowed=(string)1"
+        ),
+        VideoCodec::Vp8 => {
+            format!("application/x-rtp,media=video,encoding-name=VP8,clock-rate=90000,payload={pt}")
+        }
+    }
+}
+
+/// The RTP caps of the audio both ways: Opus at 48 kHz, stereo as RFC 7587 writes it, with
+/// payload type `pt`.
+pub fn audio_caps(pt: u32) -> String {
+    format!(
+        "application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,payload={pt},\
+         encoding-params=(string)2,minptime=(string)10,useinbandfec=(string)1"
+    )
+}
+
+/// The part of one peer's audio branch after the shared Opus encoder.
+pub fn audio_payload(pt: u32) -> String {
+    format!(
+        "rtpopuspay pt={pt} ! capsfilter caps=\"application/x-rtp,media=audio,\
+         encoding-name=OPUS,clock-rate=48000,payload={pt}\""
+    )
+}
+
+/// Launch description of the shared audio encoder, microphone to Opus frames; `None` for a
+/// device without a microphone. In-band FEC is on: the media owner tells the encoder the worst
+/// audio loss its peers report (`packet-loss-percentage`), and Opus spends bits on redundancy
+/// only when there is loss to repair.
 pub fn audio_description(s: &MediaSettings) -> Option<String> {
     let microphone = s.audio_source.as_ref()?;
     Some(format!(
         "{microphone} ! audioconvert ! audioresample ! audio/x-raw,rate=48000,channels=2 ! \
-         opusenc name=opus bitrate={} frame-size=20 inband-fec=true ! \
-         rtpopuspay pt={AUDIO_PAYLOAD} ! \
-         capsfilter caps=\"{}\"",
-        s.audio_bitrate_kbps * 1000,
-        audio_caps()
+         opusenc name=opus bitrate={} frame-size=20 inband-fec=true",
+        s.audio_bitrate_kbps * 1000
     ))
 }
 
@@ -255,7 +295,8 @@ mod tests {
         assert!(plan.reason.contains("v4l2h264enc"), "{}", plan.reason);
         assert!(plan.description.contains("bframes=0"));
         assert!(plan.description.contains("profile=constrained-baseline"));
-        assert!(plan.description.contains("config-interval=-1"));
+        assert!(plan.description.contains("h264parse config-interval=-1"));
+        assert!(plan.description.contains("tee name=raw"));
     }
 
     #[test]
@@ -275,7 +316,8 @@ mod tests {
         .unwrap();
         assert_eq!(plan.codec, VideoCodec::Vp8);
         assert!(plan.reason.contains("does not receive H.264"));
-        assert!(plan.description.contains("encoding-name=VP8"));
+        assert!(plan.description.contains("vp8enc"));
+        assert!(video_payload(plan.codec, 96).contains("encoding-name=VP8"));
     }
 
     #[test]
@@ -315,11 +357,12 @@ mod tests {
         assert_eq!(plan.encoder, Encoder::PreEncoded);
         assert!(
             plan.description
-                .starts_with("udpsrc port=5004 ! rtph264depay ! h264parse ! rtph264pay name=pay"),
+                .starts_with("udpsrc port=5004 ! rtph264depay ! h264parse config-interval=-1"),
             "{}",
             plan.description
         );
         assert!(!plan.description.contains("videoconvert"));
+        assert!(!plan.description.contains("tee name=raw"));
         // A browser without H.264 cannot be served from it.
         assert!(plan_video(&s, &["VP8".into()], only(&["vp8enc"])).is_err());
     }
@@ -329,7 +372,8 @@ mod tests {
         let d = audio_description(&settings()).unwrap();
         assert!(d.starts_with("audiotestsrc"));
         assert!(d.contains("opusenc name=opus bitrate=48000 frame-size=20 inband-fec=true"));
-        assert!(d.contains("encoding-name=OPUS"));
+        assert!(audio_payload(111).contains("encoding-name=OPUS"));
+        assert!(audio_caps(111).contains("useinbandfec=(string)1"));
         let mut without_microphone = settings();
         without_microphone.audio_source = None;
         assert_eq!(audio_description(&without_microphone), None);

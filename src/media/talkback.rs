@@ -13,11 +13,12 @@ use gstreamer::prelude::*;
 use super::MediaError;
 use crate::metrics::Metrics;
 
-/// Links a new webrtcbin source pad to the talkback sink (or a discarding sink).
+/// Links a new webrtcbin source pad to the talkback sink `sink` (or, without one, or for what is
+/// not Opus audio, to a discarding sink).
 pub fn attach(
     pipeline: &gst::Pipeline,
     pad: &gst::Pad,
-    sink: &str,
+    sink: Option<&str>,
     metrics: &Arc<Metrics>,
 ) -> Result<(), MediaError> {
     let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
@@ -26,7 +27,7 @@ pub fn attach(
             && s.get::<&str>("encoding-name")
                 .is_ok_and(|n| n.eq_ignore_ascii_case("OPUS"))
     });
-    let description = if is_opus {
+    let description = if let (true, Some(sink)) = (is_opus, sink) {
         format!(
             "rtpopusdepay ! opusdec plc=true ! audioconvert ! audioresample ! \
              queue name=talkback max-size-time=200000000 leaky=downstream ! {sink}"
@@ -63,6 +64,9 @@ pub fn attach(
         .static_pad("sink")
         .ok_or_else(|| link_error("no sink pad".into()))?;
     pad.link(&sink_pad).map_err(|e| link_error(e.to_string()))?;
-    log::info!("talkback: caller's audio linked to `{sink}`");
+    log::info!(
+        "talkback: caller's audio linked to `{}`",
+        sink.unwrap_or("nothing")
+    );
     Ok(())
 }

@@ -16,8 +16,7 @@ use crate::signaling::{BrowserIce, DEVICE_ROOM, IceCandidate, ServerMessage};
 
 /// One WebSocket connection.
 pub type ConnId = u64;
-/// One call between the device and a caller.
-pub type CallId = u64;
+pub use crate::media_link::CallId;
 
 /// Something that happened, fed to [`DeviceRoom::handle`].
 #[derive(Debug, Clone, PartialEq)]

@@ -3,7 +3,7 @@
 //! `device_room` is the pure state machine of the device's own room; `named_rooms` that of the
 //! browser-to-browser rooms. `run` is their owner task: the only holder of both and of the map
 //! from connection to outgoing channel. WebSocket sessions send it `ConnectionEvent`s, the media
-//! owner sends it `Input`s about the device's peer; it routes each message to the room its
+//! owner sends it `PeerReport`s about the device's peer (`media_link`); it routes each message to the room its
 //! sender is in (a connection is in at most one room) and carries out what the room decides.
 
 mod device_room;
@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 pub use device_room::{Action, CallId, ConnId, DeviceRoom, Input};
 pub use named_rooms::{MAX_ROOM_NAME, NamedInput, NamedRooms, RoomLimits, validate_room_name};
 
-use crate::media::{MediaCommand, MediaHealth};
+use crate::media_link::{MediaCommand, MediaHealth, PeerReport};
 use crate::metrics::Metrics;
 use crate::signaling::{ClientMessage, DEVICE_ROOM, ServerMessage};
 use crate::system::Notifier;
@@ -80,7 +80,7 @@ pub struct Shared {
 /// The room owner. Ends when every connection sender is gone.
 pub async fn run(
     mut connections: mpsc::Receiver<ConnectionEvent>,
-    mut from_media: mpsc::UnboundedReceiver<Input>,
+    mut from_media: mpsc::UnboundedReceiver<PeerReport>,
     mut media_health: mpsc::UnboundedReceiver<MediaHealth>,
     media: mpsc::UnboundedSender<MediaCommand>,
     limits: RoomLimits,
@@ -111,7 +111,7 @@ pub async fn run(
                 None => break,
                 Some(event) => owner.on_connection_event(event),
             },
-            Some(input) = from_media.recv() => owner.apply(input),
+            Some(report) = from_media.recv() => owner.apply(Input::from(report)),
             Some(health) = media_health.recv() => owner.sources = health,
             () = hold_expiry(owner.hold) => {
                 if let Some((call, _)) = owner.hold.take() {
@@ -127,6 +127,16 @@ pub async fn run(
         if text != last_status {
             notifier.status(&text);
             last_status = text;
+        }
+    }
+}
+
+impl From<PeerReport> for Input {
+    fn from(report: PeerReport) -> Self {
+        match report {
+            PeerReport::Offer { call, sdp } => Self::PeerOffer { call, sdp },
+            PeerReport::Candidate { call, candidate } => Self::PeerCandidate { call, candidate },
+            PeerReport::Failed { call, reason } => Self::PeerFailed { call, reason },
         }
     }
 }

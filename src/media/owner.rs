@@ -1,0 +1,662 @@
+//! The media owner: the only task that holds the shared source, the caller's peer and the
+//! viewers' peers, and the only code that changes them.
+//!
+//! The source runs while anyone needs it (the caller, a viewer, a snapshot's tap) and stops
+//! after the last. GStreamer callbacks never decide anything: they push a notice tagged with
+//! their peer's id, and this task acts on it, dropping notices of peers that have ended. Once
+//! a second it reads every connected peer's receiver reports, gives the shared encoder the
+//! lowest bitrate target among them and Opus the worst audio loss, and lets go of a peer whose
+//! reports stopped.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::health::{self, SourceHealth};
+use super::peer::{Notice, Peer, PeerEvent, PeerId, Role};
+use super::plan::{self, VideoCodec};
+use super::shared_source::{SharedSource, SourceNotice};
+use super::viewer_offer;
+use super::{MediaError, MediaSettings};
+use crate::media_link::{
+    CallId, FrameTapGrant, MediaCommand, MediaHealth, PeerReport, SnapshotRefused, WatchAnswer,
+    WatchRefused,
+};
+use crate::metrics::Metrics;
+use crate::turn::DeviceIce;
+
+/// A connected peer whose receiver reports say nothing new for this long has vanished (its
+/// phone lost the network, or its browser froze): it is let go. A shorter blip keeps it.
+/// Browsers report at least once a second or two. Before its first report a peer gets the
+/// connect timeout: on a lossy path DTLS may still be retrying its handshake.
+const PEER_GONE: Duration = Duration::from_secs(6);
+
+/// How long a viewer's answer waits for the device's candidates to be gathered.
+const GATHER_LIMIT: Duration = Duration::from_millis(1500);
+
+/// What the media owner is given at start.
+pub struct Channels {
+    pub commands: mpsc::UnboundedReceiver<MediaCommand>,
+    pub room: mpsc::UnboundedSender<PeerReport>,
+    pub health: mpsc::UnboundedSender<MediaHealth>,
+}
+
+/// One viewer (WHEP).
+struct Viewer {
+    peer: Peer,
+    session: String,
+    /// Who it is, for the log (the token's name).
+    name: String,
+    /// The answer, sent once the candidates are gathered (or `GATHER_LIMIT` passed).
+    pending: Option<oneshot::Sender<Result<WatchAnswer, WatchRefused>>>,
+}
+
+struct Owner {
+    settings: MediaSettings,
+    max_viewers: usize,
+    metrics: Arc<Metrics>,
+    room: mpsc::UnboundedSender<PeerReport>,
+    health_tx: mpsc::UnboundedSender<MediaHealth>,
+    health: SourceHealth,
+    notices: mpsc::UnboundedSender<(PeerId, Notice)>,
+    source_notices: mpsc::UnboundedSender<SourceNotice>,
+    source: Option<SharedSource>,
+    caller: Option<Peer>,
+    viewers: Vec<Viewer>,
+    next_viewer: u64,
+    taps: HashSet<u64>,
+    next_tap: u64,
+}
+
+/// Runs until the command channel closes.
+pub async fn run(
+    settings: MediaSettings,
+    max_viewers: usize,
+    channels: Channels,
+    metrics: Arc<Metrics>,
+) {
+    let Channels {
+        mut commands,
+        room,
+        health,
+    } = channels;
+    let (notice_tx, mut notices) = mpsc::unbounded_channel();
+    let (source_tx, mut source_notices) = mpsc::unbounded_channel();
+    let mut owner = Owner {
+        settings,
+        max_viewers,
+        metrics,
+        room,
+        health_tx: health,
+        health: SourceHealth::default(),
+        notices: notice_tx,
+        source_notices: source_tx,
+        source: None,
+        caller: None,
+        viewers: Vec::new(),
+        next_viewer: 1,
+        taps: HashSet::new(),
+        next_tap: 1,
+    };
+    let mut stats_timer = tokio::time::interval(Duration::from_secs(1));
+    stats_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let deadline = owner.next_deadline();
+        // Sources are probed again only while nobody uses them.
+        let probe_at = owner.health.next_probe().filter(|_| owner.source.is_none());
+        tokio::select! {
+            _ = stats_timer.tick() => owner.on_stats_tick(),
+            () = sleep_until(probe_at) => owner.probe_sources(),
+            () = sleep_until(deadline) => owner.on_deadline(),
+            command = commands.recv() => {
+                let Some(command) = command else { break };
+                owner.on_command(command);
+            }
+            Some((id, notice)) = notices.recv() => owner.on_notice(id, notice),
+            Some(SourceNotice::Stopped(reason)) = source_notices.recv() => {
+                owner.on_source_stopped(reason);
+            }
+        }
+    }
+    owner.stop_everything();
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Owner {
+    fn on_command(&mut self, command: MediaCommand) {
+        match command {
+            MediaCommand::Start { call, codecs, ice } => self.start_call(call, &codecs, &ice),
+            MediaCommand::End { call } => {
+                if self
+                    .caller
+                    .as_ref()
+                    .is_some_and(|p| p.id() == PeerId::Caller(call))
+                {
+                    self.end_caller();
+                }
+            }
+            MediaCommand::Answer { call, sdp } => {
+                if let Some(peer) = self.caller_of(call)
+                    && let Err(e) = peer.set_answer(&sdp)
+                {
+                    let reason = e.to_string();
+                    self.fail_caller(call, reason);
+                }
+            }
+            MediaCommand::Candidate { call, candidate } => {
+                if let Some(peer) = self.caller_of(call) {
+                    peer.add_candidate(&candidate);
+                }
+            }
+            MediaCommand::Watch {
+                offer,
+                ice,
+                viewer,
+                reply,
+            } => self.watch(&offer, &ice, viewer, reply),
+            MediaCommand::WatchCandidates {
+                session,
+                candidates,
+                reply,
+            } => {
+                let found = self.viewers.iter_mut().find(|v| v.session == session);
+                let known = found.is_some();
+                if let Some(viewer) = found {
+                    for candidate in &candidates {
+                        viewer.peer.add_candidate(candidate);
+                    }
+                }
+                let _ = reply.send(known);
+            }
+            MediaCommand::Unwatch { session, reply } => {
+                let known = self.end_viewer_by(|v| v.session == session, "the viewer left");
+                let _ = reply.send(known);
+            }
+            MediaCommand::Frames { reply } => {
+                let _ = reply.send(self.tap_frames());
+            }
+            MediaCommand::ReleaseFrames { tap } => {
+                self.taps.remove(&tap);
+                self.stop_source_if_unused();
+            }
+            MediaCommand::Shutdown { done } => {
+                self.stop_everything();
+                let _ = done.send(());
+            }
+        }
+    }
+
+    fn caller_of(&mut self, call: CallId) -> Option<&mut Peer> {
+        self.caller
+            .as_mut()
+            .filter(|p| p.id() == PeerId::Caller(call))
+    }
+
+    /// The shared source, started for a peer that receives `codecs` when it is not running.
+    fn ensure_source(&mut self, codecs: &[String]) -> Result<(), MediaError> {
+        if self.source.is_none() {
+            let plan = plan::plan_video(&self.settings, codecs, |f| {
+                gstreamer::ElementFactory::find(f).is_some()
+            })?;
+            log::info!(
+                "camera: video {} via {:?} ({})",
+                plan.codec,
+                plan.encoder,
+                plan.reason
+            );
+            let source = tokio::task::block_in_place(|| {
+                SharedSource::start(
+                    &self.settings,
+                    plan,
+                    self.source_notices.clone(),
+                    &self.metrics,
+                )
+            });
+            match source {
+                Ok(source) => {
+                    Metrics::set(
+                        &self.metrics.video_target_kbps,
+                        u64::from(source.bitrate_kbps()),
+                    );
+                    if !source.adapts_bitrate() {
+                        log::info!(
+                            "the encoder's bitrate is fixed (adaptive bitrate drives x264enc, \
+                             openh264enc, vp8enc and V4L2 encoders)"
+                        );
+                    }
+                    self.source = Some(source);
+                }
+                Err(e) => {
+                    if matches!(e, MediaError::Build { .. } | MediaError::StateChange(_)) {
+                        let update = self.health.failed(e.to_string(), Instant::now());
+                        let _ = self.health_tx.send(update);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn running_source(&self) -> Result<&SharedSource, MediaError> {
+        self.source
+            .as_ref()
+            .ok_or_else(|| MediaError::StateChange("the camera did not start".into()))
+    }
+
+    fn start_call(&mut self, call: CallId, codecs: &[String], ice: &DeviceIce) {
+        if self.caller.is_some() {
+            self.end_caller();
+        }
+        let started = self.ensure_source(codecs).and_then(|()| {
+            let source = self.running_source()?;
+            let codec = source.codec();
+            if !codecs.is_empty()
+                && !codecs
+                    .iter()
+                    .any(|c| c.eq_ignore_ascii_case(&codec.to_string()))
+            {
+                return Err(MediaError::Plan(plan::PlanError::NoEncoder {
+                    offered: format!(
+                        "{} (the device is sending {codec} to its viewers)",
+                        codecs.join(", ")
+                    ),
+                }));
+            }
+            log::info!(
+                "call {call}: video {codec}, {} viewer(s) on the same encoder",
+                source.subscribers()
+            );
+            tokio::task::block_in_place(|| {
+                Peer::start(
+                    PeerId::Caller(call),
+                    &self.settings,
+                    source,
+                    Role::Caller,
+                    ice,
+                    self.notices.clone(),
+                    Arc::clone(&self.metrics),
+                )
+            })
+        });
+        match started {
+            Ok(peer) => self.caller = Some(peer),
+            Err(e) => {
+                log::error!("call {call}: {e}");
+                self.stop_source_if_unused();
+                let _ = self.room.send(PeerReport::Failed {
+                    call,
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+
+    fn end_caller(&mut self) {
+        if let Some(peer) = self.caller.take() {
+            tokio::task::block_in_place(|| peer.stop(self.source.as_ref()));
+        }
+        self.stop_source_if_unused();
+    }
+
+    fn fail_caller(&mut self, call: CallId, reason: String) {
+        self.end_caller();
+        let _ = self.room.send(PeerReport::Failed { call, reason });
+    }
+
+    fn watch(
+        &mut self,
+        offer: &str,
+        ice: &DeviceIce,
+        name: String,
+        reply: oneshot::Sender<Result<WatchAnswer, WatchRefused>>,
+    ) {
+        if self.viewers.len() >= self.max_viewers {
+            let _ = reply.send(Err(WatchRefused::Full {
+                max: self.max_viewers,
+            }));
+            return;
+        }
+        let running = self.source.as_ref().map(SharedSource::codec);
+        let choice = match viewer_offer::choose(offer, running, |codec| self.can_encode(codec)) {
+            Ok(choice) => choice,
+            Err(e) => {
+                let refusal = match e {
+                    viewer_offer::OfferError::NoCommonCodec { .. }
+                    | viewer_offer::OfferError::NotTheRunningCodec { .. } => {
+                        WatchRefused::NoCommonCodec(e.to_string())
+                    }
+                    _ => WatchRefused::BadOffer(e.to_string()),
+                };
+                let _ = reply.send(Err(refusal));
+                return;
+            }
+        };
+        let id = self.next_viewer;
+        self.next_viewer += 1;
+        let codecs = [choice.codec.to_string()];
+        let started = self.ensure_source(&codecs).and_then(|()| {
+            let source = self.running_source()?;
+            tokio::task::block_in_place(|| {
+                Peer::start(
+                    PeerId::Viewer(id),
+                    &self.settings,
+                    source,
+                    Role::Viewer {
+                        sdp: offer,
+                        choice: &choice,
+                    },
+                    ice,
+                    self.notices.clone(),
+                    Arc::clone(&self.metrics),
+                )
+            })
+        });
+        match (started, session_id()) {
+            (Ok(peer), Some(session)) => {
+                log::info!(
+                    "viewer {id} ({name}) watches: video {} (payload {}), {}",
+                    choice.codec,
+                    choice.video_payload,
+                    if choice.audio_payload.is_some() {
+                        "with audio"
+                    } else {
+                        "no audio"
+                    }
+                );
+                Metrics::add(&self.metrics.viewers_started, 1);
+                self.viewers.push(Viewer {
+                    peer,
+                    session,
+                    name,
+                    pending: Some(reply),
+                });
+            }
+            (Ok(peer), None) => {
+                tokio::task::block_in_place(|| peer.stop(self.source.as_ref()));
+                let _ = reply.send(Err(WatchRefused::Failed("no randomness".into())));
+                self.stop_source_if_unused();
+            }
+            (Err(e), _) => {
+                log::warn!("viewer {id} ({name}): {e}");
+                let refusal = match e {
+                    MediaError::BadOffer(reason) => WatchRefused::BadOffer(reason),
+                    other => WatchRefused::Failed(other.to_string()),
+                };
+                let _ = reply.send(Err(refusal));
+                self.stop_source_if_unused();
+            }
+        }
+    }
+
+    fn can_encode(&self, codec: VideoCodec) -> bool {
+        plan::plan_video(&self.settings, &[codec.to_string()], |f| {
+            gstreamer::ElementFactory::find(f).is_some()
+        })
+        .is_ok_and(|p| p.codec == codec)
+    }
+
+    /// Ends the first viewer that `matches`; whether there was one.
+    fn end_viewer_by(&mut self, matches: impl Fn(&Viewer) -> bool, why: &str) -> bool {
+        let Some(index) = self.viewers.iter().position(matches) else {
+            return false;
+        };
+        let viewer = self.viewers.swap_remove(index);
+        log::info!("{} ({}): {why}", viewer.peer.id(), viewer.name);
+        if let Some(pending) = viewer.pending {
+            let _ = pending.send(Err(WatchRefused::Failed(why.to_owned())));
+        }
+        tokio::task::block_in_place(|| viewer.peer.stop(self.source.as_ref()));
+        self.stop_source_if_unused();
+        true
+    }
+
+    fn tap_frames(&mut self) -> Result<FrameTapGrant, SnapshotRefused> {
+        if self.settings.video_encoder.as_deref() == Some(crate::config::PRE_ENCODED) {
+            return Err(SnapshotRefused::PreEncoded);
+        }
+        let failed = |e: MediaError| SnapshotRefused::SourceFailed(e.to_string());
+        self.ensure_source(&[]).map_err(failed)?;
+        let frames = self
+            .running_source()
+            .map_err(failed)?
+            .frames()
+            .ok_or(SnapshotRefused::PreEncoded)?;
+        let tap = self.next_tap;
+        self.next_tap += 1;
+        self.taps.insert(tap);
+        Ok(FrameTapGrant { tap, frames })
+    }
+
+    fn stop_source_if_unused(&mut self) {
+        if self.caller.is_none()
+            && self.viewers.is_empty()
+            && self.taps.is_empty()
+            && let Some(source) = self.source.take()
+        {
+            tokio::task::block_in_place(|| source.stop());
+            crate::memory::release_free_memory();
+        }
+    }
+
+    fn stop_everything(&mut self) {
+        if let Some(peer) = self.caller.take() {
+            tokio::task::block_in_place(|| peer.stop(self.source.as_ref()));
+        }
+        for viewer in std::mem::take(&mut self.viewers) {
+            tokio::task::block_in_place(|| viewer.peer.stop(self.source.as_ref()));
+        }
+        self.taps.clear();
+        self.stop_source_if_unused();
+    }
+
+    fn peers(&self) -> impl Iterator<Item = &Peer> {
+        self.caller
+            .iter()
+            .chain(self.viewers.iter().map(|v| &v.peer))
+    }
+
+    /// The earliest of: a peer's connect deadline, a viewer's answer that waited long enough.
+    fn next_deadline(&self) -> Option<Instant> {
+        let timeout = self.settings.connect_timeout;
+        let connects = self.peers().filter_map(|p| p.connect_deadline(timeout));
+        let answers = self
+            .viewers
+            .iter()
+            .filter(|v| v.pending.is_some())
+            .map(|v| Instant::now() + GATHER_LIMIT.saturating_sub(v.peer.age()));
+        connects.chain(answers).min()
+    }
+
+    fn on_deadline(&mut self) {
+        let timeout = self.settings.connect_timeout;
+        let now = Instant::now();
+        for index in 0..self.viewers.len() {
+            if self.viewers[index].peer.age() >= GATHER_LIMIT {
+                self.send_answer(index);
+            }
+        }
+        let late = |p: &Peer| p.connect_deadline(timeout).is_some_and(|at| at <= now);
+        let why = format!(
+            "could not connect within {} s: no network path was found (with relay-only \
+             calls, check the TURN server and its credentials)",
+            timeout.as_secs()
+        );
+        if let Some(PeerId::Caller(call)) = self.caller.as_ref().filter(|p| late(p)).map(Peer::id) {
+            self.fail_caller(call, why.clone());
+        }
+        while self.end_viewer_by(|v| late(&v.peer), &why) {}
+    }
+
+    /// Sends viewer `index`'s answer, if it still waits for it.
+    fn send_answer(&mut self, index: usize) {
+        let viewer = &mut self.viewers[index];
+        let Some(pending) = viewer.pending.take() else {
+            return;
+        };
+        let answer = viewer.peer.answer_sdp().map(|sdp| WatchAnswer {
+            session: viewer.session.clone(),
+            sdp,
+        });
+        let _ = pending.send(answer.ok_or_else(|| WatchRefused::Failed("no answer".into())));
+    }
+
+    fn on_stats_tick(&mut self) {
+        let timeout = self.settings.connect_timeout;
+        let gone = |peer: &Peer| {
+            peer.silence().and_then(|(silence, reported)| {
+                if reported {
+                    (silence > PEER_GONE).then(|| {
+                        format!(
+                            "stopped answering: no RTCP receiver report for {} s (a phone \
+                             that lost its network or froze)",
+                            PEER_GONE.as_secs()
+                        )
+                    })
+                } else {
+                    (silence > timeout).then(|| {
+                        format!(
+                            "never reported receiving media within {} s of connecting (DTLS \
+                             or media blocked on the path)",
+                            timeout.as_secs()
+                        )
+                    })
+                }
+            })
+        };
+        if let Some(peer) = &self.caller
+            && let (PeerId::Caller(call), Some(reason)) = (peer.id(), gone(peer))
+        {
+            self.fail_caller(call, format!("the caller {reason}"));
+        }
+        while let Some(reason) = self.viewers.iter().find_map(|v| gone(&v.peer)) {
+            self.end_viewer_by(|v| gone(&v.peer).is_some(), &format!("the viewer {reason}"));
+        }
+        for peer in self.peers().filter(|p| p.wants_stats()) {
+            peer.request_stats();
+        }
+    }
+
+    /// The shared encoder follows the weakest peer: the lowest bitrate target and the worst
+    /// audio loss among the connected peers.
+    fn follow_weakest_peer(&mut self) {
+        let connected = || self.peers().filter(|p| p.is_connected());
+        let target = connected().map(Peer::target_kbps).min();
+        let loss = connected().map(Peer::audio_loss_percent).max();
+        let Some(source) = self.source.as_mut() else {
+            return;
+        };
+        if let Some(kbps) = target
+            && source.set_bitrate(kbps)
+        {
+            Metrics::set(&self.metrics.video_target_kbps, u64::from(kbps));
+        }
+        if let Some(loss) = loss {
+            source.set_audio_loss(loss);
+        }
+    }
+
+    fn on_notice(&mut self, id: PeerId, notice: Notice) {
+        let is_stats = matches!(notice, Notice::Stats(_));
+        let connected = matches!(notice, Notice::IceState(_));
+        let source_trouble = matches!(notice, Notice::Error(_) | Notice::Eos);
+        let events = match id {
+            PeerId::Caller(_) => match self.caller.as_mut().filter(|p| p.id() == id) {
+                Some(peer) => peer.on_notice(notice),
+                None => return,
+            },
+            PeerId::Viewer(_) => match self.viewers.iter_mut().find(|v| v.peer.id() == id) {
+                Some(viewer) => viewer.peer.on_notice(notice),
+                None => return,
+            },
+        };
+        for event in events {
+            self.on_peer_event(id, event, source_trouble);
+        }
+        if is_stats {
+            self.follow_weakest_peer();
+        }
+        if connected
+            && self.peers().any(|p| p.id() == id && p.is_connected())
+            && self.health.recovered()
+        {
+            let _ = self.health_tx.send(MediaHealth::Available);
+        }
+    }
+
+    fn on_peer_event(&mut self, id: PeerId, event: PeerEvent, source_trouble: bool) {
+        match (id, event) {
+            (PeerId::Caller(call), PeerEvent::Offer(sdp)) => {
+                let _ = self.room.send(PeerReport::Offer { call, sdp });
+            }
+            (PeerId::Caller(call), PeerEvent::Candidate(candidate)) => {
+                let _ = self.room.send(PeerReport::Candidate { call, candidate });
+            }
+            (PeerId::Caller(call), PeerEvent::Failed(reason)) => {
+                if source_trouble {
+                    let update = self.health.failed(reason.clone(), Instant::now());
+                    let _ = self.health_tx.send(update);
+                }
+                self.fail_caller(call, reason);
+            }
+            (PeerId::Viewer(_), PeerEvent::AnswerReady) => {
+                if let Some(index) = self.viewers.iter().position(|v| v.peer.id() == id) {
+                    self.send_answer(index);
+                }
+            }
+            (PeerId::Viewer(_), PeerEvent::Failed(reason)) => {
+                self.end_viewer_by(|v| v.peer.id() == id, &reason);
+            }
+            _ => {}
+        }
+    }
+
+    /// The camera or microphone failed or ended: every peer on it ends.
+    fn on_source_stopped(&mut self, reason: String) {
+        if self.source.is_none() {
+            return;
+        }
+        log::warn!("the camera's pipeline stopped: {reason}");
+        let update = self.health.failed(reason.clone(), Instant::now());
+        let _ = self.health_tx.send(update);
+        if let Some(PeerId::Caller(call)) = self.caller.as_ref().map(Peer::id) {
+            self.fail_caller(call, reason.clone());
+        }
+        while self.end_viewer_by(|_| true, &reason) {}
+        self.taps.clear();
+        self.stop_source_if_unused();
+    }
+
+    fn probe_sources(&mut self) {
+        match tokio::task::block_in_place(|| health::probe_sources(&self.settings)) {
+            Ok(()) => {
+                if self.health.recovered() {
+                    log::info!("camera and microphone work again");
+                    let _ = self.health_tx.send(MediaHealth::Available);
+                }
+            }
+            Err(reason) => {
+                let update = self.health.failed(reason, Instant::now());
+                log::warn!("media sources still unavailable: {update:?}");
+                let _ = self.health_tx.send(update);
+            }
+        }
+    }
+}
+
+/// A viewer session's id: unguessable, since it is the session's only credential for PATCH and
+/// DELETE.
+fn session_id() -> Option<String> {
+    use base64::Engine as _;
+    let mut buffer = [0u8; 18];
+    getrandom::getrandom(&mut buffer).ok()?;
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buffer))
+}

@@ -1,0 +1,131 @@
+//! The messages between the owners of calls and the media owner: what the room owner and the
+//! web handlers (WHEP, snapshots) ask of `media::run`, and what it reports back.
+//!
+//! Both sides depend on this module and neither on the other: `rooms` never sees a GStreamer
+//! type and `media` never sees a room.
+
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::sync::oneshot;
+
+use crate::signaling::IceCandidate;
+use crate::turn::DeviceIce;
+
+/// One call with the device, or one resumed leg of it: a fresh id each time, so late news of a
+/// torn-down peer can be recognised and dropped.
+pub type CallId = u64;
+
+/// What the media owner is asked.
+#[derive(Debug)]
+pub enum MediaCommand {
+    /// A caller joined: start its peer (the device makes the offer).
+    Start {
+        call: CallId,
+        codecs: Vec<String>,
+        ice: DeviceIce,
+    },
+    End {
+        call: CallId,
+    },
+    Answer {
+        call: CallId,
+        sdp: String,
+    },
+    Candidate {
+        call: CallId,
+        candidate: IceCandidate,
+    },
+    /// A receive-only viewer's offer (WHEP): answer it, or say why not.
+    Watch {
+        offer: String,
+        ice: DeviceIce,
+        /// Who asked, for the log.
+        viewer: String,
+        reply: oneshot::Sender<Result<WatchAnswer, WatchRefused>>,
+    },
+    /// Trickled candidates of a viewer's session; `false` on `reply` when there is no such
+    /// session.
+    WatchCandidates {
+        session: String,
+        candidates: Vec<IceCandidate>,
+        reply: oneshot::Sender<bool>,
+    },
+    /// A viewer ends its session; `false` on `reply` when there is no such session.
+    Unwatch {
+        session: String,
+        reply: oneshot::Sender<bool>,
+    },
+    /// The camera's picture is wanted: start the source if nobody watches, and hand out a tap
+    /// on its raw frames. The source runs until every tap is released.
+    Frames {
+        reply: oneshot::Sender<Result<FrameTapGrant, SnapshotRefused>>,
+    },
+    /// A tap handed out by `Frames` is done with.
+    ReleaseFrames {
+        tap: u64,
+    },
+    /// Stop every peer and the source, and answer on `done`.
+    Shutdown {
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// A tap on the running source's raw frames: an id to release it with, and the sink to pull
+/// from (a GStreamer `appsink`, kept opaque here).
+#[derive(Debug)]
+pub struct FrameTapGrant {
+    pub tap: u64,
+    pub frames: gstreamer::Element,
+}
+
+/// The device's answer to a viewer's offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchAnswer {
+    /// The session's id, for its `Location`.
+    pub session: String,
+    pub sdp: String,
+}
+
+/// Why a viewer's offer was not answered.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum WatchRefused {
+    #[error("{max} viewers are watching already (watchers.max); try again later")]
+    Full { max: usize },
+    #[error("the offer is not usable SDP: {0}")]
+    BadOffer(String),
+    #[error("{0}")]
+    NoCommonCodec(String),
+    #[error("the device could not answer: {0}")]
+    Failed(String),
+}
+
+/// Why no picture can be had.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SnapshotRefused {
+    #[error("the video source is already encoded (media.video_encoder = \"none\"): no raw picture")]
+    PreEncoded,
+    #[error("the camera did not start: {0}")]
+    SourceFailed(String),
+}
+
+/// What the media owner tells the room owner about the caller's peer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PeerReport {
+    /// The device's peer made its offer.
+    Offer { call: CallId, sdp: String },
+    /// The device's peer gathered a candidate.
+    Candidate {
+        call: CallId,
+        candidate: IceCandidate,
+    },
+    /// The device's peer could not go on.
+    Failed { call: CallId, reason: String },
+}
+
+/// Whether the camera and microphone work, for STATUS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaHealth {
+    Unavailable { reason: String, retry_in: Duration },
+    Available,
+}
