@@ -485,15 +485,17 @@ impl Owner {
             }
         }
         let late = |p: &Peer| p.connect_deadline(timeout).is_some_and(|at| at <= now);
-        let why = format!(
-            "could not connect within {} s: no network path was found (with relay-only \
-             calls, check the TURN server and its credentials)",
-            timeout.as_secs()
-        );
+        let why = |whom: &str| {
+            format!(
+                "could not connect to the {whom} within {} s: no network path was found (with \
+                 relay-only calls, check the TURN server and its credentials)",
+                timeout.as_secs()
+            )
+        };
         if let Some(PeerId::Caller(call)) = self.caller.as_ref().filter(|p| late(p)).map(Peer::id) {
-            self.fail_caller(call, why.clone());
+            self.fail_caller(call, why("caller"));
         }
-        while self.end_viewer_by(|v| late(&v.peer), &why) {}
+        while self.end_viewer_by(|v| late(&v.peer), &why("viewer")) {}
     }
 
     /// Sends viewer `index`'s answer, if it still waits for it.
