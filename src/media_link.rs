@@ -129,3 +129,12 @@ pub enum MediaHealth {
     Unavailable { reason: String, retry_in: Duration },
     Available,
 }
+
+/// A fresh unguessable secret (18 random bytes, URL-safe base64): a call's resume token, a
+/// viewer session's id.
+pub fn fresh_secret() -> Result<String, getrandom::Error> {
+    use base64::Engine as _;
+    let mut buffer = [0u8; 18];
+    getrandom::getrandom(&mut buffer)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buffer))
+}

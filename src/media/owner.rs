@@ -360,7 +360,8 @@ impl Owner {
                 )
             })
         });
-        match (started, session_id()) {
+        // The session's id is its only credential for PATCH and DELETE.
+        match (started, crate::media_link::fresh_secret().ok()) {
             (Ok(peer), Some(session)) => {
                 log::info!(
                     "viewer {id} ({name}) watches: video {} (payload {}), {}",
@@ -652,13 +653,4 @@ impl Owner {
             }
         }
     }
-}
-
-/// A viewer session's id: unguessable, since it is the session's only credential for PATCH and
-/// DELETE.
-fn session_id() -> Option<String> {
-    use base64::Engine as _;
-    let mut buffer = [0u8; 18];
-    getrandom::getrandom(&mut buffer).ok()?;
-    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buffer))
 }

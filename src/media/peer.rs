@@ -25,7 +25,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use gstreamer_app as gst_app;
 
-use super::plan::{self, VideoCodec};
+use super::plan;
 use super::retransmission::RetransmissionBudget;
 use super::shared_source::SharedSource;
 use super::viewer_offer::OfferChoice;
@@ -181,7 +181,7 @@ impl Peer {
             &pipeline,
             &webrtc,
             &plan::video_payload(codec, video_pt),
-            &video_caps(codec, video_pt),
+            &plan::video_rtp_caps(codec, video_pt),
             WebRTCRTPTransceiverDirection::Sendonly,
         )?;
         let audio_direction = match role {
@@ -647,11 +647,6 @@ impl Peer {
     }
 }
 
-/// The codec preferences of a video transceiver: complete RTP caps.
-fn video_caps(codec: VideoCodec, pt: u32) -> String {
-    plan::video_rtp_caps(codec, pt)
-}
-
 /// Emits a webrtcbin action that answers on a promise and waits for the reply (a few
 /// milliseconds: nothing in them touches the network). An `error` in the reply is returned.
 fn wait_for(
@@ -708,12 +703,7 @@ fn add_branch(
     );
     let bin =
         gst::parse::bin_from_description(&description, true).map_err(|e| build_error(what, e))?;
-    if let Some(pay) = bin.by_name("pay").or_else(|| {
-        bin.iterate_elements()
-            .into_iter()
-            .flatten()
-            .find(|e| e.find_property("ssrc").is_some() && e.find_property("pt").is_some())
-    }) {
+    if let Some(pay) = bin.by_name("pay") {
         pay.set_property("ssrc", ssrc);
     }
     let appsrc = bin

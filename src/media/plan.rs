@@ -250,7 +250,7 @@ pub fn audio_caps(pt: u32) -> String {
 /// The part of one peer's audio branch after the shared Opus encoder.
 pub fn audio_payload(pt: u32) -> String {
     format!(
-        "rtpopuspay pt={pt} ! capsfilter caps=\"application/x-rtp,media=audio,\
+        "rtpopuspay name=pay pt={pt} ! capsfilter caps=\"application/x-rtp,media=audio,\
          encoding-name=OPUS,clock-rate=48000,payload={pt}\""
     )
 }

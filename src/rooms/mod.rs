@@ -149,14 +149,6 @@ async fn hold_expiry(hold: Option<(CallId, tokio::time::Instant)>) {
     }
 }
 
-/// A fresh secret that lets a call's caller resume it from a new connection.
-fn resume_token() -> Result<String, getrandom::Error> {
-    use base64::Engine as _;
-    let mut buffer = [0u8; 18];
-    getrandom::getrandom(&mut buffer)?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buffer))
-}
-
 /// What the owner knows of one open connection.
 struct Connection {
     outbox: mpsc::Sender<ServerMessage>,
@@ -314,7 +306,7 @@ impl Owner {
         } else if in_named_room {
             self.refuse(conn, "in a room already; leave it first");
         } else {
-            match resume_token() {
+            match crate::media_link::fresh_secret() {
                 Ok(resume) => {
                     let ice = self.ice_for(conn);
                     self.apply(Input::Join {
