@@ -2,11 +2,14 @@
 //!
 //! # Layout
 //! - `auth`: the owner's password or pairing code, sessions, the failed-login cap.
+//! - `tokens`: viewer tokens for WHEP and snapshots, stored hashed.
 //! - `config`: the TOML file, every field optional, errors that name field and line.
 //! - `signaling`: the JSON wire protocol of `/ws` (mirrored by `web/signaling.js`).
 //! - `rooms`: the device's room as a pure state machine, and the task that owns it.
-//! - `media`: the GStreamer pipeline ending in `webrtcbin`, owned by one task.
-//! - `web`: the page, the WebSocket sessions, the HTTPS and redirect listeners.
+//! - `media_link`: the messages between the room owner, the web handlers and the media owner.
+//! - `media`: the shared camera and encoder and one `webrtcbin` pipeline per peer, owned by
+//!   one task.
+//! - `web`: the page, the WebSocket sessions, WHEP, snapshots, the HTTPS and redirect listeners.
 //! - `stun`: the STUN Binding responder (pure codec and rate limiter, thin UDP loop).
 //! - `turn`: ICE servers handed to callers, with TURN credentials minted per call.
 //! - `tls`: the certificate, configured or self-signed and kept in the state directory.
@@ -37,5 +40,6 @@ pub mod stun;
 pub mod swappable;
 pub mod system;
 pub mod tls;
+pub mod tokens;
 pub mod turn;
 pub mod web;

@@ -57,10 +57,23 @@ enum Command {
     },
     /// Set the owner's password (read from standard input) and end every open session.
     SetPassword,
+    /// Viewer tokens for WHEP players (go2rtc, Home Assistant) and `/snapshot.jpg`.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Call a device as a browser would and report time to first frame, fps, bitrate, loss and
     /// jitter. Exits non-zero when it does not answer or sends no frames in time.
     #[cfg(feature = "probe")]
     Probe(ProbeArgs),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a token named NAME and print it (the only time it is shown; only its hash is kept).
+    Create { name: String },
+    /// End the token named NAME: the next request with it is refused.
+    Revoke { name: String },
+    /// List the tokens' names.
+    List,
 }
 
 #[cfg(feature = "probe")]
@@ -108,6 +121,7 @@ fn main() -> ExitCode {
             syntax_only,
         }) => check_config(path, syntax_only),
         Some(Command::SetPassword) => set_password(&cli),
+        Some(Command::Token(ref command)) => token(&cli, command),
         #[cfg(feature = "probe")]
         Some(Command::Probe(ref args)) => probe(args),
         None => run_daemon(&cli),
@@ -209,16 +223,46 @@ fn probe(args: &ProbeArgs) -> Result<()> {
     Ok(())
 }
 
-fn set_password(cli: &Cli) -> Result<()> {
+/// The state directory: `--state-dir`, else the config's, else the default.
+fn state_dir_of(cli: &Cli) -> Result<PathBuf> {
     let config = match &cli.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    let state_dir = cli
+    Ok(cli
         .state_dir
         .clone()
         .or(config.state_dir)
-        .unwrap_or_else(default_state_dir);
+        .unwrap_or_else(default_state_dir))
+}
+
+fn token(cli: &Cli, command: &TokenCommand) -> Result<()> {
+    let state_dir = state_dir_of(cli)?;
+    let tokens = peercam::tokens::ViewerTokens::new(&state_dir);
+    match command {
+        TokenCommand::Create { name } => {
+            let token = tokens.create(name)?;
+            eprintln!(
+                "Viewer token `{name}` made (kept hashed in {}); it is shown only now:",
+                state_dir.display()
+            );
+            println!("{token}");
+        }
+        TokenCommand::Revoke { name } => {
+            tokens.revoke(name)?;
+            println!("Viewer token `{name}` revoked; it is refused from now on.");
+        }
+        TokenCommand::List => {
+            for stored in tokens.list()? {
+                println!("{}", stored.name);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn set_password(cli: &Cli) -> Result<()> {
+    let state_dir = state_dir_of(cli)?;
     if std::io::stdin().is_terminal() {
         eprint!("New password for peercam (at least 8 characters): ");
     }
@@ -342,7 +386,7 @@ async fn serve_forever(
         connections_rx,
         room_input_rx,
         health_rx,
-        media_tx,
+        media_tx.clone(),
         RoomLimits {
             rooms_per_address: config.rooms.rooms_per_address,
             members_per_address: config.rooms.members_per_address,
@@ -378,7 +422,11 @@ async fn serve_forever(
         ice: Arc::clone(&ice),
         websocket_idle_timeout: Duration::from_secs(config.http.websocket_idle_timeout_seconds),
         auth: auth.clone(),
+        tokens: auth
+            .as_ref()
+            .map(|_| Arc::new(peercam::tokens::ViewerTokens::new(&certificates.state_dir))),
         open_rooms: config.login.open_rooms,
+        media: media_tx.clone(),
     });
     let stun_stopped = match stun_socket {
         Some(socket) => Some(

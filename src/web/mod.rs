@@ -1,14 +1,17 @@
 //! The web side: the call page (files from `web/`, embedded in the binary), the WebSocket
-//! signaling endpoint `/ws`, and `/metrics`.
+//! signaling endpoint `/ws`, WHEP viewers at `/whep`, `/snapshot.jpg` and `/metrics`.
 //!
 //! `router` is a plain function of the shared state, so tests can drive it without sockets;
-//! `serve` owns the listeners and TLS; `session` is one WebSocket connection.
+//! `serve` owns the listeners and TLS; `session` is one WebSocket connection; `whep` and
+//! `snapshot` ask the media owner directly.
 
 mod headers;
 pub mod limits;
 mod login;
 pub mod serve;
 mod session;
+mod snapshot;
+pub mod whep;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,10 +20,12 @@ use axum::Router;
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, patch};
 
+use crate::media_link::MediaCommand;
 use crate::metrics::Metrics;
 use crate::rooms::{RoomStatus, RoomsHandle};
+use crate::tokens::ViewerTokens;
 use crate::turn::SharedIcePlan;
 
 /// Messages larger than this close the connection with 1009 and a reason; anything up to it is
@@ -49,8 +54,12 @@ pub struct AppState {
     pub websocket_idle_timeout: std::time::Duration,
     /// `None` with `auth = "none"`.
     pub auth: Option<Arc<crate::auth::Auth>>,
+    /// Viewer tokens (WHEP, snapshots); `None` with `auth = "none"`.
+    pub tokens: Option<Arc<ViewerTokens>>,
     /// Whether browsers without a session may use the named rooms.
     pub open_rooms: bool,
+    /// The media owner, for WHEP viewers and snapshots.
+    pub media: tokio::sync::mpsc::UnboundedSender<MediaCommand>,
 }
 
 /// One file of `web/`, embedded: (URL path, content type, body).
@@ -91,11 +100,23 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/ice-servers", get(ice_servers))
         .route("/login", get(login::show).post(login::submit))
+        .route(
+            "/whep",
+            axum::routing::post(whep::offer).options(whep::options),
+        )
+        .route(
+            "/whep/{session}",
+            patch(whep::trickle)
+                .delete(whep::end)
+                .options(whep::options),
+        )
+        .route("/snapshot.jpg", get(snapshot::jpeg))
         .fallback(asset)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             login::guard,
         ))
+        .layer(axum::middleware::from_fn(whep::cors))
         .layer(axum::middleware::map_response(headers::add))
         .with_state(state)
 }
@@ -213,7 +234,10 @@ mod tests {
 
     fn state() -> AppState {
         let (connections, _rx) = tokio::sync::mpsc::channel(1);
+        let (media, _media_rx) = tokio::sync::mpsc::unbounded_channel();
         AppState {
+            media,
+            tokens: None,
             rooms: RoomsHandle { connections },
             metrics: Arc::default(),
             status: Arc::default(),
