@@ -4,6 +4,11 @@
 //!
 //! Called from webrtcbin's `pad-added` callback (a GStreamer thread), because the pad must be
 //! linked before its first buffer; anything that is not Opus audio is discarded.
+//!
+//! The speaker plays the voice as it comes out of the jitter buffer (its sink does not sync to
+//! the clock): there is no picture on the device to keep it in step with, and a synced sink
+//! drops every sample that arrives after its deadline. On a starved board that was all of
+//! them, and the speaker stayed silent while the voice arrived.
 
 use std::sync::Arc;
 
@@ -41,6 +46,9 @@ pub fn attach(
             what: "talkback branch",
             reason: e.to_string(),
         })?;
+    if sink.is_some() {
+        play_as_it_arrives(&bin);
+    }
     if let Some(meter) = bin
         .by_name("talkback")
         .and_then(|queue| queue.static_pad("src"))
@@ -69,4 +77,13 @@ pub fn attach(
         sink.unwrap_or("nothing")
     );
     Ok(())
+}
+
+/// Turns off clock sync on every sink of the talkback branch that has it (`sync`).
+fn play_as_it_arrives(bin: &gst::Bin) {
+    for sink in bin.iterate_sinks().into_iter().flatten() {
+        if sink.find_property("sync").is_some() {
+            sink.set_property("sync", false);
+        }
+    }
 }
