@@ -17,6 +17,8 @@ pub struct Metrics {
     /// Calls the caller resumed from a new connection (a network change).
     pub calls_resumed: AtomicU64,
     pub viewers_started: AtomicU64,
+    /// Receive-only viewers watching now.
+    pub viewers: AtomicU64,
     pub busy_replies: AtomicU64,
     pub signaling_errors: AtomicU64,
     pub websocket_connections: AtomicU64,
@@ -138,6 +140,12 @@ impl Metrics {
             "# HELP peercam_in_call Whether a caller is connected to the device.\n\
              # TYPE peercam_in_call gauge\npeercam_in_call {}",
             u8::from(in_call)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP peercam_viewers Receive-only viewers (WHEP) watching now.\n\
+             # TYPE peercam_viewers gauge\npeercam_viewers {}",
+            self.viewers.load(Ordering::Relaxed)
         );
         if in_call {
             let _ = writeln!(

@@ -119,6 +119,10 @@ pub async fn run(
                 owner.on_source_stopped(reason);
             }
         }
+        owner.metrics.viewers.store(
+            owner.viewers.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
     owner.stop_everything();
 }
@@ -319,12 +323,6 @@ impl Owner {
         name: String,
         reply: oneshot::Sender<Result<WatchAnswer, WatchRefused>>,
     ) {
-        if self.viewers.len() >= self.max_viewers {
-            let _ = reply.send(Err(WatchRefused::Full {
-                max: self.max_viewers,
-            }));
-            return;
-        }
         let running = self.source.as_ref().map(SharedSource::codec);
         let choice = match viewer_offer::choose(offer, running, |codec| self.can_encode(codec)) {
             Ok(choice) => choice,
@@ -340,6 +338,13 @@ impl Owner {
                 return;
             }
         };
+        // A malformed offer is told so even when the device is full.
+        if self.viewers.len() >= self.max_viewers {
+            let _ = reply.send(Err(WatchRefused::Full {
+                max: self.max_viewers,
+            }));
+            return;
+        }
         let id = self.next_viewer;
         self.next_viewer += 1;
         let codecs = [choice.codec.to_string()];

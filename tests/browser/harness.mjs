@@ -616,3 +616,94 @@ while True:
     },
   };
 }
+
+/** Makes a viewer token named `name` in `stateDir` the way an owner would; returns it. */
+export function createToken(stateDir, name) {
+  return execFileSync(BINARY, ['token', 'create', name, '--state-dir', stateDir],
+    { stdio: ['ignore', 'pipe', 'pipe'] }).toString().trim();
+}
+
+/** Revokes the viewer token named `name` in `stateDir`. */
+export function revokeToken(stateDir, name) {
+  execFileSync(BINARY, ['token', 'revoke', name, '--state-dir', stateDir], { stdio: 'pipe' });
+}
+
+/**
+ * One HTTPS request to the daemon on `port`: resolves with { status, headers, body } (body a
+ * Buffer), whatever the status.
+ */
+export function request(port, method, path, { headers = {}, body = null } = {}) {
+  return new Promise((resolveResponse, reject) => {
+    const req = https.request({
+      host: '127.0.0.1', port, path, method, rejectUnauthorized: false, headers,
+    }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolveResponse({
+        status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks),
+      }));
+    });
+    req.on('error', reject);
+    req.end(body ?? undefined);
+  });
+}
+
+/**
+ * Serves tests/browser/whep_player.html from an origin of its own (plain HTTP on loopback, as
+ * a dashboard on another machine would be); resolves with { url(endpoint, token, { codecs }),
+ * close() }.
+ */
+export async function startWhepPlayer() {
+  const { createServer } = await import('node:http');
+  const page = readFileSync(join(ROOT, 'tests/browser/whep_player.html'));
+  const server = createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    res.end(page);
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address();
+  return {
+    url: (endpoint, token, { codecs = '' } = {}) => `http://127.0.0.1:${port}/`
+      + `?endpoint=${encodeURIComponent(endpoint)}&token=${encodeURIComponent(token ?? '')}`
+      + `&codecs=${encodeURIComponent(codecs)}`,
+    close: () => new Promise((r) => server.close(r)),
+  };
+}
+
+/** The inbound-rtp statistics of `kind` of the WHEP player's peer connection, or null. */
+export async function whepInbound(page, kind) {
+  return page.evaluate(async (kind) => {
+    const pc = window.whep?.pc;
+    if (!pc) return null;
+    const stats = await pc.getStats();
+    for (const s of stats.values()) {
+      if (s.type === 'inbound-rtp' && s.kind === kind) {
+        return {
+          framesDecoded: s.framesDecoded ?? 0,
+          freezeCount: s.freezeCount ?? 0,
+          totalFreezesDuration: s.totalFreezesDuration ?? 0,
+          packetsReceived: s.packetsReceived ?? 0,
+          codec: stats.get(s.codecId)?.mimeType ?? null,
+          fmtp: stats.get(s.codecId)?.sdpFmtpLine ?? null,
+        };
+      }
+    }
+    return null;
+  }, kind);
+}
+
+/** The width and height in a JPEG's first start-of-frame marker, or null when it has none. */
+export function jpegSize(data) {
+  if (data.length < 4 || data[0] !== 0xff || data[1] !== 0xd8) return null;
+  let at = 2;
+  while (at + 9 < data.length) {
+    if (data[at] !== 0xff) return null;
+    const marker = data[at + 1];
+    const length = data.readUInt16BE(at + 2);
+    if (marker >= 0xc0 && marker <= 0xcf && ![0xc4, 0xc8, 0xcc].includes(marker)) {
+      return { height: data.readUInt16BE(at + 5), width: data.readUInt16BE(at + 7) };
+    }
+    at += 2 + length;
+  }
+  return null;
+}
