@@ -20,6 +20,7 @@ use peercam::media::{self, MediaSettings, Strictness};
 use peercam::metrics::Metrics;
 use peercam::rooms::{self, RoomLimits, RoomStatus, RoomsHandle};
 use peercam::system::{self, Notifier};
+use peercam::tokens::ViewerTokens;
 use peercam::turn::{IcePlan, SharedIcePlan};
 use peercam::web::{self, AppState, serve};
 use peercam::{host, stun, tls};
@@ -238,7 +239,7 @@ fn state_dir_of(cli: &Cli) -> Result<PathBuf> {
 
 fn token(cli: &Cli, command: &TokenCommand) -> Result<()> {
     let state_dir = state_dir_of(cli)?;
-    let tokens = peercam::tokens::ViewerTokens::new(&state_dir);
+    let tokens = ViewerTokens::new(&state_dir);
     match command {
         TokenCommand::Create { name } => {
             let token = tokens.create(name)?;
@@ -296,6 +297,8 @@ fn run_daemon(cli: &Cli) -> Result<()> {
     ))
 }
 
+/// The daemon: media checked and warmed up, listeners bound, the owners started, the web side
+/// wired to them; then it runs until a part stops or a signal says so.
 async fn serve_forever(
     config: Config,
     config_path: Option<PathBuf>,
@@ -327,96 +330,20 @@ async fn serve_forever(
         certificate.fingerprint
     );
     let fingerprint = certificate.fingerprint.clone();
-    let auth = match config.auth {
-        AuthMode::None => {
-            log::warn!(
-                "auth = \"none\": anyone who can reach this device can watch and listen; \
-                 use it on a lab bench only"
-            );
-            None
-        }
-        AuthMode::Password => Some(Arc::new(Auth::new(AuthSettings {
-            state_dir: certificates.state_dir.clone(),
-            session_lifetime: Duration::from_secs(config.login.session_hours * 3600),
-            max_failures: config.login.max_failures,
-            failure_window: Duration::from_secs(config.login.failure_window_seconds),
-        })?)),
-    };
+    let auth = authentication(&config, &certificates.state_dir)?;
     let tls = Arc::new(tls::SharedTls::new(certificate.config));
-
-    let https_listener = serve::bind(SocketAddr::new(config.http.bind, config.http.https_port))
-        .await
-        .with_context(|| format!("cannot listen for HTTPS on port {}", config.http.https_port))?;
-    let https_port = https_listener.local_addr()?.port();
-    let redirect_listener = if config.http.redirect {
-        let listener = serve::bind(SocketAddr::new(config.http.bind, config.http.http_port))
-            .await
-            .with_context(|| format!("cannot listen for HTTP on port {}", config.http.http_port))?;
-        Some(listener)
-    } else {
-        None
-    };
-
-    let stun_socket = if config.stun.enabled {
-        let socket = stun::bind(config.stun.bind, config.stun.port)
-            .with_context(|| format!("cannot listen for STUN on UDP port {}", config.stun.port))?;
-        Some(socket)
-    } else {
-        log::info!("STUN responder off (stun.enabled = false)");
-        None
-    };
-    let stun_port = stun_socket
-        .as_ref()
-        .and_then(|s| s.local_addr().ok())
-        .map(|a| a.port());
-    if let Some(port) = stun_port {
-        log::info!("STUN responder on UDP port {port}");
-    }
+    let listeners = Listeners::bind(&config).await?;
     let ice = Arc::new(SharedIcePlan::new(Arc::new(IcePlan::from_config(
-        &config, stun_port,
+        &config,
+        listeners.stun_port,
     ))));
     let notifier = Arc::new(Notifier::from_env());
+    let owners = Owners::start(&config, settings, &ice, &metrics, &notifier);
 
-    let (connections_tx, connections_rx) = mpsc::channel(256);
-    let (media_tx, media_rx) = mpsc::unbounded_channel();
-    let (room_input_tx, room_input_rx) = mpsc::unbounded_channel();
-    let (health_tx, health_rx) = mpsc::unbounded_channel();
-    let status = Arc::new(RoomStatus::default());
-    let mut rooms_task = tokio::spawn(rooms::run(
-        connections_rx,
-        room_input_rx,
-        health_rx,
-        media_tx.clone(),
-        RoomLimits {
-            rooms_per_address: config.rooms.rooms_per_address,
-            members_per_address: config.rooms.members_per_address,
-            total_rooms: config.rooms.total_rooms,
-        },
-        rooms::Shared {
-            ice: Arc::clone(&ice),
-            status: Arc::clone(&status),
-            metrics: Arc::clone(&metrics),
-            notifier: Arc::clone(&notifier),
-        },
-    ));
-    let mut media_task = tokio::spawn(media::run(
-        settings,
-        config.watchers.max,
-        media::Channels {
-            commands: media_rx,
-            room: room_input_tx,
-            health: health_tx,
-        },
-        Arc::clone(&metrics),
-    ));
-    let stun_metrics = Arc::clone(&metrics);
-    let rooms_handle = RoomsHandle {
-        connections: connections_tx,
-    };
     let router = web::router(AppState {
-        rooms: rooms_handle.clone(),
+        rooms: owners.rooms.clone(),
         metrics: Arc::clone(&metrics),
-        status: Arc::clone(&status),
+        status: Arc::clone(&owners.status),
         max_message_bytes: config.signaling.max_message_bytes,
         next_conn: Arc::default(),
         ice: Arc::clone(&ice),
@@ -424,51 +351,13 @@ async fn serve_forever(
         auth: auth.clone(),
         tokens: auth
             .as_ref()
-            .map(|_| Arc::new(peercam::tokens::ViewerTokens::new(&certificates.state_dir))),
+            .map(|_| Arc::new(ViewerTokens::new(&certificates.state_dir))),
         open_rooms: config.login.open_rooms,
-        media: media_tx.clone(),
+        media: owners.media.clone(),
     });
-    let stun_stopped = match stun_socket {
-        Some(socket) => Some(
-            stun::spawn(
-                socket,
-                config.stun.rate_per_second,
-                config.stun.burst,
-                stun_metrics,
-            )
-            .context("cannot start the STUN responder")?,
-        ),
-        None => None,
-    };
-    let stun = async move {
-        match stun_stopped {
-            Some(stopped) => {
-                let _ = stopped.await;
-            }
-            None => std::future::pending().await,
-        }
-    };
-    let https = serve::https(
-        https_listener,
-        Arc::clone(&tls),
-        router,
-        serve::ConnectionLimits {
-            per_address: web::limits::PerAddress::new(config.http.connections_per_address),
-            handshake_timeout: Duration::from_secs(config.http.handshake_timeout_seconds),
-            header_read_timeout: Duration::from_secs(config.http.header_read_timeout_seconds),
-        },
-        std::future::pending(),
-    );
-    let redirect = async move {
-        match redirect_listener {
-            Some(listener) => {
-                let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
-                log::info!("HTTP on port {port} redirects to HTTPS");
-                serve::redirect(listener, https_port, std::future::pending()).await
-            }
-            None => std::future::pending().await,
-        }
-    };
+    let https_port = listeners.https_port;
+    let stun_port = listeners.stun_port;
+    let served = listeners.serve(&config, router, Arc::clone(&tls), &metrics)?;
     if let Err(e) = warm_up.await {
         log::warn!("media warm-up did not finish: {e}");
     }
@@ -478,21 +367,246 @@ async fn serve_forever(
     }
     notifier.ready();
 
+    let live = Live {
+        ice: &ice,
+        stun_port,
+        tls: &tls,
+        certificates: &certificates,
+    };
+    run_until_stopped(
+        served,
+        owners,
+        &live,
+        config_path.as_deref(),
+        &metrics,
+        &notifier,
+    )
+    .await
+}
+
+/// The owner's password (or pairing code) and sessions; `None` with `auth = "none"`.
+fn authentication(config: &Config, state_dir: &Path) -> Result<Option<Arc<Auth>>> {
+    Ok(match config.auth {
+        AuthMode::None => {
+            log::warn!(
+                "auth = \"none\": anyone who can reach this device can watch and listen; \
+                 use it on a lab bench only"
+            );
+            None
+        }
+        AuthMode::Password => Some(Arc::new(Auth::new(AuthSettings {
+            state_dir: state_dir.to_owned(),
+            session_lifetime: Duration::from_secs(config.login.session_hours * 3600),
+            max_failures: config.login.max_failures,
+            failure_window: Duration::from_secs(config.login.failure_window_seconds),
+        })?)),
+    })
+}
+
+/// The sockets, bound before anything is announced so a port in use stops the start.
+struct Listeners {
+    https: tokio::net::TcpListener,
+    https_port: u16,
+    redirect: Option<tokio::net::TcpListener>,
+    stun: Option<std::net::UdpSocket>,
+    stun_port: Option<u16>,
+}
+
+impl Listeners {
+    async fn bind(config: &Config) -> Result<Self> {
+        let https = serve::bind(SocketAddr::new(config.http.bind, config.http.https_port))
+            .await
+            .with_context(|| {
+                format!("cannot listen for HTTPS on port {}", config.http.https_port)
+            })?;
+        let https_port = https.local_addr()?.port();
+        let redirect = if config.http.redirect {
+            let listener = serve::bind(SocketAddr::new(config.http.bind, config.http.http_port))
+                .await
+                .with_context(|| {
+                    format!("cannot listen for HTTP on port {}", config.http.http_port)
+                })?;
+            Some(listener)
+        } else {
+            None
+        };
+        let stun = if config.stun.enabled {
+            let socket = stun::bind(config.stun.bind, config.stun.port).with_context(|| {
+                format!("cannot listen for STUN on UDP port {}", config.stun.port)
+            })?;
+            Some(socket)
+        } else {
+            log::info!("STUN responder off (stun.enabled = false)");
+            None
+        };
+        let stun_port = stun
+            .as_ref()
+            .and_then(|s| s.local_addr().ok())
+            .map(|a| a.port());
+        if let Some(port) = stun_port {
+            log::info!("STUN responder on UDP port {port}");
+        }
+        Ok(Self {
+            https,
+            https_port,
+            redirect,
+            stun,
+            stun_port,
+        })
+    }
+
+    /// Starts serving on every socket; each future ends only when its part stops.
+    fn serve(
+        self,
+        config: &Config,
+        router: axum::Router,
+        tls: Arc<tls::SharedTls>,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Served> {
+        let stun_stopped = match self.stun {
+            Some(socket) => Some(
+                stun::spawn(
+                    socket,
+                    config.stun.rate_per_second,
+                    config.stun.burst,
+                    Arc::clone(metrics),
+                )
+                .context("cannot start the STUN responder")?,
+            ),
+            None => None,
+        };
+        let stun = async move {
+            match stun_stopped {
+                Some(stopped) => {
+                    let _ = stopped.await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let https = serve::https(
+            self.https,
+            tls,
+            router,
+            serve::ConnectionLimits {
+                per_address: web::limits::PerAddress::new(config.http.connections_per_address),
+                handshake_timeout: Duration::from_secs(config.http.handshake_timeout_seconds),
+                header_read_timeout: Duration::from_secs(config.http.header_read_timeout_seconds),
+            },
+            std::future::pending(),
+        );
+        let https_port = self.https_port;
+        let redirect_listener = self.redirect;
+        let redirect = async move {
+            match redirect_listener {
+                Some(listener) => {
+                    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+                    log::info!("HTTP on port {port} redirects to HTTPS");
+                    serve::redirect(listener, https_port, std::future::pending()).await
+                }
+                None => std::future::pending().await,
+            }
+        };
+        Ok(Served {
+            https: Box::pin(https),
+            redirect: Box::pin(redirect),
+            stun: Box::pin(stun),
+        })
+    }
+}
+
+/// The listeners at work.
+struct Served {
+    https: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    redirect: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>,
+    stun: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+/// The two owners (rooms and media), the channels between them, and the handles the web side
+/// uses to reach them.
+struct Owners {
+    rooms_task: tokio::task::JoinHandle<()>,
+    media_task: tokio::task::JoinHandle<()>,
+    rooms: RoomsHandle,
+    media: mpsc::UnboundedSender<peercam::media_link::MediaCommand>,
+    status: Arc<RoomStatus>,
+}
+
+impl Owners {
+    fn start(
+        config: &Config,
+        settings: MediaSettings,
+        ice: &Arc<SharedIcePlan>,
+        metrics: &Arc<Metrics>,
+        notifier: &Arc<Notifier>,
+    ) -> Self {
+        let (connections_tx, connections_rx) = mpsc::channel(256);
+        let (media_tx, media_rx) = mpsc::unbounded_channel();
+        let (room_input_tx, room_input_rx) = mpsc::unbounded_channel();
+        let (health_tx, health_rx) = mpsc::unbounded_channel();
+        let status = Arc::new(RoomStatus::default());
+        let rooms_task = tokio::spawn(rooms::run(
+            connections_rx,
+            room_input_rx,
+            health_rx,
+            media_tx.clone(),
+            RoomLimits {
+                rooms_per_address: config.rooms.rooms_per_address,
+                members_per_address: config.rooms.members_per_address,
+                total_rooms: config.rooms.total_rooms,
+            },
+            rooms::Shared {
+                ice: Arc::clone(ice),
+                status: Arc::clone(&status),
+                metrics: Arc::clone(metrics),
+                notifier: Arc::clone(notifier),
+            },
+        ));
+        let media_task = tokio::spawn(media::run(
+            settings,
+            config.watchers.max,
+            media::Channels {
+                commands: media_rx,
+                room: room_input_tx,
+                health: health_tx,
+            },
+            Arc::clone(metrics),
+        ));
+        Self {
+            rooms_task,
+            media_task,
+            rooms: RoomsHandle {
+                connections: connections_tx,
+            },
+            media: media_tx,
+            status,
+        }
+    }
+}
+
+/// Runs until a part stops (an error) or SIGTERM/SIGINT (a clean stop: every caller is told
+/// and the media stopped); reloads on SIGHUP and pets the watchdog meanwhile.
+async fn run_until_stopped(
+    mut served: Served,
+    mut owners: Owners,
+    live: &Live<'_>,
+    config_path: Option<&Path>,
+    metrics: &Metrics,
+    notifier: &Notifier,
+) -> Result<()> {
     let mut signals = Signals::new()?;
     let mut watchdog = Watchdog::new(system::watchdog_interval());
-    tokio::pin!(https, redirect, stun);
     loop {
         tokio::select! {
-            () = &mut https => anyhow::bail!("the HTTPS listener stopped"),
-            result = &mut redirect => {
+            () = &mut served.https => anyhow::bail!("the HTTPS listener stopped"),
+            result = &mut served.redirect => {
                 result.context("the HTTP redirect listener failed")?;
                 anyhow::bail!("the HTTP redirect listener stopped")
             }
-            _ = &mut rooms_task => anyhow::bail!("the room owner stopped"),
-            _ = &mut media_task => anyhow::bail!("the media owner stopped"),
-            () = &mut stun => anyhow::bail!("the STUN responder stopped"),
+            _ = &mut owners.rooms_task => anyhow::bail!("the room owner stopped"),
+            _ = &mut owners.media_task => anyhow::bail!("the media owner stopped"),
+            () = &mut served.stun => anyhow::bail!("the STUN responder stopped"),
             () = watchdog.tick() => {
-                let in_call = status.in_call.load(Ordering::Relaxed);
+                let in_call = owners.status.in_call.load(Ordering::Relaxed);
                 let packets = metrics.video_packets_sent.load(Ordering::Relaxed);
                 if watchdog.healthy(in_call, packets) {
                     notifier.watchdog();
@@ -500,10 +614,7 @@ async fn serve_forever(
                     log::warn!("in a call but no video is flowing; not petting the watchdog");
                 }
             }
-            _ = signals.hup.recv() => {
-                let live = Live { ice: &ice, stun_port, tls: &tls, certificates: &certificates };
-                reload(config_path.as_deref(), &live);
-            }
+            _ = signals.hup.recv() => reload(config_path, live),
             _ = signals.term.recv() => {
                 log::info!("SIGTERM: hanging up and shutting down");
                 break;
@@ -515,7 +626,7 @@ async fn serve_forever(
         }
     }
     notifier.stopping();
-    shut_down(&rooms_handle).await;
+    shut_down(&owners.rooms).await;
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 //! A viewer's offer (WHEP): is it SDP the device can answer, and which payload types to send.
 //!
-//! Pure, so every refusal has a reason a test can read (a fuzz target like those of the other
-//! parsers of network input is still to come, with the WHEP endpoint). The device answers with H.264 Constrained Baseline in
+//! Pure, so every refusal has a reason a test can read, and fuzzed (`fuzz/fuzz_targets/
+//! whep_input.rs`) like the other parsers of network input. The device answers with H.264
+//! Constrained Baseline in
 //! packetization mode 1 when the offer has it (the `42e01f` profile preferred, then any
 //! Constrained Baseline level), else VP8; Opus for audio. When the shared encoder already runs,
 //! its codec is the only one it can send.

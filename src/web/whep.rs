@@ -238,7 +238,7 @@ const MAX_FRAGMENT_CANDIDATES: usize = 64;
 
 /// The candidates of a trickle-ice-sdpfrag (RFC 8840), each with the `mid` and m-line it is
 /// under. `a=end-of-candidates`, ufrag and pwd lines are accepted and need nothing done.
-fn parse_fragment(fragment: &str) -> Result<Vec<IceCandidate>, String> {
+pub fn parse_fragment(fragment: &str) -> Result<Vec<IceCandidate>, String> {
     if fragment.len() > MAX_OFFER_BYTES {
         return Err(format!(
             "the fragment is longer than {MAX_OFFER_BYTES} bytes"

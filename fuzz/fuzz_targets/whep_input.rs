@@ -1,0 +1,28 @@
+//! Fuzzes what a WHEP viewer sends: any offer must be answered with a codec choice or refused
+//! with a reason, and any trickled fragment parsed or refused naming its line; never a panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use peercam::media::plan::VideoCodec;
+use peercam::media::viewer_offer::{self, MAX_OFFER_BYTES};
+use peercam::web::whep::parse_fragment;
+
+fuzz_target!(|input: &[u8]| {
+    let Ok(text) = std::str::from_utf8(input) else {
+        return;
+    };
+    for running in [None, Some(VideoCodec::H264), Some(VideoCodec::Vp8)] {
+        match viewer_offer::choose(text, running, |_| true) {
+            Ok(choice) => {
+                assert!(running.is_none_or(|codec| codec == choice.codec));
+                assert!(text.len() <= MAX_OFFER_BYTES);
+            }
+            Err(e) => assert!(!e.to_string().is_empty()),
+        }
+    }
+    if let Ok(candidates) = parse_fragment(text) {
+        for candidate in candidates {
+            assert!(candidate.candidate.starts_with("candidate:"));
+        }
+    }
+});
