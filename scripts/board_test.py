@@ -174,16 +174,37 @@ def systemd_properties(board, unit, *names):
     return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
 
 
-def device_metrics():
-    """The board's /metrics, fetched after logging in with the owner's password."""
+def device_opener(log_in=True):
+    """An HTTPS client for the board (any certificate), logged in with the owner's password."""
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    login = urllib.request.Request(URL + "login", data=urllib.parse.urlencode(
-        {"password": PASSWORD}).encode(), method="POST")
     opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context),
                                          urllib.request.HTTPCookieProcessor())
-    opener.open(login, timeout=30).read()
+    if log_in:
+        login = urllib.request.Request(URL + "login", data=urllib.parse.urlencode(
+            {"password": PASSWORD}).encode(), method="POST")
+        opener.open(login, timeout=30).read()
+    return opener
+
+
+def jpeg_size(data):
+    """(width, height) from a JPEG's first start-of-frame marker, or None."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    at = 2
+    while at + 9 < len(data) and data[at] == 0xFF:
+        marker, length = data[at + 1], int.from_bytes(data[at + 2:at + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return (int.from_bytes(data[at + 7:at + 9], "big"),
+                    int.from_bytes(data[at + 5:at + 7], "big"))
+        at += 2 + length
+    return None
+
+
+def device_metrics():
+    """The board's /metrics, fetched after logging in with the owner's password."""
+    opener = device_opener()
     metrics = {}
     for line in opener.open(URL + "metrics", timeout=30).read().decode().splitlines():
         fields = line.split()
@@ -371,6 +392,24 @@ def main():
               code == 0 and lacking is not None and lacking.group(1) == "v4l2h264enc", out)
         code, out = board.run(f"peercam check-config {pi}/peercam-pi5.toml")
         check("check-config on the board accepts the Pi 5's peercam-pi5.toml in full", code == 0, out)
+
+        # A viewer token made on the board as the owner would (as the daemon's user, so the
+        # daemon can read it), and a snapshot with it: the camera started for it and stopped.
+        code, token = board.run("runuser -u peercam -- peercam token create board-test "
+                                "--config /etc/peercam/peercam.toml 2>/dev/null")
+        token = token.strip().splitlines()[-1] if token.strip() else ""
+        check("peercam token create makes a viewer token on the board",
+              code == 0 and token.startswith("pcv_"), token[:8] + "…")
+        size = None
+        try:
+            picture = device_opener(log_in=False).open(
+                URL + "snapshot.jpg?token=" + urllib.parse.quote(token), timeout=60).read()
+            size = jpeg_size(picture)
+            detail = f"{len(picture)} bytes, {size}"
+        except (OSError, urllib.error.URLError) as e:
+            detail = str(e)
+        check("the board's /snapshot.jpg with the token is a 320x240 JPEG (jpegenc in the image)",
+              size == (320, 240), detail)
 
         code, report, stderr = call_board(board)
         video = report.get("video") or {}

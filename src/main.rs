@@ -112,6 +112,11 @@ struct ProbeArgs {
     /// mountpoint instead of calling a device.
     #[arg(long)]
     janus_stream: Option<u64>,
+    /// Watch through the device's /whep as a receive-only viewer (docs/watchers.md) instead of
+    /// calling it, with the viewer token in the PEERCAM_TOKEN environment variable (none when
+    /// it is unset: a device with auth = "none").
+    #[arg(long, conflicts_with = "janus_stream")]
+    whep: bool,
 }
 
 fn main() -> ExitCode {
@@ -201,6 +206,9 @@ fn probe(args: &ProbeArgs) -> Result<()> {
         timeout: seconds(args.timeout, "timeout")?,
         codecs: args.codecs.clone(),
         janus_stream: args.janus_stream,
+        whep_token: args
+            .whep
+            .then(|| std::env::var("PEERCAM_TOKEN").unwrap_or_default()),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,6 +1,7 @@
 //! `peercam probe` against the real daemon (test pattern, x264, 30 fps): it calls, receives
 //! frames at the source's rate and exits 0; it makes ten calls in a row with the device free
-//! after each; it fails clearly against a stopped daemon, a wrong certificate or password.
+//! after each; it fails clearly against a stopped daemon, a wrong certificate or password; it
+//! watches through WHEP with a viewer token.
 #![cfg(feature = "probe")]
 
 mod common;
@@ -202,4 +203,49 @@ fn probe_checks_the_certificate_and_logs_in() {
     );
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(frames(&report(&output)["calls"][0]) > 0);
+}
+
+#[test]
+fn two_probes_watch_at_once_through_whep_with_a_viewer_token() {
+    let daemon = Daemon::start_with_password("probe-whep", "");
+    let url = daemon.url();
+    let made = Command::new(binary())
+        .args(["token", "create", "probe", "--state-dir"])
+        .arg(daemon.state_dir())
+        .output()
+        .expect("run token create");
+    assert!(made.status.success(), "{}", stderr(&made));
+    let token = String::from_utf8_lossy(&made.stdout).trim().to_owned();
+
+    let watch = |token: &str, seconds: &str| {
+        Command::new(binary())
+            .args(["probe", &url, "--insecure", "--whep", "--json"])
+            .args(["--duration", seconds])
+            .env_remove("PEERCAM_PASSWORD")
+            .env("PEERCAM_TOKEN", token)
+            .output()
+            .expect("run peercam probe --whep")
+    };
+    let refused = watch("pcv_wrong", "1");
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("HTTP 401"),
+        "{}",
+        stderr(&refused)
+    );
+
+    // Two viewers at once, both fed by the one encoder.
+    let (first, second) = std::thread::scope(|scope| {
+        let first = scope.spawn(|| watch(&token, "3"));
+        let second = scope.spawn(|| watch(&token, "3"));
+        (first.join().expect("first"), second.join().expect("second"))
+    });
+    for output in [first, second] {
+        assert!(output.status.success(), "probe failed: {}", stderr(&output));
+        let report = report(&output);
+        let call = &report["calls"][0];
+        assert!(frames(call) > 45, "too few frames: {call}");
+        assert_eq!(call["video_codec"], "video/H264", "{call}");
+        assert!(call["audio"]["packets"].as_u64().unwrap_or(0) > 0, "{call}");
+    }
 }

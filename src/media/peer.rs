@@ -39,8 +39,11 @@ use crate::turn::{DeviceIce, TransportPolicy};
 const STATS_AFTER_CONNECT: Duration = Duration::from_secs(2);
 
 /// Elements every call needs whatever the codec; checked once at start.
-pub const REQUIRED_ELEMENTS: [&str; 14] = [
+pub const REQUIRED_ELEMENTS: [&str; 17] = [
     "webrtcbin",
+    "appsrc",
+    "appsink",
+    "tee",
     "nicesrc",
     "dtlssrtpenc",
     "srtpenc",

@@ -20,6 +20,7 @@ use rtc::rtcp::transport_feedbacks::transport_layer_nack::{
 };
 use rtc::rtp_transceiver::rtp_sender::RTCPFeedback;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
@@ -32,6 +33,7 @@ use webrtc::peer_connection::{
 use super::ProbeError;
 use super::far_end::{FarEnd, IceConfiguration, Signal, Target};
 use super::stream_stats::{Packet, PayloadKind, Second, StreamStats, StreamSummary};
+use super::whep::WhepSession;
 
 /// Time between rounds of ICE connectivity checks.
 const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(20);
@@ -344,6 +346,32 @@ async fn build_peer(
         .map_err(webrtc)
 }
 
+/// As a WHEP viewer: receive-only video and audio offered, the device's answer taken.
+async fn offer_to_whep(
+    session: &mut WhepSession,
+    peer: &impl PeerConnection,
+) -> Result<(), ProbeError> {
+    let webrtc = |e: rtc::shared::error::Error| ProbeError::WebRtc(e.to_string());
+    for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
+        peer.add_transceiver_from_kind(
+            kind,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                streams: Vec::new(),
+                send_encodings: Vec::new(),
+            }),
+        )
+        .await
+        .map_err(webrtc)?;
+    }
+    let offer = peer.create_offer(None).await.map_err(webrtc)?;
+    let sdp = offer.sdp.clone();
+    peer.set_local_description(offer).await.map_err(webrtc)?;
+    let answer = session.offer(&sdp).await?;
+    let answer = RTCSessionDescription::answer(answer).map_err(webrtc)?;
+    peer.set_remote_description(answer).await.map_err(webrtc)
+}
+
 /// Drives the call from joining to the end of its receiving time; returns the seconds of media
 /// received after the first keyframe.
 async fn run_call(
@@ -357,6 +385,10 @@ async fn run_call(
     let webrtc = |e: rtc::shared::error::Error| ProbeError::WebRtc(e.to_string());
     let mut deadline = tokio::time::Instant::from_std(started + plan.timeout);
     let mut first_keyframe: Option<Instant> = None;
+    if let FarEnd::Whep(session) = far_end {
+        offer_to_whep(session, peer).await?;
+        timings.offer_ms = Some(millis(started, Instant::now()));
+    }
     loop {
         tokio::select! {
             () = tokio::time::sleep_until(deadline) => {

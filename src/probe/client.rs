@@ -155,37 +155,60 @@ impl Connector {
     /// Logs in with the password and returns the session cookie (`name=value`), or `None` when
     /// the device does not ask for a password.
     pub async fn log_in(&self, password: &str) -> Result<Option<String>, ProbeError> {
-        let mut stream = self.connect().await?;
         let body = format!("password={}", form_encode(password));
-        let request = format!(
-            "POST /login HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        let reply = self
+            .http(
+                "POST",
+                "/login",
+                &[("Content-Type", "application/x-www-form-urlencoded")],
+                &body,
+            )
+            .await?;
+        login_outcome(&reply)
+    }
+
+    /// One HTTP/1.1 request on a connection of its own (`Connection: close`).
+    pub async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Result<HttpReply, ProbeError> {
+        let mut stream = self.connect().await?;
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
             self.device.authority(),
             body.len()
         );
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.push_str(body);
         let mut response = Vec::new();
         let exchange = async {
             stream.write_all(request.as_bytes()).await?;
             stream.read_to_end(&mut response).await
         };
+        let unreachable = |why: String| ProbeError::Unreachable {
+            url: self.device.url.clone(),
+            why,
+        };
         match tokio::time::timeout(self.timeout, exchange).await {
             Ok(Ok(_)) => {}
             // A server may close without close_notify after `Connection: close`.
-            Ok(Err(e)) if !response.is_empty() => log::debug!("login response ended: {e}"),
-            Ok(Err(e)) => {
-                return Err(ProbeError::Unreachable {
-                    url: self.device.url.clone(),
-                    why: e.to_string(),
-                });
-            }
+            Ok(Err(e)) if !response.is_empty() => log::debug!("{method} {path} ended: {e}"),
+            Ok(Err(e)) => return Err(unreachable(e.to_string())),
             Err(_) => {
-                return Err(ProbeError::Unreachable {
-                    url: self.device.url.clone(),
-                    why: "the login did not answer in time".into(),
-                });
+                return Err(unreachable(format!(
+                    "{method} {path} did not answer in time"
+                )));
             }
         }
-        login_outcome(&String::from_utf8_lossy(&response))
+        HttpReply::parse(&String::from_utf8_lossy(&response)).ok_or_else(|| {
+            ProbeError::Signaling(format!("the answer to {method} {path} is not HTTP"))
+        })
     }
 
     /// Opens the signaling WebSocket, with the session cookie when there is one.
@@ -218,21 +241,51 @@ impl Connector {
     }
 }
 
+/// An HTTP answer: status, headers and body (bodies here are small text).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpReply {
+    fn parse(response: &str) -> Option<Self> {
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((response, ""));
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()?
+            .split_whitespace()
+            .nth(1)?
+            .parse::<u16>()
+            .ok()?;
+        let headers = lines
+            .filter_map(|line| line.split_once(':'))
+            .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+            .collect();
+        Some(Self {
+            status,
+            headers,
+            body: body.to_owned(),
+        })
+    }
+
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// What the login form's answer means.
-fn login_outcome(response: &str) -> Result<Option<String>, ProbeError> {
-    let mut lines = response.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|code| code.parse::<u16>().ok())
-        .ok_or_else(|| ProbeError::Signaling("the login answer is not HTTP".into()))?;
-    let cookie = lines
-        .take_while(|line| !line.is_empty())
-        .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("set-cookie"))
-        .and_then(|(_, value)| value.split(';').next())
+fn login_outcome(reply: &HttpReply) -> Result<Option<String>, ProbeError> {
+    let cookie = reply
+        .header("set-cookie")
+        .and_then(|value| value.split(';').next())
         .map(|pair| pair.trim().to_owned());
-    match status {
+    match reply.status {
         303 | 302 | 200 => Ok(cookie),
         401 => Err(ProbeError::WrongPassword),
         429 => Err(ProbeError::TooManyLogins),
@@ -345,23 +398,32 @@ mod tests {
 
     #[test]
     fn login_outcomes() {
+        let outcome = |text: &str| login_outcome(&HttpReply::parse(text).unwrap());
         let ok = "HTTP/1.1 303 See Other\r\nlocation: /\r\nset-cookie: peercam_session=abc; Path=/; \
                   HttpOnly\r\n\r\n";
-        assert_eq!(
-            login_outcome(ok).unwrap(),
-            Some("peercam_session=abc".to_owned())
-        );
+        assert_eq!(outcome(ok).unwrap(), Some("peercam_session=abc".to_owned()));
         let open = "HTTP/1.1 303 See Other\r\nlocation: /\r\n\r\n";
-        assert_eq!(login_outcome(open).unwrap(), None);
+        assert_eq!(outcome(open).unwrap(), None);
         assert!(matches!(
-            login_outcome("HTTP/1.1 401 Unauthorized\r\n\r\nWrong password."),
+            outcome("HTTP/1.1 401 Unauthorized\r\n\r\nWrong password."),
             Err(ProbeError::WrongPassword)
         ));
         assert!(matches!(
-            login_outcome("HTTP/1.1 429 Too Many Requests\r\n\r\n"),
+            outcome("HTTP/1.1 429 Too Many Requests\r\n\r\n"),
             Err(ProbeError::TooManyLogins)
         ));
-        assert!(login_outcome("garbage").is_err());
+        assert!(HttpReply::parse("garbage").is_none());
+    }
+
+    #[test]
+    fn replies_keep_headers_and_body() {
+        let reply = HttpReply::parse(
+            "HTTP/1.1 201 Created\r\nLocation: /whep/abc\r\nLink: <stun:x>; rel=\"ice-server\"\r\n\r\nv=0\r\n",
+        )
+        .unwrap();
+        assert_eq!(reply.status, 201);
+        assert_eq!(reply.header("location"), Some("/whep/abc"));
+        assert_eq!(reply.body, "v=0\r\n");
     }
 
     #[test]

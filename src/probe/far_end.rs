@@ -1,6 +1,7 @@
 //! Who the probe calls, and the few things a call needs from its signaling: join and learn the
 //! ICE servers, then offers, candidates and goodbyes in; the answer, candidates and a hang-up
-//! out. A peercam device (its WebSocket) or, for benchmarks, a Janus streaming mountpoint.
+//! out. A peercam device (its WebSocket), the device's WHEP endpoint as a viewer, or, for
+//! benchmarks, a Janus streaming mountpoint.
 
 use std::net::SocketAddr;
 
@@ -11,12 +12,15 @@ use super::call::CallPlan;
 use super::client::Connector;
 use super::device::DeviceSignaling;
 use super::janus::{Janus, JanusSignaling};
+use super::whep::{WhepSession, WhepTarget};
 
 /// What the probe calls.
 #[derive(Clone)]
 pub enum Target {
     Device(Connector),
     Janus(Janus),
+    /// A viewer of the device's `/whep`: the probe offers.
+    Whep(WhepTarget),
 }
 
 impl Target {
@@ -25,6 +29,7 @@ impl Target {
         match self {
             Self::Device(connector) => connector.device().address,
             Self::Janus(janus) => janus.address(),
+            Self::Whep(whep) => whep.connector.device().address,
         }
     }
 }
@@ -49,6 +54,7 @@ pub enum FarEnd {
     /// Boxed: the TLS WebSocket is large.
     Device(Box<DeviceSignaling>),
     Janus(JanusSignaling),
+    Whep(WhepSession),
 }
 
 impl FarEnd {
@@ -66,6 +72,10 @@ impl FarEnd {
                 Self::Janus(janus.watch().await?),
                 IceConfiguration::default(),
             ),
+            Target::Whep(whep) => (
+                Self::Whep(WhepSession::new(whep)),
+                IceConfiguration::default(),
+            ),
         })
     }
 
@@ -74,6 +84,7 @@ impl FarEnd {
         match self {
             Self::Device(device) => device.next().await,
             Self::Janus(janus) => janus.next().await,
+            Self::Whep(whep) => whep.next().await,
         }
     }
 
@@ -81,6 +92,9 @@ impl FarEnd {
         match self {
             Self::Device(device) => device.answer(sdp).await,
             Self::Janus(janus) => janus.answer(sdp).await,
+            Self::Whep(_) => Err(ProbeError::Signaling(
+                "a WHEP device does not make offers".into(),
+            )),
         }
     }
 
@@ -88,6 +102,7 @@ impl FarEnd {
         match self {
             Self::Device(device) => device.candidate(candidate).await,
             Self::Janus(janus) => janus.candidate(candidate).await,
+            Self::Whep(whep) => whep.candidate(candidate).await,
         }
     }
 
@@ -96,6 +111,7 @@ impl FarEnd {
         match self {
             Self::Device(device) => (*device).hang_up().await,
             Self::Janus(janus) => janus.hang_up().await,
+            Self::Whep(whep) => whep.hang_up().await,
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod far_end;
 pub mod frames;
 pub mod janus;
 pub mod stream_stats;
+pub mod whep;
 
 use std::time::Duration;
 
@@ -73,6 +74,9 @@ pub struct ProbeOptions {
     /// Watch this Janus streaming mountpoint at `url` (Janus's HTTP API) instead of calling a
     /// device: the same client for both sides of a benchmark.
     pub janus_stream: Option<u64>,
+    /// Watch through the device's `/whep` as a receive-only viewer, with this viewer token
+    /// (`Some("")` for a device with `auth = "none"`), instead of calling it.
+    pub whep_token: Option<String>,
 }
 
 /// Percentiles of one figure over the calls.
@@ -128,11 +132,22 @@ pub async fn run(options: &ProbeOptions) -> Result<ProbeReport, ProbeError> {
         None => {
             let device = Endpoint::device(&options.url).await?;
             let connector = Connector::new(device, options.trust.clone(), options.timeout)?;
-            let cookie = match &options.password {
-                Some(password) => connector.log_in(password).await?,
-                None => None,
-            };
-            (Target::Device(connector), cookie)
+            match &options.whep_token {
+                Some(token) => (
+                    Target::Whep(whep::WhepTarget {
+                        connector,
+                        token: Some(token.clone()).filter(|t| !t.is_empty()),
+                    }),
+                    None,
+                ),
+                None => {
+                    let cookie = match &options.password {
+                        Some(password) => connector.log_in(password).await?,
+                        None => None,
+                    };
+                    (Target::Device(connector), cookie)
+                }
+            }
         }
     };
     let plan = CallPlan {

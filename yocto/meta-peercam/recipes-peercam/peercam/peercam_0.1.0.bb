@@ -98,6 +98,7 @@ RDEPENDS:${PN} = "\
     gstreamer1.0-plugins-base-videorate \
     gstreamer1.0-plugins-base-videotestsrc \
     gstreamer1.0-plugins-good-autodetect \
+    gstreamer1.0-plugins-good-jpeg \
     gstreamer1.0-plugins-good-rtp \
     gstreamer1.0-plugins-good-rtpmanager \
     gstreamer1.0-plugins-good-video4linux2 \
