@@ -263,10 +263,10 @@ def probe(url, *args):
     return json.loads(result.stdout)
 
 
-def call_load(url, pid, *probe_args):
-    """One SECONDS-long call watched by the probe: CPU seconds per minute and RSS of `pid` over
-    the steady part of the call (from ~4 s after dialling, once media flows, to ~1 s before the
-    end)."""
+def call_load(url, pid, *probe_args, viewers=1):
+    """`viewers` SECONDS-long probes at once (one call, or WHEP/Janus viewers): CPU seconds per
+    minute and RSS of `pid` over the steady part (from ~4 s after dialling, once media flows,
+    to ~1 s before the end), and each probe's fps and bitrate (the first's as before)."""
     result = {}
 
     def sample():
@@ -278,10 +278,22 @@ def call_load(url, pid, *probe_args):
 
     sampler = threading.Thread(target=sample)
     sampler.start()
-    report = probe(url, "--duration", str(SECONDS), *probe_args)
+    reports = [None] * viewers
+
+    def watch(index):
+        reports[index] = probe(url, "--duration", str(SECONDS), *probe_args)
+
+    watchers = [threading.Thread(target=watch, args=(i,)) for i in range(viewers)]
+    for watcher in watchers:
+        watcher.start()
+    for watcher in watchers:
+        watcher.join()
     sampler.join()
-    video = report["calls"][0]["video"]
-    result.update(fps=video["fps"], kbps=video["bitrate_kbps"], loss=video["loss_percent"])
+    if any(r is None for r in reports):
+        raise RuntimeError("a probe failed; see its error above")
+    videos = [r["calls"][0]["video"] for r in reports]
+    result.update(fps=videos[0]["fps"], kbps=videos[0]["bitrate_kbps"],
+                  loss=videos[0]["loss_percent"], min_fps=min(v["fps"] for v in videos))
     return result
 
 
@@ -437,6 +449,49 @@ def relay_loads():
     return out
 
 
+VIEWER_COUNTS = (1, 2, 4)
+
+
+def viewer_costs():
+    """CPU and RSS for 1, 2 and 4 receive-only viewers of the same pre-encoded feed: peercam's
+    WHEP viewers (`probe --whep`) on its one shared source, and Janus's streaming plugin
+    serving the same RTP to the same number of viewers."""
+    out = {"peercam": {}, "janus": {}}
+    feeder = Feeder([PEERCAM_FEED_PORT, JANUS_FEED_PORT])
+    feeder.start()
+    caps = "application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload=96"
+    for count in VIEWER_COUNTS:
+        daemon = Daemon(f'[media]\nvideo_source = \'udpsrc port={PEERCAM_FEED_PORT} caps="{caps}" '
+                        f'! rtph264depay\'\nvideo_encoder = "none"\naudio_source = "none"\n'
+                        f'[watchers]\nmax = {max(VIEWER_COUNTS)}\n')
+        out["peercam"][count] = call_load(daemon.url, daemon.pid, "--whep", viewers=count)
+        daemon.stop()
+        janus = Janus()
+        out["janus"][count] = call_load(janus.url, janus.pid, "--janus-stream", "1", viewers=count)
+        janus.stop()
+    feeder.stopped.set()
+    return out
+
+
+def viewers_table(rounds):
+    lines = ["| Viewers of the same pre-encoded feed | peercam CPU s/min | Janus CPU s/min | "
+             "peercam RSS (MB) | Janus RSS (MB) | lowest fps, peercam / Janus |",
+             "|---|---|---|---|---|---|"]
+    pick = lambda side, n, key: med(rounds, lambda r: r["viewers"][side][n][key])
+    for n in VIEWER_COUNTS:
+        lines.append(f"| {n} | {pick('peercam', n, 'cpu_s_per_min'):.2f} | "
+                     f"{pick('janus', n, 'cpu_s_per_min'):.2f} | {pick('peercam', n, 'rss_mb'):.1f} | "
+                     f"{pick('janus', n, 'rss_mb'):.1f} | {pick('peercam', n, 'min_fps'):.1f} / "
+                     f"{pick('janus', n, 'min_fps'):.1f} |")
+    first, last = VIEWER_COUNTS[0], VIEWER_COUNTS[-1]
+    extra = lambda side: med(rounds, lambda r: (r["viewers"][side][last]["cpu_s_per_min"]
+                                                - r["viewers"][side][first]["cpu_s_per_min"])
+                             / (last - first))
+    lines.append(f"| each extra viewer (CPU s/min; target: peercam ≤ Janus) | {extra('peercam'):.2f} "
+                 f"| {extra('janus'):.2f} | | | |")
+    return "\n".join(lines)
+
+
 def cargo_bench(name):
     return subprocess.run(["cargo", "bench", "--locked", "--bench", name], cwd=ROOT, capture_output=True,
                           text=True, check=True).stdout
@@ -454,6 +509,9 @@ def main():
             log("  first frame (Chromium):", r["chromium"])
         r["loads"] = relay_loads()
         log("  loads:", json.dumps(r["loads"]))
+        if "viewers" not in SKIP:
+            r["viewers"] = viewer_costs()
+            log("  viewers:", json.dumps(r["viewers"]))
         if "stun" not in SKIP:
             text = cargo_bench("stun_load")
             r["stun"] = {k: float(v) for k, v in
@@ -472,6 +530,9 @@ def main():
     with open(os.path.join(WORK, "rounds.json"), "w") as f:
         json.dump(rounds, f, indent=1)
     print(table(rounds))
+    if "viewers" not in SKIP:
+        print()
+        print(viewers_table(rounds))
     if "networks" not in SKIP:
         log("poor networks (Chromium)")
         print()

@@ -82,11 +82,8 @@ pub async fn offer(
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    if !content_type_is(&headers, SDP) {
-        return text(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("a WHEP offer is sent as Content-Type: {SDP}"),
-        );
+    if let Err(refused) = require_content_type(&headers, SDP, "a WHEP offer") {
+        return refused;
     }
     if body.len() > MAX_OFFER_BYTES {
         return text(
@@ -124,12 +121,7 @@ pub async fn offer(
             log::info!("WHEP: refused {viewer}: {refused}");
             return refusal(&refused);
         }
-        None => {
-            return text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the device's media is not answering",
-            );
-        }
+        None => return not_answering(),
     };
     let mut response = (
         StatusCode::CREATED,
@@ -192,11 +184,8 @@ pub async fn trickle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !content_type_is(&headers, SDP_FRAGMENT) {
-        return text(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("trickled candidates are sent as Content-Type: {SDP_FRAGMENT}"),
-        );
+    if let Err(refused) = require_content_type(&headers, SDP_FRAGMENT, "trickled candidates") {
+        return refused;
     }
     let candidates = match std::str::from_utf8(&body)
         .map_err(|_| "the fragment is not UTF-8 text".to_owned())
@@ -205,31 +194,47 @@ pub async fn trickle(
         Ok(candidates) => candidates,
         Err(reason) => return text(StatusCode::BAD_REQUEST, reason),
     };
-    match ask(&state, |reply| MediaCommand::WatchCandidates {
+    let found = ask(&state, |reply| MediaCommand::WatchCandidates {
         session,
         candidates,
         reply,
     })
-    .await
-    {
-        Some(true) => StatusCode::NO_CONTENT.into_response(),
-        Some(false) => text(StatusCode::NOT_FOUND, "no such WHEP session"),
-        None => text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the device's media is not answering",
-        ),
-    }
+    .await;
+    session_reply(found, StatusCode::NO_CONTENT.into_response())
 }
 
 /// `DELETE /whep/{session}`: the viewer leaves.
 pub async fn end(State(state): State<AppState>, Path(session): Path<String>) -> Response {
-    match ask(&state, |reply| MediaCommand::Unwatch { session, reply }).await {
-        Some(true) => text(StatusCode::OK, "session ended"),
+    let found = ask(&state, |reply| MediaCommand::Unwatch { session, reply }).await;
+    session_reply(found, text(StatusCode::OK, "session ended"))
+}
+
+/// What a request on a session gets: `done` when the media owner found it, else 404 (or 503
+/// when the media owner did not answer).
+fn session_reply(found: Option<bool>, done: Response) -> Response {
+    match found {
+        Some(true) => done,
         Some(false) => text(StatusCode::NOT_FOUND, "no such WHEP session"),
-        None => text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the device's media is not answering",
-        ),
+        None => not_answering(),
+    }
+}
+
+fn not_answering() -> Response {
+    text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the device's media is not answering",
+    )
+}
+
+/// 415 unless the request's Content-Type is `wanted`.
+fn require_content_type(headers: &HeaderMap, wanted: &str, what: &str) -> Result<(), Response> {
+    if content_type_is(headers, wanted) {
+        Ok(())
+    } else {
+        Err(text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("{what} is sent as Content-Type: {wanted}"),
+        ))
     }
 }
 
@@ -295,6 +300,28 @@ pub async fn options() -> Response {
         .into_response()
 }
 
+/// CORS headers on every WHEP answer.
+const CORS: [(HeaderName, &str); 2] = [
+    (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+    (
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        "Location, Link, Retry-After",
+    ),
+];
+
+/// And on the answer to a preflight.
+const CORS_PREFLIGHT: [(HeaderName, &str); 3] = [
+    (
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        "POST, PATCH, DELETE, OPTIONS",
+    ),
+    (
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        "Authorization, Content-Type, If-Match",
+    ),
+    (header::ACCESS_CONTROL_MAX_AGE, "600"),
+];
+
 /// Middleware: CORS on the WHEP paths, so a player on another origin may post its offer with a
 /// token and read the `Location` and `Link` headers. No cookies are involved (`*`).
 pub async fn cors(request: Request, next: Next) -> Response {
@@ -302,28 +329,10 @@ pub async fn cors(request: Request, next: Next) -> Response {
     let preflight = request.method() == Method::OPTIONS;
     let mut response = next.run(request).await;
     if whep {
+        let extra: &[(HeaderName, &str)] = if preflight { &CORS_PREFLIGHT } else { &[] };
         let headers = response.headers_mut();
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            HeaderValue::from_static("*"),
-        );
-        headers.insert(
-            header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("Location, Link, Retry-After"),
-        );
-        if preflight {
-            headers.insert(
-                header::ACCESS_CONTROL_ALLOW_METHODS,
-                HeaderValue::from_static("POST, PATCH, DELETE, OPTIONS"),
-            );
-            headers.insert(
-                header::ACCESS_CONTROL_ALLOW_HEADERS,
-                HeaderValue::from_static("Authorization, Content-Type, If-Match"),
-            );
-            headers.insert(
-                header::ACCESS_CONTROL_MAX_AGE,
-                HeaderValue::from_static("600"),
-            );
+        for (name, value) in CORS.iter().chain(extra) {
+            headers.insert(name.clone(), HeaderValue::from_static(value));
         }
     }
     response
