@@ -82,7 +82,7 @@ pub async fn offer(
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    if let Err(refused) = require_content_type(&headers, SDP, "a WHEP offer") {
+    if let Some(refused) = wrong_content_type(&headers, SDP, "a WHEP offer") {
         return refused;
     }
     if body.len() > MAX_OFFER_BYTES {
@@ -184,7 +184,7 @@ pub async fn trickle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refused) = require_content_type(&headers, SDP_FRAGMENT, "trickled candidates") {
+    if let Some(refused) = wrong_content_type(&headers, SDP_FRAGMENT, "trickled candidates") {
         return refused;
     }
     let candidates = match std::str::from_utf8(&body)
@@ -226,16 +226,14 @@ fn not_answering() -> Response {
     )
 }
 
-/// 415 unless the request's Content-Type is `wanted`.
-fn require_content_type(headers: &HeaderMap, wanted: &str, what: &str) -> Result<(), Response> {
-    if content_type_is(headers, wanted) {
-        Ok(())
-    } else {
-        Err(text(
+/// A 415 refusal unless the request's Content-Type is `wanted`.
+fn wrong_content_type(headers: &HeaderMap, wanted: &str, what: &str) -> Option<Response> {
+    (!content_type_is(headers, wanted)).then(|| {
+        text(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("{what} is sent as Content-Type: {wanted}"),
-        ))
-    }
+        )
+    })
 }
 
 /// The most candidates one fragment may carry.

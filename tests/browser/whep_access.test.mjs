@@ -36,7 +36,7 @@ test('no token, a wrong one or a revoked one gets 401; the use is logged', async
   assert.equal(inQuery.status, 401, 'revoked in the query too');
 });
 
-test('a token opens neither the owner's page nor its API', async () => {
+test("a token opens neither the owner's page nor its API", async () => {
   const token = createToken(daemon.stateDir, 'viewer-only');
   for (const path of ['/api/ice-servers', '/metrics']) {
     const response = await request(daemon.port, 'GET', path, { headers: bearer(token) });
