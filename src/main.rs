@@ -305,7 +305,7 @@ fn run_daemon(cli: &Cli) -> Result<()> {
     ))
 }
 
-/// The daemon: media checked and warmed up, listeners bound, the owners started, the web side
+/// The daemon: media checked, listeners bound, the owners started, the web side
 /// wired to them; then it runs until a part stops or a signal says so.
 async fn serve_forever(
     config: Config,
@@ -319,10 +319,6 @@ async fn serve_forever(
     media::validate_launch_lines(&config.media, Strictness::Elements)?;
     let settings = MediaSettings::resolve(&config.media, &config.ice);
     let metrics = Arc::new(Metrics::default());
-    let warm_up = tokio::task::spawn_blocking({
-        let settings = settings.clone();
-        move || media::warm_up(&settings)
-    });
 
     let host_name = host::host_name();
     let addresses = host::addresses();
@@ -366,9 +362,6 @@ async fn serve_forever(
     let https_port = listeners.https_port;
     let stun_port = listeners.stun_port;
     let served = listeners.serve(&config, router, Arc::clone(&tls), &metrics)?;
-    if let Err(e) = warm_up.await {
-        log::warn!("media warm-up did not finish: {e}");
-    }
     announce(&host_name, &addresses, https_port, &fingerprint);
     if let Some(code) = auth.as_ref().and_then(|a| a.pairing_code()) {
         announce_pairing(&host::page_urls(&host_name, &addresses, https_port), code);

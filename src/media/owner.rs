@@ -82,6 +82,13 @@ pub async fn run(
         room,
         health,
     } = channels;
+    // The rehearsal first: commands wait in the channel meanwhile, so the first caller waits
+    // for it rather than racing it for the camera, and systemd hears READY as soon as the
+    // listeners are up however slow the rehearsal is (an emulated board took over 30 s).
+    let rehearsed = settings.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || super::warm_up(&rehearsed)).await {
+        log::warn!("media warm-up did not finish: {e}");
+    }
     let (notice_tx, mut notices) = mpsc::unbounded_channel();
     let (source_tx, mut source_notices) = mpsc::unbounded_channel();
     let mut owner = Owner {

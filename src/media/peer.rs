@@ -35,6 +35,10 @@ use crate::metrics::Metrics;
 use crate::signaling::IceCandidate;
 use crate::turn::{DeviceIce, TransportPolicy};
 
+/// The longest webrtcbin may take to answer an offer, an answer or a description: it answers
+/// in milliseconds, but a starved board must not hold the media owner (or the start) forever.
+const WEBRTC_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long after ICE connects the first statistics are asked for (see `Peer::wants_stats`).
 const STATS_AFTER_CONNECT: Duration = Duration::from_secs(2);
 
@@ -657,18 +661,29 @@ fn wait_for(
     action: &str,
     description: Option<&WebRTCSessionDescription>,
 ) -> Result<gst::Structure, String> {
-    let promise = gst::Promise::new();
+    let (replied, reply) = std::sync::mpsc::sync_channel(1);
+    let promise = gst::Promise::with_change_func(move |reply| {
+        let reply = match reply {
+            Ok(Some(reply)) => Ok(reply.to_owned()),
+            Ok(None) => Ok(gst::Structure::new_empty("empty")),
+            Err(e) => Err(format!("{e:?}")),
+        };
+        let _ = replied.try_send(reply);
+    });
     match description {
         Some(description) => webrtc.emit_by_name::<()>(action, &[description, &promise]),
         None => webrtc.emit_by_name::<()>(action, &[&None::<gst::Structure>, &promise]),
     }
-    if promise.wait() != gst::PromiseResult::Replied {
-        return Err("no reply".into());
-    }
-    let reply = promise
-        .get_reply()
-        .map(|r| r.to_owned())
-        .unwrap_or_else(|| gst::Structure::new_empty("empty"));
+    let reply = match reply.recv_timeout(WEBRTC_REPLY_TIMEOUT) {
+        Ok(reply) => reply?,
+        Err(_) => {
+            promise.interrupt();
+            return Err(format!(
+                "webrtcbin did not answer {action} within {} s",
+                WEBRTC_REPLY_TIMEOUT.as_secs()
+            ));
+        }
+    };
     match reply.get::<gst::glib::Error>("error") {
         Ok(error) => Err(error.to_string()),
         Err(_) => Ok(reply),
