@@ -607,12 +607,12 @@ async fn run_until_stopped(
             _ = &mut owners.media_task => anyhow::bail!("the media owner stopped"),
             () = &mut served.stun => anyhow::bail!("the STUN responder stopped"),
             () = watchdog.tick() => {
-                let in_call = owners.status.in_call.load(Ordering::Relaxed);
+                let connected = metrics.media_connected.load(Ordering::Relaxed);
                 let packets = metrics.video_packets_sent.load(Ordering::Relaxed);
-                if watchdog.healthy(in_call, packets) {
+                if watchdog.healthy(connected, packets) {
                     notifier.watchdog();
                 } else {
-                    log::warn!("in a call but no video is flowing; not petting the watchdog");
+                    log::warn!("media connected but no video is flowing; not petting the watchdog");
                 }
             }
             _ = signals.hup.recv() => reload(config_path, live),
@@ -713,7 +713,8 @@ impl Signals {
     }
 }
 
-/// Pets systemd's watchdog from the main loop, and during a call only while video flows.
+/// Pets systemd's watchdog from the main loop, and while media is connected only while video
+/// flows.
 struct Watchdog {
     interval: Option<tokio::time::Interval>,
     last_packets: u64,
@@ -736,11 +737,12 @@ impl Watchdog {
         }
     }
 
-    /// Alive when idle, or in a call with video packets sent since the last tick.
-    fn healthy(&mut self, in_call: bool, packets: u64) -> bool {
+    /// Alive when no peer's media is connected, or with video packets sent since the last
+    /// tick.
+    fn healthy(&mut self, connected: bool, packets: u64) -> bool {
         let flowing = packets != self.last_packets;
         self.last_packets = packets;
-        !in_call || flowing
+        !connected || flowing
     }
 }
 

@@ -19,6 +19,8 @@ pub struct Metrics {
     pub viewers_started: AtomicU64,
     /// Receive-only viewers watching now.
     pub viewers: AtomicU64,
+    /// Whether any peer's media (the caller's or a viewer's) is connected now.
+    pub media_connected: std::sync::atomic::AtomicBool,
     pub busy_replies: AtomicU64,
     pub signaling_errors: AtomicU64,
     pub websocket_connections: AtomicU64,

@@ -126,10 +126,7 @@ pub async fn run(
                 owner.on_source_stopped(reason);
             }
         }
-        owner.metrics.viewers.store(
-            owner.viewers.len() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        owner.publish_state();
     }
     owner.stop_everything();
 }
@@ -142,6 +139,19 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 impl Owner {
+    /// What the rest of the daemon reads without asking: the number of viewers, and whether
+    /// any peer's media is connected (the watchdog expects video to flow only then: a call
+    /// still connecting, or waiting for the start-up rehearsal, has none yet).
+    fn publish_state(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.metrics
+            .viewers
+            .store(self.viewers.len() as u64, Relaxed);
+        let connected = self.caller.as_ref().is_some_and(Peer::is_connected)
+            || self.viewers.iter().any(|v| v.peer.is_connected());
+        self.metrics.media_connected.store(connected, Relaxed);
+    }
+
     fn on_command(&mut self, command: MediaCommand) {
         match command {
             MediaCommand::Start { call, codecs, ice } => self.start_call(call, &codecs, &ice),
