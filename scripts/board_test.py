@@ -232,6 +232,25 @@ def libnice_aborts(board):
     return int(count) if count.strip().isdigit() else 0
 
 
+def sigterm_to_deactivated_ms(timeline):
+    """Milliseconds from the daemon's last "SIGTERM" line to systemd's "Deactivated" after it,
+    read from `journalctl -o short-monotonic` lines ("[  260.557637] host unit[pid]: text");
+    None when either line is missing."""
+    sigterm = deactivated = None
+    for line in timeline.splitlines():
+        match = re.match(r"\[\s*(\d+\.\d+)\]", line)
+        if not match:
+            continue
+        at = float(match.group(1))
+        if "SIGTERM" in line:
+            sigterm, deactivated = at, None
+        elif "Deactivated" in line and sigterm is not None:
+            deactivated = at
+    if sigterm is None or deactivated is None:
+        return None
+    return round((deactivated - sigterm) * 1000)
+
+
 def call_board(board, attempts=3):
     """A call from the host's probe; again (up to `attempts` calls in all) while libnice's
     known abort killed the daemon during it (systemd restarts it: wait until it is ready).
@@ -473,25 +492,28 @@ def main():
               code == 0 and after_reload.get("ok") and props.get("ActiveState") == "active",
               json.dumps(after_reload))
 
-        # The unit gives the daemon 5 s (TimeoutStopSec) before SIGKILL; on this machine's x86
-        # build the systemd test holds it to 2 s. Under emulation it is measured and printed.
+        # The unit gives the daemon 5 s (TimeoutStopSec) from SIGTERM before SIGKILL; on this
+        # machine's x86 build the systemd test holds it to 2 s. Under emulation the wall time
+        # of `systemctl stop` is mostly the client's own start (seconds under TCG), so the check
+        # measures what the limit governs: the daemon's SIGTERM line to systemd's
+        # "Deactivated", on the journal's monotonic clock. The wall time is printed.
         code, out = board.run("started=$(date +%s%N); systemctl stop peercam; "
                               "echo $(( ($(date +%s%N) - started) / 1000000 )); "
                               "systemctl show peercam -p Result --value")
         lines = out.splitlines()
-        stop_ms = int(lines[-2]) if code == 0 and len(lines) >= 2 and lines[-2].isdigit() else None
+        wall_ms = int(lines[-2]) if code == 0 and len(lines) >= 2 and lines[-2].isdigit() else None
         ended = browser.do("status")
+        _, timeline = board.run("journalctl -b -u peercam -o short-monotonic --no-pager | "
+                                "grep -E 'SIGTERM|Stopping|ended after|stopped after|"
+                                "did not stop|Deactivated|Stopped' | tail -n 8")
+        stop_ms = sigterm_to_deactivated_ms(timeline)
         check("systemctl stop hangs up (the page says why) and exits cleanly before the unit's "
               "5 s limit",
-              stop_ms is not None and stop_ms < 5000 and lines[-1] == "success"
+              stop_ms is not None and stop_ms < 5000 and lines[-1:] == ["success"]
               and "shutting down" in (ended.get("text") or ""),
-              f"stopped in {stop_ms} ms (target on a real board: 2 s), result {lines[-1:]}; "
+              f"SIGTERM to deactivated in {stop_ms} ms (target on a real board: 2 s; "
+              f"`systemctl stop` took {wall_ms} ms of wall time), result {lines[-1:]}; "
               f"the page says: {ended.get('text')}")
-        # Where the stop's time went, from the journal's monotonic clock: the daemon's own
-        # shutdown (SIGTERM to its last line) and systemd's part around it.
-        _, timeline = board.run("journalctl -b -u peercam -o short-monotonic --no-pager | "
-                                "grep -E 'SIGTERM|Stopping|ended after|Deactivated|Stopped' | "
-                                "tail -n 5")
         print("note: the stop in the journal:\n" + timeline, flush=True)
         browser.close()
         browser = None
