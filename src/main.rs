@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use std::io::IsTerminal;
 
@@ -342,7 +342,7 @@ async fn serve_forever(
         listeners.stun_port,
     ))));
     let notifier = Arc::new(Notifier::from_env());
-    let owners = Owners::start(&config, settings, &ice, &metrics, &notifier);
+    let (owners, warmed_up) = Owners::start(&config, settings, &ice, &metrics, &notifier);
 
     let router = web::router(AppState {
         rooms: owners.rooms.clone(),
@@ -362,6 +362,7 @@ async fn serve_forever(
     let https_port = listeners.https_port;
     let stun_port = listeners.stun_port;
     let served = listeners.serve(&config, router, Arc::clone(&tls), &metrics)?;
+    wait_for_warm_up(warmed_up).await;
     announce(&host_name, &addresses, https_port, &fingerprint);
     if let Some(code) = auth.as_ref().and_then(|a| a.pairing_code()) {
         announce_pairing(&host::page_urls(&host_name, &addresses, https_port), code);
@@ -539,8 +540,9 @@ impl Owners {
         ice: &Arc<SharedIcePlan>,
         metrics: &Arc<Metrics>,
         notifier: &Arc<Notifier>,
-    ) -> Self {
+    ) -> (Self, oneshot::Receiver<()>) {
         let (connections_tx, connections_rx) = mpsc::channel(256);
+        let (warmed_up_tx, warmed_up) = oneshot::channel();
         let (media_tx, media_rx) = mpsc::unbounded_channel();
         let (room_input_tx, room_input_rx) = mpsc::unbounded_channel();
         let (health_tx, health_rx) = mpsc::unbounded_channel();
@@ -569,10 +571,11 @@ impl Owners {
                 commands: media_rx,
                 room: room_input_tx,
                 health: health_tx,
+                warmed_up: warmed_up_tx,
             },
             Arc::clone(metrics),
         ));
-        Self {
+        let owners = Self {
             rooms_task,
             media_task,
             rooms: RoomsHandle {
@@ -580,7 +583,27 @@ impl Owners {
             },
             media: media_tx,
             status,
-        }
+        };
+        (owners, warmed_up)
+    }
+}
+
+/// The longest the daemon waits for the media rehearsal before it says it is ready. The
+/// listeners are up meanwhile (a call waits in the media owner's queue); the limit keeps
+/// READY well inside the unit's 30 s start timeout on a slow board.
+const WARM_UP_LIMIT: Duration = Duration::from_secs(5);
+
+/// Waits until the media owner's start-up rehearsal is over, so the first call after
+/// "ready" is as fast as any other, or `WARM_UP_LIMIT` passed.
+async fn wait_for_warm_up(warmed_up: oneshot::Receiver<()>) {
+    if tokio::time::timeout(WARM_UP_LIMIT, warmed_up)
+        .await
+        .is_err()
+    {
+        log::warn!(
+            "the media rehearsal is still running after {} s; ready anyway (a call waits for it)",
+            WARM_UP_LIMIT.as_secs()
+        );
     }
 }
 

@@ -41,6 +41,9 @@ pub struct Channels {
     pub commands: mpsc::UnboundedReceiver<MediaCommand>,
     pub room: mpsc::UnboundedSender<PeerReport>,
     pub health: mpsc::UnboundedSender<MediaHealth>,
+    /// Told when the start-up rehearsal is over (however it went): the daemon announces
+    /// itself ready then, so the first call after "ready" is as fast as any other.
+    pub warmed_up: oneshot::Sender<()>,
 }
 
 /// One viewer (WHEP).
@@ -81,14 +84,17 @@ pub async fn run(
         mut commands,
         room,
         health,
+        warmed_up,
     } = channels;
-    // The rehearsal first: commands wait in the channel meanwhile, so the first caller waits
-    // for it rather than racing it for the camera, and systemd hears READY as soon as the
-    // listeners are up however slow the rehearsal is (an emulated board took over 30 s).
+    // The rehearsal first: commands wait in the channel meanwhile, so an early caller waits
+    // for it rather than racing it for the camera. The daemon says READY when it ends, or
+    // after `main`'s limit however slow it is (an emulated board took over 30 s).
     let rehearsed = settings.clone();
     if let Err(e) = tokio::task::spawn_blocking(move || super::warm_up(&rehearsed)).await {
         log::warn!("media warm-up did not finish: {e}");
     }
+    // Nobody waiting any more (the daemon announced itself after its limit) is fine.
+    let _ = warmed_up.send(());
     let (notice_tx, mut notices) = mpsc::unbounded_channel();
     let (source_tx, mut source_notices) = mpsc::unbounded_channel();
     let mut owner = Owner {
