@@ -86,21 +86,11 @@ pub fn set_password(state_dir: &Path, password: &str) -> Result<(), AuthError> {
         .map_err(|e| AuthError::Hash(e.to_string()))?
         .to_string();
     let path = state_dir.join(PASSWORD_FILE);
-    let write = || -> std::io::Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::create_dir_all(state_dir)?;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)?;
-        file.write_all(hash.as_bytes())
-    };
-    write().map_err(|source| AuthError::Write {
-        path: path.clone(),
-        source,
+    crate::state_file::write(&path, hash.as_bytes(), crate::state_file::PRIVATE).map_err(|source| {
+        AuthError::Write {
+            path: path.clone(),
+            source,
+        }
     })
 }
 

@@ -16,6 +16,7 @@
 //! - `host`: the machine's name and addresses.
 //! - `logging`: journald with structured fields under systemd, stderr otherwise.
 //! - `metrics`: counters served at `/metrics`.
+//! - `state_file`: files in the state directory written whole, with their mode.
 //! - `swappable`: values a reload replaces as a whole (ICE plan, TLS configuration).
 //! - `system`: systemd notifications (READY, STATUS, WATCHDOG, STOPPING).
 //! - `memory`: allocator settings that keep RSS flat across calls.
@@ -36,6 +37,7 @@ pub mod metrics;
 pub mod probe;
 pub mod rooms;
 pub mod signaling;
+pub mod state_file;
 pub mod stun;
 pub mod swappable;
 pub mod system;

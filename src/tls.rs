@@ -132,27 +132,17 @@ fn generate(
         .push(rcgen::DnType::CommonName, format!("peercam {host_name}"));
     let certificate = params.self_signed(&key_pair)?;
     write_file(cert_path, certificate.pem().as_bytes(), 0o644)?;
-    write_file(key_path, key_pair.serialize_pem().as_bytes(), 0o600)?;
+    write_file(
+        key_path,
+        key_pair.serialize_pem().as_bytes(),
+        crate::state_file::PRIVATE,
+    )?;
     log::info!("made a self-signed certificate: {}", cert_path.display());
     Ok(())
 }
 
 fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let write = || -> std::io::Result<()> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(path)?;
-        file.write_all(contents)
-    };
-    write().map_err(|source| TlsError::Write {
+    crate::state_file::write(path, contents, mode).map_err(|source| TlsError::Write {
         path: path.to_owned(),
         source,
     })

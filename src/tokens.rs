@@ -121,28 +121,12 @@ impl ViewerTokens {
     }
 
     fn write(&self, tokens: &[StoredToken]) -> Result<(), TokenError> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let mut text = String::from("# peercam viewer tokens: name and SHA-256 of the token\n");
         for token in tokens {
             text.push_str(&format!("{} {}\n", token.name, token.hash));
         }
-        let write = || -> std::io::Result<()> {
-            if let Some(dir) = self.path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let staged = self.path.with_extension("new");
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&staged)?;
-            file.write_all(text.as_bytes())?;
-            file.sync_all()?;
-            std::fs::rename(&staged, &self.path)
-        };
-        write().map_err(|e| self.io_error(e))
+        crate::state_file::write(&self.path, text.as_bytes(), crate::state_file::PRIVATE)
+            .map_err(|e| self.io_error(e))
     }
 
     /// Makes a token named `name` and returns it: the only time it is seen whole.
