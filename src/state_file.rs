@@ -1,10 +1,11 @@
 //! Writing a file in the state directory whole: the contents go to a staged file with the
 //! given mode, are synced, and the staged file is renamed over the old one. A crash or a full
 //! disk leaves the old file or the new one, never half of one (the password's hash, the viewer
-//! tokens, the certificate and its key).
+//! tokens, the certificate and its key). A file replaced keeps its owner when the writer may
+//! give it (root running `set-password` for the daemon's user).
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 /// Mode for secrets: readable and writable by the daemon's user only.
@@ -24,6 +25,10 @@ pub fn write(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
         .truncate(true)
         .mode(mode)
         .open(&staged)?;
+    if let Ok(old) = std::fs::metadata(path) {
+        // Only root may give a file away; anyone else writes their own file, as when it is new.
+        let _ = std::os::unix::fs::fchown(&file, Some(old.uid()), Some(old.gid()));
+    }
     file.write_all(contents)?;
     file.sync_all()?;
     std::fs::rename(&staged, path)
@@ -51,6 +56,23 @@ mod tests {
             .filter_map(|e| e.ok().map(|e| e.file_name()))
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("secret")]);
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn a_replaced_file_keeps_its_owner_when_the_writer_may_give_it() {
+        let dir = std::env::temp_dir().join(format!("peercam-state-owner-{}", std::process::id()));
+        let path = dir.join("password");
+        write(&path, b"old", PRIVATE).expect("first write");
+        let me = std::fs::metadata(&path).expect("metadata").uid();
+        // Root (as in CI) gives the file to `nobody` first; anyone else cannot, and then the
+        // file simply stays theirs.
+        let nobody = 65534;
+        let given = std::os::unix::fs::chown(&path, Some(nobody), Some(nobody)).is_ok();
+        write(&path, b"new", PRIVATE).expect("second write");
+        let owner = std::fs::metadata(&path).expect("metadata").uid();
+        assert_eq!(owner, if given { nobody } else { me });
+        assert_eq!(std::fs::read(&path).expect("read"), b"new");
         std::fs::remove_dir_all(&dir).expect("clean up");
     }
 }
