@@ -54,7 +54,9 @@ test('a phone whose network changes keeps its call', async (t) => {
   assert.ok(resumed.framesDecoded > 30);
   for (const line of said) t.diagnostic(line);
   assert.equal(await phone.busiestLink(), other, 'the call moved to the other link');
-  assert.equal((await status(page)).state, 'in-call');
+  // The old path can come back on its own (Chromium's ICE moves to the other link) before the
+  // page's resume has connected its new peer; the page must end up in the call either way.
+  await eventually(async () => (await status(page)).state === 'in-call', 10_000, 'the page back "in-call"');
 
   const metrics = await daemon.metrics();
   assert.equal(metrics.peercam_calls_resumed_total, 1, 'the caller resumed once');
