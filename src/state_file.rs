@@ -19,19 +19,28 @@ pub fn write(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
     let mut staged_name = path.as_os_str().to_owned();
     staged_name.push(".new");
     let staged = std::path::PathBuf::from(staged_name);
+    let written =
+        write_staged(&staged, path, contents, mode).and_then(|()| std::fs::rename(&staged, path));
+    if written.is_err() {
+        // No half-written copy of a secret is left beside the old file.
+        let _ = std::fs::remove_file(&staged);
+    }
+    written
+}
+
+fn write_staged(staged: &Path, path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(mode)
-        .open(&staged)?;
+        .open(staged)?;
     if let Ok(old) = std::fs::metadata(path) {
         // Only root may give a file away; anyone else writes their own file, as when it is new.
         let _ = std::os::unix::fs::fchown(&file, Some(old.uid()), Some(old.gid()));
     }
     file.write_all(contents)?;
-    file.sync_all()?;
-    std::fs::rename(&staged, path)
+    file.sync_all()
 }
 
 #[cfg(test)]
@@ -73,6 +82,20 @@ mod tests {
         let owner = std::fs::metadata(&path).expect("metadata").uid();
         assert_eq!(owner, if given { nobody } else { me });
         assert_eq!(std::fs::read(&path).expect("read"), b"new");
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_staged_file() {
+        let dir = std::env::temp_dir().join(format!("peercam-state-failed-{}", std::process::id()));
+        // A directory where the file should be: the rename over it fails.
+        let path = dir.join("tokens");
+        std::fs::create_dir_all(&path).expect("make the obstacle");
+        assert!(write(&path, b"secret", PRIVATE).is_err());
+        assert!(
+            !dir.join("tokens.new").exists(),
+            "the staged copy was removed"
+        );
         std::fs::remove_dir_all(&dir).expect("clean up");
     }
 }

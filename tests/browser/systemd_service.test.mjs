@@ -1,6 +1,6 @@
-// The daemon as a systemd service: it tells systemd the truth (READY once listening and rehearsed, STATUS
-// through a call, WATCHDOG only while frames flow, STOPPING), hangs up cleanly on SIGTERM,
-// reloads its config on SIGHUP, and survives a camera that stops.
+// The daemon as a systemd service: it tells systemd the truth (READY once listening and
+// rehearsed, STATUS through a call, WATCHDOG only while frames flow, STOPPING), hangs up
+// cleanly on SIGTERM, reloads its config on SIGHUP, and survives a camera that stops.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
