@@ -298,11 +298,28 @@ fn run_daemon(cli: &Cli) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve_forever(
+    let stop = runtime.block_on(serve_forever(
         config,
         cli.config.clone(),
         cli.state_dir.clone(),
-    ))
+    ))?;
+    if stop == Stop::MediaStillStopping {
+        // The media owner is still inside a blocking GStreamer call. Dropping the runtime
+        // would wait for it (past the unit's stop timeout) and then let it resume on timers
+        // that are gone, a panic. The process ends here instead; the kernel closes the
+        // sockets and devices.
+        std::mem::forget(runtime);
+    }
+    Ok(())
+}
+
+/// How a clean stop ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Stop {
+    /// Every caller was told and the media owner stopped the pipeline and returned.
+    Clean,
+    /// The media owner did not stop within the grace period; the process exits anyway.
+    MediaStillStopping,
 }
 
 /// The daemon: media checked, listeners bound, the owners started, the web side
@@ -311,7 +328,7 @@ async fn serve_forever(
     config: Config,
     config_path: Option<PathBuf>,
     state_dir: Option<PathBuf>,
-) -> Result<()> {
+) -> Result<Stop> {
     let state_dir = state_dir
         .or_else(|| config.state_dir.clone())
         .unwrap_or_else(default_state_dir);
@@ -616,7 +633,7 @@ async fn run_until_stopped(
     config_path: Option<&Path>,
     metrics: &Metrics,
     notifier: &Notifier,
-) -> Result<()> {
+) -> Result<Stop> {
     let mut signals = Signals::new()?;
     let mut watchdog = Watchdog::new(system::watchdog_interval());
     loop {
@@ -650,8 +667,7 @@ async fn run_until_stopped(
         }
     }
     notifier.stopping();
-    shut_down(&owners.rooms).await;
-    Ok(())
+    Ok(shut_down(&owners.rooms).await)
 }
 
 /// What a reload may change in the running daemon.
@@ -702,8 +718,9 @@ fn reload(path: Option<&Path>, live: &Live<'_>) {
 
 /// SIGTERM: says bye to every caller, stops the pipeline, and gives the sockets a moment to
 /// deliver the goodbyes; all within well under systemd's stop timeout.
-async fn shut_down(rooms: &RoomsHandle) {
+async fn shut_down(rooms: &RoomsHandle) -> Stop {
     let (done, stopped) = tokio::sync::oneshot::channel();
+    let mut stop = Stop::Clean;
     if rooms
         .connections
         .send(rooms::ConnectionEvent::Shutdown { done })
@@ -714,8 +731,10 @@ async fn shut_down(rooms: &RoomsHandle) {
             .is_err()
     {
         log::warn!("media did not stop within 1.5 s; exiting anyway");
+        stop = Stop::MediaStillStopping;
     }
     tokio::time::sleep(Duration::from_millis(150)).await;
+    stop
 }
 
 /// The signals the daemon acts on.

@@ -9,6 +9,7 @@
 //! reports stopped.
 
 use std::collections::HashSet;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -125,7 +126,11 @@ pub async fn run(
             () = sleep_until(deadline) => owner.on_deadline(),
             command = commands.recv() => {
                 let Some(command) = command else { break };
-                owner.on_command(command);
+                if owner.on_command(command).is_break() {
+                    // Shut down: the pipeline is stopped, and the runtime may be going away
+                    // under this task, so no timer is polled again.
+                    return;
+                }
             }
             Some((id, notice)) = notices.recv() => owner.on_notice(id, notice),
             Some(SourceNotice::Stopped(reason)) = source_notices.recv() => {
@@ -158,7 +163,8 @@ impl Owner {
         self.metrics.media_connected.store(connected, Relaxed);
     }
 
-    fn on_command(&mut self, command: MediaCommand) {
+    /// Acts on one command; `Break` after `Shutdown`, when the owner's work is over.
+    fn on_command(&mut self, command: MediaCommand) -> ControlFlow<()> {
         match command {
             MediaCommand::Start { call, codecs, ice } => self.start_call(call, &codecs, &ice),
             MediaCommand::End { call } => {
@@ -217,8 +223,10 @@ impl Owner {
             MediaCommand::Shutdown { done } => {
                 self.stop_everything();
                 let _ = done.send(());
+                return ControlFlow::Break(());
             }
         }
+        ControlFlow::Continue(())
     }
 
     fn caller_of(&mut self, call: CallId) -> Option<&mut Peer> {
