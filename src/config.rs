@@ -122,6 +122,8 @@ pub struct MediaConfig {
     pub video_encoder: String,
     pub width: u32,
     pub height: u32,
+    /// The most frames per second sent: a faster camera is thinned to it, a slower one keeps
+    /// its own rate.
     pub framerate: u32,
     /// The most video bitrate a call may use; the adaptive bitrate starts lower and grows to it
     /// while the caller's network carries it.

@@ -159,9 +159,13 @@ fn video_description(s: &MediaSettings, encoder: Encoder) -> String {
     let kbps = s.video_bitrate.start_kbps();
     let bps = kbps * 1000;
     let gop = s.keyframe_interval;
+    // The framerate is a ceiling: a faster camera is thinned to it, a slower one keeps its own
+    // rate (duplicated frames would only cost bits). `drop-only` also keeps videorate from
+    // holding every frame until the next one arrives: a frame interval (33 ms at 30 fps) on
+    // the first frame of a call and on every frame after it.
     let raw = format!(
-        "videoconvert ! videoscale ! videorate ! \
-         video/x-raw,format=I420,width={w},height={h},framerate={f}/1,pixel-aspect-ratio=1/1",
+        "videoconvert ! videoscale ! videorate drop-only=true max-rate={f} ! \
+         video/x-raw,format=I420,width={w},height={h},framerate=[1/1,{f}/1],pixel-aspect-ratio=1/1",
         w = s.width,
         h = s.height,
         f = s.framerate
@@ -303,7 +307,8 @@ mod tests {
     fn openh264_when_no_x264() {
         let plan = plan_video(&settings(), &[], only(&["openh264enc", "vp8enc"])).unwrap();
         assert_eq!(plan.encoder, Encoder::OpenH264);
-        assert!(plan.description.contains("framerate=30/1"));
+        assert!(plan.description.contains("max-rate=30 ! "));
+        assert!(plan.description.contains("framerate=[1/1,30/1]"));
     }
 
     #[test]
