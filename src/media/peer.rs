@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gst_webrtc::{
-    WebRTCICEConnectionState, WebRTCICEGatheringState, WebRTCRTPTransceiverDirection,
-    WebRTCSessionDescription,
+    WebRTCICEConnectionState, WebRTCICEGatheringState, WebRTCPeerConnectionState,
+    WebRTCRTPTransceiverDirection, WebRTCSessionDescription,
 };
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -27,7 +27,7 @@ use gstreamer_app as gst_app;
 
 use super::plan;
 use super::retransmission::RetransmissionBudget;
-use super::shared_source::SharedSource;
+use super::shared_source::{SharedSource, VideoStart};
 use super::viewer_offer::OfferChoice;
 use super::{MediaError, MediaSettings, bitrate, link_stats, send_latency, talkback};
 use crate::media_link::CallId;
@@ -148,6 +148,8 @@ pub struct Peer {
     video_sent: Option<(u64, Instant)>,
     /// A viewer's candidates, gathered for its answer.
     gathered: Vec<(u32, String)>,
+    /// Starts the video the shared source holds for this peer (once connected).
+    video_start: Option<VideoStart>,
 }
 
 impl Peer {
@@ -209,7 +211,7 @@ impl Peer {
         if audio_src.is_none() && matches!(role, Role::Caller) {
             add_receive_only_audio(&webrtc)?;
         }
-        let peer = Self {
+        let mut peer = Self {
             id,
             pipeline,
             webrtc,
@@ -227,6 +229,7 @@ impl Peer {
             heard_at: None,
             video_sent: None,
             gathered: Vec::new(),
+            video_start: None,
         };
         peer.watch_video(source, matches!(role, Role::Caller));
         peer.connect_callbacks(settings.audio_sink.clone(), metrics);
@@ -236,7 +239,9 @@ impl Peer {
         if let Role::Viewer { sdp, .. } = role {
             peer.answer(sdp)?;
         }
-        source.subscribe(&peer.video_src, peer.audio_src.as_ref());
+        let video_start = source.subscribe(&peer.video_src, peer.audio_src.as_ref());
+        start_video_when_connected(&peer.webrtc, video_start.clone());
+        peer.video_start = Some(video_start);
         Ok(peer)
     }
 
@@ -592,6 +597,14 @@ impl Peer {
         wait_for(&self.webrtc, "set-local-description", Some(&offer)).is_ok()
     }
 
+    /// Starts the video held for this peer if webrtcbin's connection state has not done so
+    /// (it does the moment DTLS is up); for a peer connected long since.
+    pub fn ensure_video_started(&self) {
+        if let Some(start) = &self.video_start {
+            start.now();
+        }
+    }
+
     /// Asks webrtcbin for its statistics; the answer arrives as `Notice::Stats`.
     pub fn request_stats(&self) {
         let tx = self.notices.clone();
@@ -750,6 +763,17 @@ fn add_branch(
         transceiver.set_property("do-nack", true);
     }
     Ok(appsrc)
+}
+
+/// Starts the peer's video, with what the shared source held for it, once webrtcbin's
+/// connection (ICE and DTLS) is up: RTP sent before then is lost.
+fn start_video_when_connected(webrtc: &gst::Element, start: VideoStart) {
+    webrtc.connect_notify(Some("connection-state"), move |webrtc, _| {
+        let state = webrtc.property::<WebRTCPeerConnectionState>("connection-state");
+        if state == WebRTCPeerConnectionState::Connected {
+            start.now();
+        }
+    });
 }
 
 /// An SSRC for one stream (RFC 3550: random).

@@ -6,16 +6,17 @@
 //! reference, not a copy). Peer pipelines use the source's clock and base time, so the
 //! source's timestamps are valid running times in each of them and no timestamp is rewritten.
 //!
-//! A new video subscriber is fed from the next keyframe on and asks the encoder for one at once
-//! (a forced keyframe, not the next natural one). A peer's keyframe requests (PLI/FIR) reach
+//! A new video subscriber asks the encoder for a keyframe at once (a forced one, not the next
+//! natural one) and, while its peer is still connecting, keeps the frames from it on for itself;
+//! they go out the moment the peer is connected, so its first frame does not wait for another
+//! keyframe then. A peer's keyframe requests (PLI/FIR) reach
 //! the shared encoder the same way. The raw frames before the encoder go to one more appsink
 //! that keeps only the latest frame, for snapshots.
 //!
 //! The subscriber lists are read by GStreamer's streaming threads and replaced by the media
 //! owner (`Swappable`: the lock is held only to clone or swap an `Arc`).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use gstreamer as gst;
@@ -37,12 +38,84 @@ pub enum SourceNotice {
     Stopped(String),
 }
 
+/// How long a video subscriber that cannot send yet keeps frames for itself: from a keyframe
+/// on, at most this much video, so the picture it starts with is fresh.
+const HOLD_SPAN: gst::ClockTime = gst::ClockTime::from_mseconds(100);
+
+/// Where one subscriber's video stands.
+#[derive(Debug)]
+enum Intake {
+    /// Its peer is still connecting: the frames from the latest keyframe on are kept (within
+    /// `HOLD_SPAN`) and sent the moment it can, so the first frame does not wait for another
+    /// keyframe after the connection is up.
+    Holding(Vec<gst::Sample>),
+    /// Sending, from the next keyframe on.
+    WaitingForKeyframe,
+    Live,
+}
+
 /// One peer's inlet for one medium.
 #[derive(Debug)]
 struct Outlet {
     appsrc: gst_app::AppSrc,
-    /// Video only: nothing is fed until a keyframe, which a decoder can start from.
-    waiting_for_keyframe: AtomicBool,
+    intake: Mutex<Intake>,
+}
+
+impl Outlet {
+    fn intake(&self) -> MutexGuard<'_, Intake> {
+        // The state is replaced whole, so a panic elsewhere cannot leave it half-written.
+        self.intake.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes one frame: sends it, keeps it, or passes it by, as the intake says.
+    fn take(&self, sample: &gst::Sample, keyframe: bool) {
+        let mut intake = self.intake();
+        match &mut *intake {
+            Intake::Live => {}
+            Intake::WaitingForKeyframe if keyframe => *intake = Intake::Live,
+            Intake::WaitingForKeyframe => return,
+            Intake::Holding(held) => {
+                let span = |first: &gst::Sample| {
+                    let pts = |s: &gst::Sample| s.buffer().and_then(gst::BufferRef::pts);
+                    pts(sample)
+                        .zip(pts(first))
+                        .map(|(now, then)| now.saturating_sub(then))
+                };
+                if keyframe {
+                    held.clear();
+                    held.push(sample.clone());
+                } else if held.first().and_then(span).is_some_and(|s| s <= HOLD_SPAN) {
+                    held.push(sample.clone());
+                } else {
+                    held.clear();
+                }
+                return;
+            }
+        }
+        drop(intake);
+        // A peer that is stopping refuses (flushing); that is its own business.
+        let _ = self.appsrc.push_sample(sample);
+    }
+
+    /// The peer can send: what was held goes out now (under the lock, so the next frame
+    /// follows it), or, with nothing fresh held, it starts at the next keyframe. `false` when
+    /// a keyframe must be asked for.
+    fn start(&self) -> bool {
+        let mut intake = self.intake();
+        let Intake::Holding(held) = &mut *intake else {
+            return true;
+        };
+        let held = std::mem::take(held);
+        if held.is_empty() {
+            *intake = Intake::WaitingForKeyframe;
+            return false;
+        }
+        for sample in &held {
+            let _ = self.appsrc.push_sample(sample);
+        }
+        *intake = Intake::Live;
+        true
+    }
 }
 
 /// The subscribers of one encoded stream.
@@ -57,24 +130,19 @@ impl Fanout {
             .buffer()
             .is_some_and(|b| !b.flags().contains(gst::BufferFlags::DELTA_UNIT));
         for outlet in self.outlets.current().iter() {
-            if outlet.waiting_for_keyframe.load(Ordering::Relaxed) {
-                if !keyframe {
-                    continue;
-                }
-                outlet.waiting_for_keyframe.store(false, Ordering::Relaxed);
-            }
-            // A peer that is stopping refuses (flushing); that is its own business.
-            let _ = outlet.appsrc.push_sample(sample);
+            outlet.take(sample, keyframe);
         }
     }
 
-    fn add(&self, appsrc: &gst_app::AppSrc, wait_for_keyframe: bool) {
-        let mut outlets = (*self.outlets.current()).clone();
-        outlets.push(Arc::new(Outlet {
+    fn add(&self, appsrc: &gst_app::AppSrc, intake: Intake) -> Arc<Outlet> {
+        let outlet = Arc::new(Outlet {
             appsrc: appsrc.clone(),
-            waiting_for_keyframe: AtomicBool::new(wait_for_keyframe),
-        }));
+            intake: Mutex::new(intake),
+        });
+        let mut outlets = (*self.outlets.current()).clone();
+        outlets.push(Arc::clone(&outlet));
         self.outlets.replace(Arc::new(outlets));
+        outlet
     }
 
     fn remove(&self, appsrc: &gst_app::AppSrc) {
@@ -85,6 +153,22 @@ impl Fanout {
 
     fn len(&self) -> usize {
         self.outlets.current().len()
+    }
+}
+
+/// Starts one subscriber's video once its peer is connected; cheap to clone into a callback.
+#[derive(Debug, Clone)]
+pub struct VideoStart {
+    outlet: Arc<Outlet>,
+    keyframes: KeyframeRequester,
+}
+
+impl VideoStart {
+    /// Sends what was held for the subscriber, or asks for a keyframe when nothing fresh is.
+    pub fn now(&self) {
+        if !self.outlet.start() {
+            self.keyframes.request();
+        }
     }
 }
 
@@ -227,13 +311,22 @@ impl SharedSource {
         peer.set_base_time(self.pipeline.base_time().unwrap_or(gst::ClockTime::ZERO));
     }
 
-    /// Feeds a peer's appsrcs from now on; its video starts at a keyframe, forced now.
-    pub fn subscribe(&self, video: &gst_app::AppSrc, audio: Option<&gst_app::AppSrc>) {
-        self.video.add(video, true);
+    /// Feeds a peer's appsrcs from now on. Its video starts at a keyframe, forced now, and is
+    /// held for it until [`VideoStart::now`] says the peer is connected.
+    pub fn subscribe(
+        &self,
+        video: &gst_app::AppSrc,
+        audio: Option<&gst_app::AppSrc>,
+    ) -> VideoStart {
+        let outlet = self.video.add(video, Intake::Holding(Vec::new()));
         if let (Some(fanout), Some(appsrc)) = (&self.audio, audio) {
-            fanout.add(appsrc, false);
+            fanout.add(appsrc, Intake::Live);
         }
         self.keyframes.request();
+        VideoStart {
+            outlet,
+            keyframes: self.keyframes.clone(),
+        }
     }
 
     pub fn unsubscribe(&self, video: &gst_app::AppSrc, audio: Option<&gst_app::AppSrc>) {
@@ -362,5 +455,103 @@ fn build_error(what: &'static str, reason: impl std::fmt::Display) -> MediaError
     MediaError::Build {
         what,
         reason: reason.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An outlet whose appsrc feeds an appsink in a playing pipeline, with the intake given.
+    fn outlet(intake: Intake) -> (gst::Pipeline, Outlet, gst_app::AppSink) {
+        gst::init().expect("GStreamer");
+        let pipeline =
+            gst::parse::launch("appsrc name=src format=time ! appsink name=sink sync=false")
+                .expect("a pipeline")
+                .downcast::<gst::Pipeline>()
+                .expect("a pipeline");
+        let by_name = |name| pipeline.by_name(name).expect("the element");
+        let appsrc = by_name("src")
+            .downcast::<gst_app::AppSrc>()
+            .expect("an appsrc");
+        let sink = by_name("sink")
+            .downcast::<gst_app::AppSink>()
+            .expect("an appsink");
+        pipeline.set_state(gst::State::Playing).expect("playing");
+        let outlet = Outlet {
+            appsrc,
+            intake: Mutex::new(intake),
+        };
+        (pipeline, outlet, sink)
+    }
+
+    fn frame(outlet: &Outlet, pts_ms: u64, keyframe: bool) {
+        let mut buffer = gst::Buffer::new();
+        let b = buffer.get_mut().expect("a new buffer is writable");
+        b.set_pts(gst::ClockTime::from_mseconds(pts_ms));
+        if !keyframe {
+            b.set_flags(gst::BufferFlags::DELTA_UNIT);
+        }
+        let caps = gst::Caps::new_empty_simple("application/x-test");
+        let sample = gst::Sample::builder().buffer(&buffer).caps(&caps).build();
+        outlet.take(&sample, keyframe);
+    }
+
+    /// The frames that came out, by presentation time in milliseconds.
+    fn received(pipeline: gst::Pipeline, sink: &gst_app::AppSink) -> Vec<u64> {
+        let mut times = Vec::new();
+        while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(200)) {
+            times.extend(sample.buffer().and_then(|b| b.pts()).map(|t| t.mseconds()));
+        }
+        pipeline.set_state(gst::State::Null).expect("stopped");
+        times
+    }
+
+    #[test]
+    fn what_was_held_goes_out_at_the_start_in_order_then_live_frames() {
+        let (pipeline, outlet, sink) = outlet(Intake::Holding(Vec::new()));
+        frame(&outlet, 0, false); // nothing to start from yet
+        frame(&outlet, 10, true);
+        frame(&outlet, 43, false);
+        frame(&outlet, 76, false);
+        assert!(outlet.start(), "a fresh keyframe was held");
+        frame(&outlet, 110, false);
+        assert_eq!(received(pipeline, &sink), [10, 43, 76, 110]);
+    }
+
+    #[test]
+    fn a_newer_keyframe_replaces_the_hold() {
+        let (pipeline, outlet, sink) = outlet(Intake::Holding(Vec::new()));
+        frame(&outlet, 0, true);
+        frame(&outlet, 33, false);
+        frame(&outlet, 66, true);
+        frame(&outlet, 99, false);
+        assert!(outlet.start());
+        assert_eq!(received(pipeline, &sink), [66, 99]);
+    }
+
+    #[test]
+    fn a_stale_hold_is_dropped_and_the_start_waits_for_a_keyframe() {
+        let (pipeline, outlet, sink) = outlet(Intake::Holding(Vec::new()));
+        for (i, pts) in (0..=133).step_by(33).enumerate() {
+            frame(&outlet, pts, i == 0);
+        }
+        assert!(
+            !outlet.start(),
+            "nothing fresh held: a keyframe must be asked for"
+        );
+        frame(&outlet, 166, false);
+        frame(&outlet, 200, true);
+        frame(&outlet, 233, false);
+        assert_eq!(received(pipeline, &sink), [200, 233]);
+    }
+
+    #[test]
+    fn a_live_outlet_sends_every_frame_and_a_start_changes_nothing() {
+        let (pipeline, outlet, sink) = outlet(Intake::Live);
+        frame(&outlet, 0, false);
+        assert!(outlet.start());
+        frame(&outlet, 33, false);
+        assert_eq!(received(pipeline, &sink), [0, 33]);
     }
 }
