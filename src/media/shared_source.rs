@@ -9,9 +9,9 @@
 //! A new video subscriber asks the encoder for a keyframe at once (a forced one, not the next
 //! natural one) and, while its peer is still connecting, keeps the frames from it on for itself;
 //! they go out the moment the peer is connected, so its first frame does not wait for another
-//! keyframe then. A peer's keyframe requests (PLI/FIR) reach
-//! the shared encoder the same way. The raw frames before the encoder go to one more appsink
-//! that keeps only the latest frame, for snapshots.
+//! keyframe then. A peer's keyframe requests (PLI/FIR) reach the shared encoder the same way.
+//! The raw frames before the encoder go to one more appsink that keeps only the latest frame,
+//! for snapshots.
 //!
 //! The subscriber lists are read by GStreamer's streaming threads and replaced by the media
 //! owner (`Swappable`: the lock is held only to clone or swap an `Arc`).
