@@ -1,13 +1,13 @@
-//! One peer's pipeline: the shared encoder's video and audio (`shared_source`) through an
-//! `appsrc` and a payloader each into `webrtcbin`, and for the caller its voice out of it (see
-//! `talkback`). The caller's peer makes the offer; a viewer's peer (WHEP) answers the viewer's.
+//! One peer's pipeline: the shared source's RTP video and audio (`shared_source`: encoded and
+//! payloaded once for every peer) through an `appsrc` each into `webrtcbin`, and for the caller
+//! its voice out of it (see `talkback`). The caller's peer makes the offer; a viewer's peer (WHEP) answers the viewer's.
 //!
 //! Owned by the media task; every method runs there. Callbacks connected here run on GStreamer
 //! threads and only send a `Notice` tagged with this peer's id; the one exception is linking the
 //! caller's incoming audio pad, which must happen inside `pad-added` before data flows.
 //!
 //! Each transceiver's `codec-preferences` are complete RTP caps (the H.264 `fmtp` parameters
-//! and the SSRC the payloader will use), so the offer is made at once, while the encoder
+//! and the shared payloader's SSRC), so the offer is made at once, while the encoder
 //! starts and ICE and DTLS run, with no renegotiation after.
 
 use std::sync::Arc;
@@ -27,7 +27,7 @@ use gstreamer_app as gst_app;
 
 use super::plan;
 use super::retransmission::RetransmissionBudget;
-use super::shared_source::{SharedSource, VideoStart};
+use super::shared_source::{Inlet, SharedSource, VideoStart};
 use super::viewer_offer::OfferChoice;
 use super::{MediaError, MediaSettings, bitrate, link_stats, send_latency, talkback};
 use crate::media_link::CallId;
@@ -186,23 +186,25 @@ impl Peer {
             Role::Caller => (plan::VIDEO_PAYLOAD, Some(plan::AUDIO_PAYLOAD)),
             Role::Viewer { choice, .. } => (choice.video_payload, choice.audio_payload),
         };
+        let ssrcs = source.ssrcs();
         let video_src = add_branch(
             &pipeline,
             &webrtc,
-            &plan::video_payload(codec, video_pt),
             &plan::video_rtp_caps(codec, video_pt),
+            ssrcs.video,
             WebRTCRTPTransceiverDirection::Sendonly,
         )?;
         let audio_direction = match role {
             Role::Caller => WebRTCRTPTransceiverDirection::Sendrecv,
             Role::Viewer { .. } => WebRTCRTPTransceiverDirection::Sendonly,
         };
-        let audio_src = match audio_pt.filter(|_| source.has_audio()) {
+        let audio_pt = audio_pt.filter(|_| source.has_audio());
+        let audio_src = match audio_pt {
             Some(pt) => Some(add_branch(
                 &pipeline,
                 &webrtc,
-                &plan::audio_payload(pt),
                 &plan::audio_caps(pt),
+                ssrcs.audio,
                 audio_direction,
             )?),
             None => None,
@@ -239,7 +241,19 @@ impl Peer {
         if let Role::Viewer { sdp, .. } = role {
             peer.answer(sdp)?;
         }
-        let video_start = source.subscribe(&peer.video_src, peer.audio_src.as_ref());
+        let video_start = source.subscribe(
+            Inlet {
+                appsrc: &peer.video_src,
+                payload_type: video_pt,
+            },
+            peer.audio_src
+                .as_ref()
+                .zip(audio_pt)
+                .map(|(appsrc, payload_type)| Inlet {
+                    appsrc,
+                    payload_type,
+                }),
+        );
         start_video_when_connected(&peer.webrtc, video_start.clone());
         peer.video_start = Some(video_start);
         Ok(peer)
@@ -253,35 +267,42 @@ impl Peer {
     /// PLI/FIR reaches the appsrc as an upstream force-key-unit event) into requests of the
     /// shared encoder. For the caller, also times frames from the payloader to the socket.
     fn watch_video(&self, source: &SharedSource, is_caller: bool) {
-        let Some(bin) = self.video_src.parent().and_downcast::<gst::Bin>() else {
+        if is_caller && let Some(stamps) = source.frame_stamps() {
+            send_latency::watch(
+                &self.webrtc,
+                stamps,
+                source.ssrcs().video,
+                Arc::clone(&self.metrics),
+            );
+        }
+        let Some(pad) = self.video_src.static_pad("src") else {
             return;
         };
-        if let Some(src) = bin.static_pad("src") {
-            let metrics = Arc::clone(&self.metrics);
-            src.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                Metrics::add(&metrics.video_packets_sent, 1);
-                gst::PadProbeReturn::Ok
-            });
-        }
-        if is_caller && let Some(pay) = bin.by_name("pay") {
-            send_latency::watch(&pay, &self.webrtc, Arc::clone(&self.metrics));
-        }
-        if let Some(pad) = self.video_src.static_pad("src") {
-            let metrics = Arc::clone(&self.metrics);
-            let keyframes = source.keyframe_requester();
-            pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
-                if let Some(gst::PadProbeData::Event(event)) = &info.data
-                    && event
-                        .structure()
-                        .is_some_and(|s| s.name() == "GstForceKeyUnit")
-                {
-                    Metrics::add(&metrics.keyframe_requests, 1);
-                    keyframes.request();
-                    return gst::PadProbeReturn::Drop;
-                }
-                gst::PadProbeReturn::Ok
-            });
-        }
+        let metrics = Arc::clone(&self.metrics);
+        let probes = gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST;
+        pad.add_probe(probes, move |_, info| {
+            let packets = match &info.data {
+                Some(gst::PadProbeData::BufferList(list)) => list.len(),
+                _ => 1,
+            };
+            Metrics::add(&metrics.video_packets_sent, packets as u64);
+            gst::PadProbeReturn::Ok
+        });
+        let metrics = Arc::clone(&self.metrics);
+        let keyframes = source.keyframe_requester();
+        pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+            if let Some(gst::PadProbeData::Event(event)) = &info.data
+                && event
+                    .structure()
+                    .is_some_and(|s| s.name() == "GstForceKeyUnit")
+            {
+                Metrics::add(&metrics.keyframe_requests, 1);
+                keyframes.request();
+            }
+            // The appsrc refuses the event itself (a probe dropping an upstream event makes
+            // GStreamer 1.22 unreference a null object).
+            gst::PadProbeReturn::Ok
+        });
     }
 
     /// A viewer's offer in, the device's answer set locally; blocking for a few milliseconds.
@@ -715,36 +736,30 @@ fn add_receive_only_audio(webrtc: &gst::Element) -> Result<(), MediaError> {
     Ok(())
 }
 
-/// Adds one medium's branch, an `appsrc` (fed by the shared source) and `payload`, linked to a
-/// new webrtcbin sink pad whose transceiver gets `direction` and prefers `caps` (with the SSRC
-/// the payloader is told to use, so the SDP names it). Returns the appsrc.
+/// Adds one medium's `appsrc` (fed RTP by the shared source), linked to a new webrtcbin sink
+/// pad whose transceiver gets `direction` and prefers `caps` with the source's `ssrc` (so the
+/// SDP names it). Returns the appsrc.
 fn add_branch(
     pipeline: &gst::Pipeline,
     webrtc: &gst::Element,
-    payload: &str,
     caps: &str,
+    ssrc: u32,
     direction: WebRTCRTPTransceiverDirection,
 ) -> Result<gst_app::AppSrc, MediaError> {
     let what = "a send branch";
-    let ssrc = random_ssrc();
-    let description = format!(
-        "appsrc name=src is-live=true format=time stream-type=stream min-latency=0 handle-segment-change=true \
-         max-bytes=4000000 \
-         leaky-type=downstream ! {payload}"
-    );
-    let bin =
-        gst::parse::bin_from_description(&description, true).map_err(|e| build_error(what, e))?;
-    if let Some(pay) = bin.by_name("pay") {
-        pay.set_property("ssrc", ssrc);
-    }
-    let appsrc = bin
-        .by_name("src")
-        .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-        .ok_or_else(|| build_error(what, "no appsrc"))?;
-    pipeline.add(&bin).map_err(|e| build_error(what, e))?;
-    let src = bin
+    let appsrc = gst_app::AppSrc::builder()
+        .is_live(true)
+        .format(gst::Format::Time)
+        .stream_type(gst_app::AppStreamType::Stream)
+        .min_latency(0)
+        .handle_segment_change(true)
+        .max_bytes(4_000_000)
+        .leaky_type(gst_app::AppLeakyType::Downstream)
+        .build();
+    pipeline.add(&appsrc).map_err(|e| build_error(what, e))?;
+    let src = appsrc
         .static_pad("src")
-        .ok_or_else(|| build_error(what, "the description has no unlinked source pad"))?;
+        .ok_or_else(|| build_error(what, "the appsrc has no source pad"))?;
     let sink = webrtc
         .request_pad_simple("sink_%u")
         .ok_or_else(|| build_error(what, "webrtcbin gave no sink pad"))?;
@@ -774,14 +789,6 @@ fn start_video_when_connected(webrtc: &gst::Element, start: VideoStart) {
             start.now();
         }
     });
-}
-
-/// An SSRC for one stream (RFC 3550: random).
-fn random_ssrc() -> u32 {
-    let mut bytes = [0u8; 4];
-    // Without randomness a fixed SSRC still works: each peer has its own session.
-    let _ = getrandom::getrandom(&mut bytes);
-    u32::from_be_bytes(bytes).max(1)
 }
 
 /// `sdp` with `candidates` (m-line index, `candidate:...` text) added to their m-sections and

@@ -15,6 +15,9 @@ use crate::config::PRE_ENCODED;
 /// RTP payload types used in the device's offer (a viewer's offer chooses its own).
 pub const VIDEO_PAYLOAD: u32 = 96;
 pub const AUDIO_PAYLOAD: u32 = 111;
+/// The shared source's payloaders, by name.
+pub const VIDEO_PAYLOADER: &str = "videopay";
+pub const AUDIO_PAYLOADER: &str = "audiopay";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VideoCodec {
@@ -211,16 +214,16 @@ fn video_description(s: &MediaSettings, encoder: Encoder) -> String {
     )
 }
 
-/// The part of one peer's video branch after the shared encoder: encoded frames to RTP with
-/// payload type `pt`, ending in the RTP caps.
+/// The shared source's video payloader, after the encoder: encoded frames to RTP with payload
+/// type `pt`, ending in the RTP caps.
 pub fn video_payload(codec: VideoCodec, pt: u32) -> String {
     match codec {
         VideoCodec::H264 => format!(
-            "rtph264pay name=pay aggregate-mode=zero-latency pt={pt} ! \
+            "rtph264pay name={VIDEO_PAYLOADER} aggregate-mode=zero-latency pt={pt} ! \
              capsfilter caps=\"application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload={pt}\""
         ),
         VideoCodec::Vp8 => format!(
-            "rtpvp8pay name=pay picture-id-mode=15-bit pt={pt} ! \
+            "rtpvp8pay name={VIDEO_PAYLOADER} picture-id-mode=15-bit pt={pt} ! \
              capsfilter caps=\"application/x-rtp,media=video,encoding-name=VP8,clock-rate=90000,payload={pt}\""
         ),
     }
@@ -251,10 +254,10 @@ pub fn audio_caps(pt: u32) -> String {
     )
 }
 
-/// The part of one peer's audio branch after the shared Opus encoder.
+/// The shared source's audio payloader, after the Opus encoder.
 pub fn audio_payload(pt: u32) -> String {
     format!(
-        "rtpopuspay name=pay pt={pt} ! capsfilter caps=\"application/x-rtp,media=audio,\
+        "rtpopuspay name={AUDIO_PAYLOADER} pt={pt} ! capsfilter caps=\"application/x-rtp,media=audio,\
          encoding-name=OPUS,clock-rate=48000,payload={pt}\""
     )
 }

@@ -1,10 +1,13 @@
-//! One camera, one microphone and one encoder of each, shared by every peer.
+//! One camera, one microphone, one encoder and one payloader of each, shared by every peer.
 //!
-//! The source pipeline runs from the camera to encoded frames (H.264 access units or VP8, and
-//! Opus) and ends in an `appsink` per medium. Each peer's pipeline begins with an `appsrc` per
-//! medium; the appsinks' callbacks hand every encoded frame to every subscribed appsrc (a
-//! reference, not a copy). Peer pipelines use the source's clock and base time, so the
-//! source's timestamps are valid running times in each of them and no timestamp is rewritten.
+//! The source pipeline runs from the camera to RTP packets (H.264 or VP8, and Opus: encoded
+//! and payloaded once, whatever the number of peers) and ends in an `appsink` per medium. Each
+//! peer's pipeline begins with an `appsrc` per medium feeding its `webrtcbin`; the appsinks'
+//! callbacks hand every frame's packets to every subscribed appsrc (references, not copies; a
+//! peer that negotiated another payload type gets a copy of each 12-byte header with its own).
+//! Peer pipelines use the source's clock and base time, so the source's timestamps are valid
+//! running times in each of them and no timestamp is rewritten. Every peer is sent the same
+//! SSRC, which each names in its SDP.
 //!
 //! A new video subscriber asks the encoder for a keyframe at once (a forced one, not the next
 //! natural one) and, while its peer is still connecting, keeps the frames from it on for itself;
@@ -16,6 +19,7 @@
 //! The subscriber lists are read by GStreamer's streaming threads and replaced by the media
 //! owner (`Swappable`: the lock is held only to clone or swap an `Arc`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -27,6 +31,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::encoder_control::EncoderControl;
 use super::plan::{self, Encoder, VideoCodec, VideoPlan};
+use super::send_latency::FrameStamps;
 use super::{MediaError, MediaSettings};
 use crate::metrics::Metrics;
 use crate::swappable::Swappable;
@@ -41,6 +46,10 @@ pub enum SourceNotice {
 /// How long a video subscriber that cannot send yet keeps frames for itself: from a keyframe
 /// on, at most this much video, so the picture it starts with is fresh.
 const HOLD_SPAN: gst::ClockTime = gst::ClockTime::from_mseconds(100);
+
+/// Where a subscriber's video may start: the first packets of a keyframe (several appsink
+/// samples may carry one frame's packets; only the first of a keyframe's starts it).
+type StartsKeyframe = bool;
 
 /// Where one subscriber's video stands.
 #[derive(Debug)]
@@ -58,30 +67,49 @@ enum Intake {
 #[derive(Debug)]
 struct Outlet {
     appsrc: gst_app::AppSrc,
-    intake: Mutex<Intake>,
+    /// The payload type the peer negotiated, when it is not the source's.
+    payload_type: Option<u8>,
+    state: Mutex<OutletState>,
+}
+
+#[derive(Debug)]
+struct OutletState {
+    intake: Intake,
+    /// The source's caps and this peer's version of them (its payload type), made once.
+    caps: Option<(gst::Caps, gst::Caps)>,
 }
 
 impl Outlet {
-    fn intake(&self) -> MutexGuard<'_, Intake> {
-        // The state is replaced whole, so a panic elsewhere cannot leave it half-written.
-        self.intake.lock().unwrap_or_else(PoisonError::into_inner)
+    fn new(appsrc: &gst_app::AppSrc, intake: Intake, payload_type: Option<u8>) -> Self {
+        Self {
+            appsrc: appsrc.clone(),
+            payload_type,
+            state: Mutex::new(OutletState { intake, caps: None }),
+        }
     }
 
-    /// Takes one frame: sends it, keeps it, or passes it by, as the intake says.
-    fn take(&self, sample: &gst::Sample, keyframe: bool) {
-        let mut intake = self.intake();
-        match &mut *intake {
+    fn state(&self) -> MutexGuard<'_, OutletState> {
+        // The state is replaced whole, so a panic elsewhere cannot leave it half-written.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes one sample (a frame's packets, or some of them): sends it, keeps it, or passes
+    /// it by, as the intake says.
+    fn take(&self, sample: &gst::Sample, starts_keyframe: StartsKeyframe) {
+        let mut state = self.state();
+        let intake = &mut state.intake;
+        match intake {
             Intake::Live => {}
-            Intake::WaitingForKeyframe if keyframe => *intake = Intake::Live,
+            Intake::WaitingForKeyframe if starts_keyframe => *intake = Intake::Live,
             Intake::WaitingForKeyframe => return,
             Intake::Holding(held) => {
                 let span = |first: &gst::Sample| {
-                    let pts = |s: &gst::Sample| s.buffer().and_then(gst::BufferRef::pts);
+                    let pts = |s: &gst::Sample| sample_pts(s);
                     pts(sample)
                         .zip(pts(first))
                         .map(|(now, then)| now.saturating_sub(then))
                 };
-                if keyframe {
+                if starts_keyframe {
                     held.clear();
                     held.push(sample.clone());
                 } else if held.first().and_then(span).is_some_and(|s| s <= HOLD_SPAN) {
@@ -92,30 +120,103 @@ impl Outlet {
                 return;
             }
         }
-        drop(intake);
-        // A peer that is stopping refuses (flushing); that is its own business.
-        let _ = self.appsrc.push_sample(sample);
+        self.send(&mut state, sample);
+    }
+
+    /// Pushes a sample into the peer's pipeline, with the peer's payload type where it has its
+    /// own (in each packet and in the caps; the segment goes along, as it places the source's
+    /// timestamps). A peer that is stopping refuses (flushing); that is its own business.
+    fn send(&self, state: &mut OutletState, sample: &gst::Sample) {
+        let Some(payload_type) = self.payload_type else {
+            let _ = self.appsrc.push_sample(sample);
+            return;
+        };
+        let mut ours = gst::Sample::builder();
+        let list;
+        let single;
+        if let Some(packets) = sample.buffer_list() {
+            let mut rewritten = gst::BufferList::new_sized(packets.len());
+            for packet in packets.iter_owned() {
+                rewritten
+                    .make_mut()
+                    .add(with_payload_type(packet, payload_type));
+            }
+            list = rewritten;
+            ours = ours.buffer_list(&list);
+        } else if let Some(packet) = sample.buffer_owned() {
+            single = with_payload_type(packet, payload_type);
+            ours = ours.buffer(&single);
+        }
+        if let Some(caps) = sample.caps() {
+            if !state
+                .caps
+                .as_ref()
+                .is_some_and(|(theirs, _)| theirs == caps)
+            {
+                let mut rewritten = caps.to_owned();
+                if let Some(s) = rewritten.make_mut().structure_mut(0) {
+                    s.set("payload", i32::from(payload_type));
+                }
+                state.caps = Some((caps.to_owned(), rewritten));
+            }
+            if let Some((_, rewritten)) = &state.caps {
+                ours = ours.caps(rewritten);
+            }
+        }
+        if let Some(segment) = sample.segment() {
+            ours = ours.segment(segment);
+        }
+        let _ = self.appsrc.push_sample(&ours.build());
     }
 
     /// The peer can send: what was held goes out now (under the lock, so the next frame
     /// follows it), or, with nothing fresh held, it starts at the next keyframe. `false` when
     /// a keyframe must be asked for.
     fn start(&self) -> bool {
-        let mut intake = self.intake();
-        let Intake::Holding(held) = &mut *intake else {
+        let mut state = self.state();
+        let Intake::Holding(held) = &mut state.intake else {
             return true;
         };
         let held = std::mem::take(held);
         if held.is_empty() {
-            *intake = Intake::WaitingForKeyframe;
+            state.intake = Intake::WaitingForKeyframe;
             return false;
         }
         for sample in &held {
-            let _ = self.appsrc.push_sample(sample);
+            self.send(&mut state, sample);
         }
-        *intake = Intake::Live;
+        state.intake = Intake::Live;
         true
     }
+}
+
+/// The presentation time of a sample's (first) buffer.
+fn sample_pts(sample: &gst::Sample) -> Option<gst::ClockTime> {
+    match sample.buffer_list() {
+        Some(list) => list.get(0).and_then(gst::BufferRef::pts),
+        None => sample.buffer().and_then(gst::BufferRef::pts),
+    }
+}
+
+/// `packet` with its RTP payload type set to `payload_type`: the header (the buffer's first
+/// memory, which a payloader allocates on its own) is copied and changed; the payload is
+/// shared.
+fn with_payload_type(mut packet: gst::Buffer, payload_type: u8) -> gst::Buffer {
+    let header = (packet.n_memory() > 0)
+        .then(|| packet.peek_memory(0).map_readable())
+        .and_then(Result::ok)
+        .filter(|header| header.len() >= 2)
+        .map(|header| {
+            let mut header = header.as_slice().to_vec();
+            header[1] = (header[1] & 0x80) | (payload_type & 0x7f);
+            header
+        });
+    if let Some(header) = header {
+        packet
+            .make_mut()
+            .replace_memory(0, gst::Memory::from_mut_slice(header));
+    }
+    packet
 }
 
 /// The subscribers of one encoded stream.
@@ -125,20 +226,17 @@ struct Fanout {
 }
 
 impl Fanout {
-    fn push(&self, sample: &gst::Sample) {
-        let keyframe = sample
-            .buffer()
-            .is_some_and(|b| !b.flags().contains(gst::BufferFlags::DELTA_UNIT));
+    fn push(&self, sample: &gst::Sample, starts_keyframe: StartsKeyframe) {
         for outlet in self.outlets.current().iter() {
-            outlet.take(sample, keyframe);
+            outlet.take(sample, starts_keyframe);
         }
     }
 
-    fn add(&self, appsrc: &gst_app::AppSrc, intake: Intake) -> Arc<Outlet> {
-        let outlet = Arc::new(Outlet {
-            appsrc: appsrc.clone(),
-            intake: Mutex::new(intake),
-        });
+    fn add(&self, inlet: &Inlet<'_>, intake: Intake, source_payload_type: u32) -> Arc<Outlet> {
+        let payload_type = (inlet.payload_type != source_payload_type)
+            .then(|| u8::try_from(inlet.payload_type).ok())
+            .flatten();
+        let outlet = Arc::new(Outlet::new(inlet.appsrc, intake, payload_type));
         let mut outlets = (*self.outlets.current()).clone();
         outlets.push(Arc::clone(&outlet));
         self.outlets.replace(Arc::new(outlets));
@@ -154,6 +252,13 @@ impl Fanout {
     fn len(&self) -> usize {
         self.outlets.current().len()
     }
+}
+
+/// One peer's appsrc for one medium and the RTP payload type the peer negotiated for it.
+#[derive(Debug, Clone, Copy)]
+pub struct Inlet<'a> {
+    pub appsrc: &'a gst_app::AppSrc,
+    pub payload_type: u32,
 }
 
 /// Starts one subscriber's video once its peer is connected; cheap to clone into a callback.
@@ -175,8 +280,8 @@ impl VideoStart {
 /// Asks the shared encoder for a keyframe; cheap to clone into a peer's pad probe.
 #[derive(Debug, Clone)]
 pub struct KeyframeRequester {
-    /// The video appsink's sink pad: an upstream force-key-unit event sent from it reaches the
-    /// encoder.
+    /// The video payloader's sink pad: an upstream force-key-unit event sent from it reaches
+    /// the encoder.
     pad: gst::Pad,
     encoder: Option<EncoderControl>,
 }
@@ -200,13 +305,22 @@ pub struct SharedSource {
     plan: VideoPlan,
     video: Arc<Fanout>,
     audio: Option<Arc<Fanout>>,
+    ssrcs: Ssrcs,
     frames: Option<gst::Element>,
     keyframes: KeyframeRequester,
+    stamps: Option<FrameStamps>,
     encoder: Option<EncoderControl>,
     opus: Option<gst::Element>,
     bitrate_kbps: u32,
     audio_loss_percent: i32,
     started: Instant,
+}
+
+/// The SSRC of each stream the source sends (the same for every peer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ssrcs {
+    pub video: u32,
+    pub audio: u32,
 }
 
 impl SharedSource {
@@ -218,8 +332,13 @@ impl SharedSource {
         metrics: &Arc<Metrics>,
     ) -> Result<Self, MediaError> {
         let started = Instant::now();
-        let encoded = "appsink sync=false async=false emit-signals=false max-buffers=0";
-        let mut description = format!("{} ! {encoded} name=video", plan.description);
+        let packets = "appsink sync=false async=false emit-signals=false max-buffers=0 \
+                       buffer-list=true";
+        let mut description = format!(
+            "{} ! {} ! {packets} name=video",
+            plan.description,
+            plan::video_payload(plan.codec, plan::VIDEO_PAYLOAD)
+        );
         let has_raw_frames = plan.encoder != Encoder::PreEncoded;
         if has_raw_frames {
             // The latest raw frame only, held by reference, for snapshots.
@@ -228,7 +347,10 @@ impl SharedSource {
             );
         }
         if let Some(audio) = plan::audio_description(settings) {
-            description.push_str(&format!(" {audio} ! {encoded} name=audio"));
+            description.push_str(&format!(
+                " {audio} ! {} ! {packets} name=audio",
+                plan::audio_payload(plan::AUDIO_PAYLOAD)
+            ));
         }
         let pipeline = gst::parse::launch(&description)
             .map_err(|e| build_error("the camera and encoder", e))?
@@ -239,17 +361,33 @@ impl SharedSource {
         pipeline.use_clock(Some(&clock));
         pipeline.set_start_time(gst::ClockTime::NONE);
         pipeline.set_base_time(clock.time());
+        let ssrcs = Ssrcs {
+            video: random_ssrc(),
+            audio: random_ssrc(),
+        };
+        let video_pay = pipeline
+            .by_name(plan::VIDEO_PAYLOADER)
+            .ok_or_else(|| build_error("the video payloader", "not found"))?;
+        video_pay.set_property("ssrc", ssrcs.video);
+        if let Some(audio_pay) = pipeline.by_name(plan::AUDIO_PAYLOADER) {
+            audio_pay.set_property("ssrc", ssrcs.audio);
+        }
 
         let video_sink = appsink(&pipeline, "video")?;
-        let pad = video_sink
+        // Keyframe requests go upstream from the payloader's sink pad, past the payloader (see
+        // `KeyframeMark::watch`).
+        let pad = video_pay
             .static_pad("sink")
-            .ok_or_else(|| build_error("the video appsink", "no sink pad"))?;
+            .ok_or_else(|| build_error("the video payloader", "no sink pad"))?;
         let encoder = EncoderControl::find(pipeline.upcast_ref::<gst::Bin>());
         let video = Arc::new(Fanout::default());
         feed(
             &video_sink,
             &video,
-            Some(Arc::clone(metrics)),
+            Some(Video {
+                keyframes: KeyframeMark::watch(&video_pay)?,
+                metrics: Arc::clone(metrics),
+            }),
             notices.clone(),
         );
         let audio = match pipeline.by_name("audio") {
@@ -273,11 +411,13 @@ impl SharedSource {
                 pad,
                 encoder: encoder.clone(),
             },
+            stamps: FrameStamps::watch(&video_pay),
             encoder,
             pipeline,
             plan,
             video,
             audio,
+            ssrcs,
             bitrate_kbps: settings.video_bitrate.start_kbps(),
             audio_loss_percent: 0,
             started,
@@ -313,14 +453,12 @@ impl SharedSource {
 
     /// Feeds a peer's appsrcs from now on. Its video starts at a keyframe, forced now, and is
     /// held for it until [`VideoStart::now`] says the peer is connected.
-    pub fn subscribe(
-        &self,
-        video: &gst_app::AppSrc,
-        audio: Option<&gst_app::AppSrc>,
-    ) -> VideoStart {
-        let outlet = self.video.add(video, Intake::Holding(Vec::new()));
-        if let (Some(fanout), Some(appsrc)) = (&self.audio, audio) {
-            fanout.add(appsrc, Intake::Live);
+    pub fn subscribe(&self, video: Inlet<'_>, audio: Option<Inlet<'_>>) -> VideoStart {
+        let outlet = self
+            .video
+            .add(&video, Intake::Holding(Vec::new()), plan::VIDEO_PAYLOAD);
+        if let (Some(fanout), Some(inlet)) = (&self.audio, audio) {
+            fanout.add(&inlet, Intake::Live, plan::AUDIO_PAYLOAD);
         }
         self.keyframes.request();
         VideoStart {
@@ -334,6 +472,16 @@ impl SharedSource {
         if let (Some(fanout), Some(appsrc)) = (&self.audio, audio) {
             fanout.remove(appsrc);
         }
+    }
+
+    /// The SSRCs every peer is sent and names in its SDP.
+    pub fn ssrcs(&self) -> Ssrcs {
+        self.ssrcs
+    }
+
+    /// When each video frame reached the payloader, for timing it to a peer's socket.
+    pub fn frame_stamps(&self) -> Option<FrameStamps> {
+        self.stamps.clone()
     }
 
     pub fn subscribers(&self) -> usize {
@@ -398,16 +546,143 @@ fn appsink(pipeline: &gst::Pipeline, name: &'static str) -> Result<gst_app::AppS
         .ok_or_else(|| build_error("an appsink", name))
 }
 
-/// Hands each encoded frame of `sink` to the fanout's subscribers; counts video keyframes. A
-/// source that ends (a camera unplugged, a file at its end) ends only its branch: the pipeline
-/// as a whole never reaches EOS while the other branch runs, so each branch's end is reported.
+/// What the video appsink's feed needs besides the fanout.
+struct Video {
+    keyframes: KeyframeMark,
+    metrics: Arc<Metrics>,
+}
+
+/// The presentation time of the latest keyframe to enter the video payloader, marked by a
+/// probe on its sink pad; the appsink after it, on the same streaming thread, tells a
+/// keyframe's packets by it whatever the codec's payloader flags.
+#[derive(Debug, Clone)]
+struct KeyframeMark(Arc<AtomicU64>);
+
+impl KeyframeMark {
+    const NONE: u64 = u64::MAX;
+
+    fn watch(pay: &gst::Element) -> Result<Self, MediaError> {
+        let mark = Self(Arc::new(AtomicU64::new(Self::NONE)));
+        let sink = pay
+            .static_pad("sink")
+            .ok_or_else(|| build_error("the video payloader", "no sink pad"))?;
+        // The encoder announces a forced keyframe downstream, asking for its headers to be
+        // repeated; rtph264pay would answer by sending SPS and PPS itself, in a packet of its
+        // own that carries the marker bit in the middle of the frame. The encoder already puts
+        // them in the keyframe, so the payloader is told they are there.
+        sink.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, |_, info| {
+            let announced = match &info.data {
+                Some(gst::PadProbeData::Event(event)) => {
+                    gst_video::DownstreamForceKeyUnitEvent::parse(event).ok()
+                }
+                _ => None,
+            };
+            if let Some(announced) = announced.filter(|a| a.all_headers) {
+                let event = gst_video::DownstreamForceKeyUnitEvent::builder()
+                    .timestamp(announced.timestamp)
+                    .stream_time(announced.stream_time)
+                    .running_time(announced.running_time)
+                    .all_headers(false)
+                    .count(announced.count)
+                    .build();
+                info.data = Some(gst::PadProbeData::Event(event));
+            }
+            gst::PadProbeReturn::Ok
+        });
+        let latest = Arc::clone(&mark.0);
+        sink.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(gst::PadProbeData::Buffer(buffer)) = &info.data
+                && !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT)
+                && let Some(pts) = buffer.pts()
+            {
+                latest.store(pts.nseconds(), Ordering::Relaxed);
+            }
+            gst::PadProbeReturn::Ok
+        });
+        Ok(mark)
+    }
+
+    fn is_keyframe(&self, pts: Option<gst::ClockTime>) -> bool {
+        pts.is_some_and(|pts| pts.nseconds() == self.0.load(Ordering::Relaxed))
+    }
+}
+
+/// Gathers one video frame's RTP packets (those of one presentation time, up to the one with
+/// the marker bit) into one sample, so that each peer's appsrc takes a frame in one hand-off,
+/// not one per packet: payloaders push most packets one by one.
+#[derive(Debug, Default)]
+struct FrameGather {
+    packets: Option<gst::BufferList>,
+    pts: Option<gst::ClockTime>,
+    caps: Option<gst::Caps>,
+    segment: Option<gst::Segment>,
+}
+
+impl FrameGather {
+    /// Takes one appsink sample and hands `done` each frame it completes: its own, at its
+    /// marker, and one that a new presentation time ended without a marker.
+    fn take(&mut self, sample: &gst::Sample, mut done: impl FnMut(gst::Sample)) {
+        if let Some(caps) = sample.caps() {
+            self.caps = Some(caps.to_owned());
+        }
+        if let Some(segment) = sample.segment() {
+            self.segment = Some(segment.clone());
+        }
+        let single = sample.buffer_owned();
+        let packets = sample
+            .buffer_list()
+            .into_iter()
+            .flat_map(|l| l.iter_owned());
+        for packet in single.into_iter().chain(packets) {
+            if self.packets.is_some() && packet.pts() != self.pts {
+                self.flush(&mut done);
+            }
+            self.pts = packet.pts();
+            let marker = rtp_marker(&packet);
+            self.packets
+                .get_or_insert_with(gst::BufferList::new)
+                .make_mut()
+                .add(packet);
+            if marker {
+                self.flush(&mut done);
+            }
+        }
+    }
+
+    fn flush(&mut self, done: &mut impl FnMut(gst::Sample)) {
+        let Some(packets) = self.packets.take() else {
+            return;
+        };
+        let mut frame = gst::Sample::builder().buffer_list(&packets);
+        if let Some(caps) = &self.caps {
+            frame = frame.caps(caps);
+        }
+        if let Some(segment) = &self.segment {
+            frame = frame.segment(segment);
+        }
+        done(frame.build());
+    }
+}
+
+/// Whether an RTP packet carries the marker bit (for video: the last packet of a frame).
+fn rtp_marker(packet: &gst::BufferRef) -> bool {
+    let mut second = [0u8; 1];
+    packet.copy_to_slice(1, &mut second).is_ok() && second[0] & 0x80 != 0
+}
+
+/// Hands each frame's packets from `sink` to the fanout's subscribers (video gathered a frame
+/// at a time); counts video keyframes. A source that ends (a camera unplugged, a file at its
+/// end) ends only its branch: the pipeline as a whole never reaches EOS while the other branch
+/// runs, so each branch's end is reported.
 fn feed(
     sink: &gst_app::AppSink,
     fanout: &Arc<Fanout>,
-    keyframes: Option<Arc<Metrics>>,
+    video: Option<Video>,
     notices: UnboundedSender<SourceNotice>,
 ) {
     let fanout = Arc::clone(fanout);
+    let mut gather = FrameGather::default();
+    let mut last_pts = None;
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .eos(move |_| {
@@ -417,18 +692,32 @@ fn feed(
             })
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                if let Some(metrics) = &keyframes
-                    && sample
-                        .buffer()
-                        .is_some_and(|b| !b.flags().contains(gst::BufferFlags::DELTA_UNIT))
-                {
-                    Metrics::add(&metrics.keyframes_sent, 1);
-                }
-                fanout.push(&sample);
+                let Some(video) = &video else {
+                    fanout.push(&sample, true);
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                gather.take(&sample, |frame| {
+                    let pts = sample_pts(&frame);
+                    // A frame without a marker may have come in two parts; its first starts it.
+                    let starts_keyframe = pts != last_pts && video.keyframes.is_keyframe(pts);
+                    last_pts = pts;
+                    if starts_keyframe {
+                        Metrics::add(&video.metrics.keyframes_sent, 1);
+                    }
+                    fanout.push(&frame, starts_keyframe);
+                });
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),
     );
+}
+
+/// An SSRC for one stream (RFC 3550: random).
+fn random_ssrc() -> u32 {
+    let mut bytes = [0u8; 4];
+    // Without randomness a fixed SSRC still works: each peer has its own session.
+    let _ = getrandom::getrandom(&mut bytes);
+    u32::from_be_bytes(bytes).max(1)
 }
 
 /// Reports the source's errors.
@@ -478,11 +767,7 @@ mod tests {
             .downcast::<gst_app::AppSink>()
             .expect("an appsink");
         pipeline.set_state(gst::State::Playing).expect("playing");
-        let outlet = Outlet {
-            appsrc,
-            intake: Mutex::new(intake),
-        };
-        (pipeline, outlet, sink)
+        (pipeline, Outlet::new(&appsrc, intake, None), sink)
     }
 
     fn frame(outlet: &Outlet, pts_ms: u64, keyframe: bool) {
@@ -544,6 +829,130 @@ mod tests {
         frame(&outlet, 200, true);
         frame(&outlet, 233, false);
         assert_eq!(received(pipeline, &sink), [200, 233]);
+    }
+
+    /// An RTP packet as a payloader makes it: the header in a memory of its own, the payload
+    /// in another.
+    fn rtp_packet(payload_type: u8, marker: bool) -> gst::Buffer {
+        let mut header = [0u8; 12];
+        header[0] = 0x80;
+        header[1] = payload_type | if marker { 0x80 } else { 0 };
+        header[4..8].copy_from_slice(&90_000u32.to_be_bytes());
+        let mut packet = gst::Buffer::from_mut_slice(header.to_vec());
+        let payload = gst::Memory::from_mut_slice(vec![0x7cu8, 0x85, 1, 2, 3]);
+        packet.make_mut().append_memory(payload);
+        packet
+    }
+
+    #[test]
+    fn a_peers_own_payload_type_is_written_into_a_copy_of_the_header_only() {
+        gst::init().expect("GStreamer");
+        let packet = rtp_packet(96, true);
+        let rewritten = with_payload_type(packet.clone(), 106);
+        assert_eq!(
+            rewritten.peek_memory(1).as_ptr(),
+            packet.peek_memory(1).as_ptr(),
+            "the payload is shared, not copied"
+        );
+        // Read without mapping the whole buffer (which would merge its memories).
+        let bytes = |b: &gst::Buffer| {
+            let mut bytes = vec![0u8; b.size()];
+            b.copy_to_slice(0, &mut bytes).expect("the whole packet");
+            bytes
+        };
+        assert_eq!(bytes(&rewritten)[1], 0x80 | 106, "the marker bit is kept");
+        assert_eq!(
+            bytes(&packet)[1],
+            0x80 | 96,
+            "the source's packet is untouched"
+        );
+        assert_eq!(bytes(&rewritten)[2..], bytes(&packet)[2..]);
+    }
+
+    #[test]
+    fn an_outlet_with_its_own_payload_type_sends_it_in_packets_and_caps() {
+        let (pipeline, _, sink) = outlet(Intake::Live);
+        let appsrc = pipeline
+            .by_name("src")
+            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+            .expect("the appsrc");
+        let outlet = Outlet::new(&appsrc, Intake::Live, Some(106));
+        let caps = gst::Caps::builder("application/x-rtp")
+            .field("media", "video")
+            .field("payload", 96i32)
+            .build();
+        let mut list = gst::BufferList::new();
+        for marker in [false, true] {
+            let mut packet = rtp_packet(96, marker);
+            packet.make_mut().set_pts(gst::ClockTime::ZERO);
+            list.make_mut().add(packet);
+        }
+        let sample = gst::Sample::builder()
+            .buffer_list(&list)
+            .caps(&caps)
+            .build();
+        outlet.take(&sample, true);
+        let mut types = Vec::new();
+        let mut payload_in_caps = None;
+        while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(200)) {
+            payload_in_caps = sample
+                .caps()
+                .and_then(|c| c.structure(0))
+                .and_then(|s| s.get::<i32>("payload").ok());
+            let buffer = sample.buffer().expect("a packet");
+            types.push(buffer.map_readable().expect("readable")[1]);
+        }
+        pipeline.set_state(gst::State::Null).expect("stopped");
+        assert_eq!(types, [106, 0x80 | 106]);
+        assert_eq!(payload_in_caps, Some(106));
+    }
+
+    /// The presentation times (ms) and packet counts of the frames gathered from `samples`.
+    fn gathered(samples: &[(u64, &[bool])]) -> Vec<(u64, usize)> {
+        gst::init().expect("GStreamer");
+        let mut gather = FrameGather::default();
+        let mut frames = Vec::new();
+        for (pts_ms, markers) in samples {
+            let mut list = gst::BufferList::new();
+            for &marker in *markers {
+                let mut packet = rtp_packet(96, marker);
+                packet
+                    .make_mut()
+                    .set_pts(gst::ClockTime::from_mseconds(*pts_ms));
+                list.make_mut().add(packet);
+            }
+            let sample = if list.len() == 1 {
+                gst::Sample::builder()
+                    .buffer(&list.get_owned(0).expect("one"))
+                    .build()
+            } else {
+                gst::Sample::builder().buffer_list(&list).build()
+            };
+            gather.take(&sample, |frame| {
+                let list = frame.buffer_list().expect("a frame is a list");
+                let pts = sample_pts(&frame).map(|t| t.mseconds());
+                frames.push((pts.expect("a time"), list.len()));
+            });
+        }
+        frames
+    }
+
+    #[test]
+    fn a_frames_packets_go_out_together_at_its_marker() {
+        let frames = gathered(&[
+            (0, &[false]),
+            (0, &[false, false]),
+            (0, &[true]),
+            (33, &[false, true]),
+            (66, &[true]),
+        ]);
+        assert_eq!(frames, [(0, 4), (33, 2), (66, 1)]);
+    }
+
+    #[test]
+    fn a_frame_without_a_marker_goes_out_when_the_next_begins() {
+        let frames = gathered(&[(0, &[false, false]), (33, &[false]), (33, &[true])]);
+        assert_eq!(frames, [(0, 2), (33, 2)]);
     }
 
     #[test]
