@@ -32,6 +32,8 @@ pub struct Metrics {
     pub keyframes_sent: AtomicU64,
     /// Keyframe requests (PLI/FIR) from callers that reached the encoder.
     pub keyframe_requests: AtomicU64,
+    /// Peers' send streams whose unused FEC and RED encoders were taken out of webrtcbin.
+    pub fec_encoders_bypassed: AtomicU64,
     /// STUN Binding requests answered.
     pub stun_answered: AtomicU64,
     /// Datagrams on the STUN port that were not valid Binding requests.
@@ -55,7 +57,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every counter.
     pub fn render(&self, in_call: bool) -> String {
-        let counters: [(&str, &AtomicU64, &str); 15] = [
+        let counters: [(&str, &AtomicU64, &str); 16] = [
             (
                 "peercam_calls_started_total",
                 &self.calls_started,
@@ -115,6 +117,12 @@ impl Metrics {
                 "peercam_keyframe_requests_total",
                 &self.keyframe_requests,
                 "Keyframe requests (PLI/FIR) from callers that reached the encoder.",
+            ),
+            (
+                "peercam_fec_encoders_bypassed_total",
+                &self.fec_encoders_bypassed,
+                "Send streams whose unused FEC and RED encoders were taken out, so each frame \
+                 reaches the socket as one list of packets.",
             ),
             (
                 "peercam_stun_answered_total",

@@ -76,6 +76,15 @@ fn probe_receives_the_test_pattern_at_its_frame_rate() {
         .and_then(|count| count.trim().parse::<u64>().ok())
         .unwrap_or(0);
     assert!(count > frames(call) / 2, "{metrics}");
+
+    // webrtcbin's unused FEC and RED encoders were taken out of the video and audio streams,
+    // so a frame's packets reach the socket as one list.
+    let bypassed = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("peercam_fec_encoders_bypassed_total "))
+        .and_then(|count| count.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(bypassed >= 2, "{metrics}");
 }
 
 #[test]

@@ -177,6 +177,7 @@ impl Peer {
             .add(&webrtc)
             .map_err(|e| build_error("webrtcbin", e))?;
         tune_ice_agent(&webrtc);
+        bypass_unused_fec_encoders(&webrtc, id, &metrics);
         add_ice_addresses(&webrtc, &settings.extra_ice_addresses);
         use_ice_servers(&webrtc, ice);
         source.share_clock(&pipeline);
@@ -778,6 +779,81 @@ fn add_branch(
         transceiver.set_property("do-nack", true);
     }
     Ok(appsrc)
+}
+
+/// Takes webrtcbin's FEC and RED encoders out of each send stream whose FEC and RED were not
+/// negotiated (the device never offers or accepts them). webrtcbin 1.22 puts a bin with
+/// `rtpulpfecenc` and `rtpredenc` in every stream as its input is connected (at the stream's
+/// first caps); both pass packets through unchanged then, but take them one by one, which
+/// splits each frame's buffer list into single packets for every element after them, down to
+/// one `sendmsg` each. Without them a frame stays one list to the socket. Relinked as the
+/// first data (an event) is about to reach them, so nothing is lost.
+fn bypass_unused_fec_encoders(webrtc: &gst::Element, id: PeerId, metrics: &Arc<Metrics>) {
+    let Some(webrtc) = webrtc.downcast_ref::<gst::Bin>() else {
+        return;
+    };
+    let metrics = Arc::clone(metrics);
+    webrtc.connect_element_added(move |_, element| {
+        let Some(bin) = element.downcast_ref::<gst::Bin>() else {
+            return;
+        };
+        let Some(bin_sink) = bin.static_pad("sink") else {
+            return;
+        };
+        let bin = bin.downgrade();
+        let metrics = Arc::clone(&metrics);
+        bin_sink.connect_linked(move |bin_sink, upstream| {
+            let (bin, bin_sink) = (bin.clone(), bin_sink.clone());
+            let metrics = Arc::clone(&metrics);
+            // Before the first data (events included), when every link is made.
+            upstream.add_probe(gst::PadProbeType::BLOCK_DOWNSTREAM, move |upstream, _| {
+                if let Some(bin) = bin.upgrade()
+                    && bypass_if_unused(&bin, upstream, &bin_sink, id)
+                {
+                    Metrics::add(&metrics.fec_encoders_bypassed, 1);
+                }
+                gst::PadProbeReturn::Remove
+            });
+        });
+    });
+}
+
+/// Links `upstream` past `bin` when it is webrtcbin's FEC encoder bin with FEC and RED off;
+/// whether it did.
+fn bypass_if_unused(bin: &gst::Bin, upstream: &gst::Pad, bin_sink: &gst::Pad, id: PeerId) -> bool {
+    let find = |factory: &str| {
+        bin.iterate_elements()
+            .into_iter()
+            .flatten()
+            .find(|e| e.factory().is_some_and(|f| f.name() == factory))
+    };
+    let (Some(fec), Some(red)) = (find("rtpulpfecenc"), find("rtpredenc")) else {
+        return false;
+    };
+    // webrtcbin gives them the negotiated payload types: none (255, 0) when not agreed.
+    let fec_in_use = fec.property::<u32>("pt") < 128 && fec.property::<u32>("percentage") > 0;
+    let red_in_use = red.property::<i32>("pt") > 0;
+    if fec_in_use || red_in_use {
+        return false;
+    }
+    let Some(bin_src) = bin.static_pad("src") else {
+        return false;
+    };
+    let Some(downstream) = bin_src.peer() else {
+        return false;
+    };
+    let relinked = upstream.unlink(bin_sink).is_ok()
+        && bin_src.unlink(&downstream).is_ok()
+        && upstream.link(&downstream).is_ok();
+    if relinked {
+        log::debug!("{id}: FEC and RED encoders of {} bypassed", bin.name());
+    } else {
+        log::warn!(
+            "{id}: the unused FEC encoder of {} could not be bypassed",
+            bin.name()
+        );
+    }
+    relinked
 }
 
 /// Starts the peer's video, with what the shared source held for it, once webrtcbin's
