@@ -47,8 +47,9 @@ pub enum SourceNotice {
 /// on, at most this much video, so the picture it starts with is fresh.
 const HOLD_SPAN: gst::ClockTime = gst::ClockTime::from_mseconds(100);
 
-/// Where a subscriber's video may start: the first packets of a keyframe (several appsink
-/// samples may carry one frame's packets; only the first of a keyframe's starts it).
+/// Where a subscriber's video may start: the first packets of a keyframe (a frame's packets
+/// come in one sample, or in two when the payloader set no marker bit; only the first of a
+/// keyframe's starts it).
 type StartsKeyframe = bool;
 
 /// Where one subscriber's video stands.
@@ -104,9 +105,8 @@ impl Outlet {
             Intake::WaitingForKeyframe => return,
             Intake::Holding(held) => {
                 let span = |first: &gst::Sample| {
-                    let pts = |s: &gst::Sample| sample_pts(s);
-                    pts(sample)
-                        .zip(pts(first))
+                    sample_pts(sample)
+                        .zip(sample_pts(first))
                         .map(|(now, then)| now.saturating_sub(then))
                 };
                 if starts_keyframe {
