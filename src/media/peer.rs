@@ -1,6 +1,7 @@
 //! One peer's pipeline: the shared source's RTP video and audio (`shared_source`: encoded and
 //! payloaded once for every peer) through an `appsrc` each into `webrtcbin`, and for the caller
-//! its voice out of it (see `talkback`). The caller's peer makes the offer; a viewer's peer (WHEP) answers the viewer's.
+//! its voice out of it (see `talkback`). The caller's peer makes the offer; a viewer's peer
+//! (WHEP) answers the viewer's.
 //!
 //! Owned by the media task; every method runs there. Callbacks connected here run on GStreamer
 //! threads and only send a `Notice` tagged with this peer's id; the one exception is linking the

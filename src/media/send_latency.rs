@@ -79,12 +79,12 @@ fn push_bounded<T>(queue: &mut VecDeque<T>, item: T) {
     queue.push_back(item);
 }
 
-/// What the latency needs of an RTP packet's header.
+/// What the latency (and the shared source's frame gathering) needs of an RTP header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct RtpHeader {
-    timestamp: u32,
-    marker: bool,
-    ssrc: u32,
+pub(super) struct RtpHeader {
+    pub timestamp: u32,
+    pub marker: bool,
+    pub ssrc: u32,
 }
 
 /// The RTP header of a packet, unless it is RTCP or not RTP at all.
@@ -108,7 +108,7 @@ fn rtp_header(packet: &[u8]) -> Option<RtpHeader> {
 
 /// The RTP header of a packet, read by copying its first bytes: mapping a buffer of several
 /// memories would merge them (a copy of the whole packet).
-fn read_header(buffer: &gst::BufferRef) -> Option<RtpHeader> {
+pub(super) fn read_header(buffer: &gst::BufferRef) -> Option<RtpHeader> {
     let mut header = [0u8; 12];
     buffer.copy_to_slice(0, &mut header).ok()?;
     rtp_header(&header)

@@ -31,7 +31,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::encoder_control::EncoderControl;
 use super::plan::{self, Encoder, VideoCodec, VideoPlan};
-use super::send_latency::FrameStamps;
+use super::send_latency::{FrameStamps, read_header};
 use super::{MediaError, MediaSettings};
 use crate::metrics::Metrics;
 use crate::swappable::Swappable;
@@ -555,7 +555,7 @@ struct Video {
 /// The presentation time of the latest keyframe to enter the video payloader, marked by a
 /// probe on its sink pad; the appsink after it, on the same streaming thread, tells a
 /// keyframe's packets by it whatever the codec's payloader flags.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct KeyframeMark(Arc<AtomicU64>);
 
 impl KeyframeMark {
@@ -638,7 +638,8 @@ impl FrameGather {
                 self.flush(&mut done);
             }
             self.pts = packet.pts();
-            let marker = rtp_marker(&packet);
+            // For video the marker bit closes a frame.
+            let marker = read_header(&packet).is_some_and(|h| h.marker);
             self.packets
                 .get_or_insert_with(gst::BufferList::new)
                 .make_mut()
@@ -662,12 +663,6 @@ impl FrameGather {
         }
         done(frame.build());
     }
-}
-
-/// Whether an RTP packet carries the marker bit (for video: the last packet of a frame).
-fn rtp_marker(packet: &gst::BufferRef) -> bool {
-    let mut second = [0u8; 1];
-    packet.copy_to_slice(1, &mut second).is_ok() && second[0] & 0x80 != 0
 }
 
 /// Hands each frame's packets from `sink` to the fanout's subscribers (video gathered a frame
