@@ -44,12 +44,13 @@ pub enum MediaCommand {
         viewer: String,
         reply: oneshot::Sender<Result<WatchAnswer, WatchRefused>>,
     },
-    /// Trickled candidates of a viewer's session; `false` on `reply` when there is no such
-    /// session.
+    /// Trickled candidates of a viewer's session, under the ICE username fragment the
+    /// fragment names (`None` when it names none).
     WatchCandidates {
         session: String,
+        ufrag: Option<String>,
         candidates: Vec<IceCandidate>,
-        reply: oneshot::Sender<bool>,
+        reply: oneshot::Sender<Trickled>,
     },
     /// A viewer ends its session; `false` on `reply` when there is no such session.
     Unwatch {
@@ -69,6 +70,16 @@ pub enum MediaCommand {
     Shutdown {
         done: oneshot::Sender<()>,
     },
+}
+
+/// What became of a viewer's trickled candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trickled {
+    Added,
+    NoSuchSession,
+    /// The fragment has new ICE credentials: the viewer asks for an ICE restart, which the
+    /// device does not do within a session (nothing was changed).
+    RestartRefused,
 }
 
 /// A tap on the running source's raw frames: an id to release it with, and the sink to pull

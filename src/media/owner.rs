@@ -22,10 +22,11 @@ use super::shared_source::{SharedSource, SourceNotice};
 use super::viewer_offer;
 use super::{MediaError, MediaSettings};
 use crate::media_link::{
-    CallId, FrameTapGrant, MediaCommand, MediaHealth, PeerReport, SnapshotRefused, WatchAnswer,
-    WatchRefused,
+    CallId, FrameTapGrant, MediaCommand, MediaHealth, PeerReport, SnapshotRefused, Trickled,
+    WatchAnswer, WatchRefused,
 };
 use crate::metrics::Metrics;
+use crate::signaling::IceCandidate;
 use crate::turn::DeviceIce;
 
 /// A connected peer whose receiver reports say nothing new for this long has vanished (its
@@ -53,8 +54,30 @@ struct Viewer {
     session: String,
     /// Who it is, for the log (the token's name).
     name: String,
+    /// Its offer's ICE username fragment: trickled candidates under another one ask for an
+    /// ICE restart.
+    ice_ufrag: Option<String>,
     /// The answer, sent once the candidates are gathered (or `GATHER_LIMIT` passed).
     pending: Option<oneshot::Sender<Result<WatchAnswer, WatchRefused>>>,
+}
+
+impl Viewer {
+    /// Hands trickled candidates to the peer, unless they come under new ICE credentials (an
+    /// ICE restart, refused: libnice would pair them with the old ones and fail quietly).
+    fn trickle(&mut self, ufrag: Option<&str>, candidates: &[IceCandidate]) -> Trickled {
+        if viewer_offer::asks_for_ice_restart(self.ice_ufrag.as_deref(), ufrag, candidates) {
+            log::info!(
+                "viewer {} ({}) asked for an ICE restart: refused",
+                self.peer.id(),
+                self.name
+            );
+            return Trickled::RestartRefused;
+        }
+        for candidate in candidates {
+            self.peer.add_candidate(candidate);
+        }
+        Trickled::Added
+    }
 }
 
 struct Owner {
@@ -197,17 +220,15 @@ impl Owner {
             } => self.watch(&offer, &ice, viewer, reply),
             MediaCommand::WatchCandidates {
                 session,
+                ufrag,
                 candidates,
                 reply,
             } => {
-                let found = self.viewers.iter_mut().find(|v| v.session == session);
-                let known = found.is_some();
-                if let Some(viewer) = found {
-                    for candidate in &candidates {
-                        viewer.peer.add_candidate(candidate);
-                    }
-                }
-                let _ = reply.send(known);
+                let outcome = match self.viewers.iter_mut().find(|v| v.session == session) {
+                    None => Trickled::NoSuchSession,
+                    Some(viewer) => viewer.trickle(ufrag.as_deref(), &candidates),
+                };
+                let _ = reply.send(outcome);
             }
             MediaCommand::Unwatch { session, reply } => {
                 let known = self.end_viewer_by(|v| v.session == session, "the viewer left");
@@ -414,6 +435,7 @@ impl Owner {
                     peer,
                     session,
                     name,
+                    ice_ufrag: choice.ice_ufrag.clone(),
                     pending: Some(reply),
                 });
             }

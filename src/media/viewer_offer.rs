@@ -10,6 +10,7 @@
 use thiserror::Error;
 
 use super::plan::VideoCodec;
+use crate::signaling::IceCandidate;
 
 /// The longest offer accepted; a browser's is a few kilobytes.
 pub const MAX_OFFER_BYTES: usize = 64 * 1024;
@@ -23,6 +24,9 @@ pub struct OfferChoice {
     pub audio_payload: Option<u32>,
     /// The `mid` of each m-line, in order (for trickled candidates).
     pub mids: Vec<String>,
+    /// The offer's ICE username fragment (bundled: one for the session), to tell trickled
+    /// candidates from an ICE restart.
+    pub ice_ufrag: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -140,7 +144,32 @@ pub fn choose(
             .enumerate()
             .map(|(i, m)| m.mid.clone().unwrap_or_else(|| i.to_string()))
             .collect(),
+        ice_ufrag: ice_ufrag(offer),
     })
+}
+
+/// Whether a trickle fragment (its `ufrag` and candidates) for a session whose offer had
+/// `offered` as its ICE username fragment comes under new credentials: an ICE restart.
+pub fn asks_for_ice_restart(
+    offered: Option<&str>,
+    ufrag: Option<&str>,
+    candidates: &[IceCandidate],
+) -> bool {
+    let Some(offered) = offered else {
+        return false;
+    };
+    let differs = |theirs: Option<&str>| theirs.is_some_and(|theirs| theirs != offered);
+    differs(ufrag)
+        || candidates
+            .iter()
+            .any(|c| differs(c.username_fragment.as_deref()))
+}
+
+/// The first `a=ice-ufrag` of an SDP offer or fragment, at session or media level.
+pub fn ice_ufrag(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .find_map(|line| line.trim_end_matches('\r').strip_prefix("a=ice-ufrag:"))
+        .map(|ufrag| ufrag.trim().to_owned())
 }
 
 /// The H.264 payload type to send: Constrained Baseline, packetization mode 1; `42e01f` first.
@@ -277,6 +306,46 @@ mod tests {
 
     fn both(_: VideoCodec) -> bool {
         true
+    }
+
+    #[test]
+    fn the_ice_username_fragment_is_read_at_session_or_media_level() {
+        assert_eq!(choose(CHROMIUM, None, both).unwrap().ice_ufrag, None);
+        let media_level = CHROMIUM.replace("a=mid:0\r\n", "a=mid:0\r\na=ice-ufrag: Ab+1 \r\n");
+        assert_eq!(ice_ufrag(&media_level).as_deref(), Some("Ab+1"));
+        let session_level = CHROMIUM.replace("t=0 0\r\n", "t=0 0\r\na=ice-ufrag:xyz\r\n");
+        assert_eq!(
+            choose(&session_level, None, both)
+                .unwrap()
+                .ice_ufrag
+                .as_deref(),
+            Some("xyz")
+        );
+    }
+
+    #[test]
+    fn new_credentials_in_a_fragment_ask_for_an_ice_restart() {
+        let under = |ufrag: Option<&str>| IceCandidate {
+            candidate: "candidate:1 1 udp 1 192.0.2.1 9 typ host".into(),
+            sdp_m_line_index: 0,
+            sdp_mid: Some("0".into()),
+            username_fragment: ufrag.map(str::to_owned),
+        };
+        let same = [under(Some("abc")), under(None)];
+        assert!(!asks_for_ice_restart(Some("abc"), Some("abc"), &same));
+        assert!(!asks_for_ice_restart(Some("abc"), None, &[]));
+        assert!(asks_for_ice_restart(Some("abc"), Some("new"), &[]));
+        assert!(asks_for_ice_restart(
+            Some("abc"),
+            None,
+            &[under(Some("new"))]
+        ));
+        // An offer without credentials gives nothing to compare with.
+        assert!(!asks_for_ice_restart(
+            None,
+            Some("new"),
+            &[under(Some("new"))]
+        ));
     }
 
     #[test]

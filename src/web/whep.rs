@@ -3,7 +3,9 @@
 //!
 //! - `POST /whep` with an SDP offer → `201 Created`, the device's answer (its candidates in
 //!   it), `Location: /whep/{session}` and the ICE servers as `Link` headers.
-//! - `PATCH /whep/{session}` with trickled candidates (`application/trickle-ice-sdpfrag`) → 204.
+//! - `PATCH /whep/{session}` with trickled candidates (`application/trickle-ice-sdpfrag`) → 204;
+//!   with new ICE credentials (an ICE restart, which the device does not do) → 405, and the
+//!   session goes on as it was.
 //! - `DELETE /whep/{session}` ends the session → 200.
 //!
 //! Who may watch is the login guard's business (a session, or a viewer token as
@@ -20,8 +22,8 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::oneshot;
 
 use super::AppState;
-use crate::media::viewer_offer::MAX_OFFER_BYTES;
-use crate::media_link::{MediaCommand, WatchRefused};
+use crate::media::viewer_offer::{MAX_OFFER_BYTES, ice_ufrag};
+use crate::media_link::{MediaCommand, Trickled, WatchRefused};
 use crate::signaling::IceCandidate;
 use crate::turn::BrowserIce;
 
@@ -187,20 +189,43 @@ pub async fn trickle(
     if let Some(refused) = wrong_content_type(&headers, SDP_FRAGMENT, "trickled candidates") {
         return refused;
     }
-    let candidates = match std::str::from_utf8(&body)
+    let (fragment, candidates) = match std::str::from_utf8(&body)
         .map_err(|_| "the fragment is not UTF-8 text".to_owned())
-        .and_then(parse_fragment)
+        .and_then(|fragment| Ok((fragment, parse_fragment(fragment)?)))
     {
-        Ok(candidates) => candidates,
+        Ok(parsed) => parsed,
         Err(reason) => return text(StatusCode::BAD_REQUEST, reason),
     };
-    let found = ask(&state, |reply| MediaCommand::WatchCandidates {
+    let ufrag = ice_ufrag(fragment);
+    let trickled = ask(&state, |reply| MediaCommand::WatchCandidates {
         session,
+        ufrag,
         candidates,
         reply,
     })
     .await;
-    session_reply(found, StatusCode::NO_CONTENT.into_response())
+    match trickled {
+        Some(Trickled::Added) => StatusCode::NO_CONTENT.into_response(),
+        Some(Trickled::RestartRefused) => restart_refused(),
+        Some(Trickled::NoSuchSession) => no_such_session(),
+        None => not_answering(),
+    }
+}
+
+/// The answer to an ICE restart (new `ice-ufrag` and `ice-pwd` in a PATCH): the device takes
+/// trickled candidates but does not restart ICE within a session, which WHIP (RFC 9725,
+/// section 4.3.2), as WHEP follows it, answers with 405. The client starts a new session.
+fn restart_refused() -> Response {
+    let mut response = text(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this device does not restart ICE within a session (new ice-ufrag and ice-pwd); \
+         end it with DELETE and post a new offer to /whep",
+    );
+    response.headers_mut().insert(
+        header::ALLOW,
+        HeaderValue::from_static("PATCH, DELETE, OPTIONS"),
+    );
+    response
 }
 
 /// `DELETE /whep/{session}`: the viewer leaves.
@@ -214,9 +239,13 @@ pub async fn end(State(state): State<AppState>, Path(session): Path<String>) -> 
 fn session_reply(found: Option<bool>, done: Response) -> Response {
     match found {
         Some(true) => done,
-        Some(false) => text(StatusCode::NOT_FOUND, "no such WHEP session"),
+        Some(false) => no_such_session(),
         None => not_answering(),
     }
+}
+
+fn no_such_session() -> Response {
+    text(StatusCode::NOT_FOUND, "no such WHEP session")
 }
 
 fn not_answering() -> Response {

@@ -94,11 +94,14 @@ test('the caller and two WHEP watchers share one encode; the third is refused', 
   const { patches } = await second.evaluate(() => window.whep);
   assert.ok(patches.every((s) => s === 204), `PATCH answers ${patches}`);
   const secondLocation = await second.evaluate(() => window.whep.location);
-  const fragment = (candidate) => ({
+  // The fragment names the session's own ICE credentials (its offer's), as a trickle does.
+  const [ufrag, pwd] = await second.evaluate(() => ['ufrag', 'pwd'].map((name) =>
+    window.whep.pc.localDescription.sdp.match(new RegExp(`a=ice-${name}:(\\S+)`))[1]));
+  const fragment = (candidate, credentials = [ufrag, pwd]) => ({
     headers: {
       authorization: `Bearer ${token}`, 'content-type': 'application/trickle-ice-sdpfrag',
     },
-    body: `a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n`
+    body: `a=ice-ufrag:${credentials[0]}\r\na=ice-pwd:${credentials[1]}\r\n`
       + `m=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=${candidate}\r\n`,
   });
   const trickled = await request(env.daemon.port, 'PATCH', secondLocation,
@@ -108,6 +111,19 @@ test('the caller and two WHEP watchers share one encode; the third is refused', 
     fragment('candidate:1 1 udp'));
   assert.equal(badFragment.status, 400);
   assert.match(badFragment.body.toString(), /line 5/);
+  // New credentials ask for an ICE restart, which the device refuses (405, as WHIP says for a
+  // kind of PATCH it does not do) without touching the session: the watcher plays on.
+  const beforeRestart = await progress([{ page: second, whep: true }]);
+  const restart = await request(env.daemon.port, 'PATCH', secondLocation,
+    fragment('candidate:2 1 udp 2122260223 127.0.0.1 10 typ host generation 0',
+      ['newUfrag', 'newPasswordOf24Characters']));
+  assert.equal(restart.status, 405, restart.body.toString());
+  assert.match(restart.body.toString(), /ICE restart|restart ICE/);
+  assert.match(restart.headers.allow, /PATCH/);
+  await pause(1_000);
+  const afterRestart = await progress([{ page: second, whep: true }]);
+  assert.ok(afterRestart[0].framesDecoded >= beforeRestart[0].framesDecoded + 15,
+    `the watcher played on after the refused restart: ${JSON.stringify([beforeRestart, afterRestart])}`);
 
   // Over the limit: refused with a reason, and nobody else is disturbed.
   const third = await watch(token, {}, thirdPage);
