@@ -6,8 +6,15 @@
 //! entries (their `mime-type` and `ssrc`): GStreamer 1.22 labels every `outbound-rtp` and
 //! `remote-inbound-rtp` entry with `kind=audio`, whatever it carries, so `kind` is not used.
 //! The video `outbound-rtp` entry gives the bytes sent, from which `peer` works out the rate.
+//!
+//! Whether a new receiver report came at all is read from what every report changes: the
+//! highest sequence number the receiver got, and the delay since the device's last sender
+//! report (rtpbin's own `rb-*` fields, nested in each `remote-inbound-rtp` entry). Loss and
+//! round trip alone can stay the same from report to report on a clean path whose round trip
+//! is not measured yet, which once made a caller on the emulated board look gone.
 
 use std::collections::HashSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
 use gstreamer as gst;
@@ -21,6 +28,8 @@ pub struct LinkReports {
     pub audio: Option<ReceiverReport>,
     /// Bytes of video sent so far (`outbound-rtp` `bytes-sent`), retransmissions included.
     pub video_bytes_sent: Option<u64>,
+    /// Changes with every receiver report on either stream; `None` before the first.
+    pub report_mark: Option<u64>,
 }
 
 /// Reads `stats` (webrtcbin's `get-stats` answer).
@@ -54,7 +63,20 @@ pub fn read(stats: &gst::StructureRef) -> LinkReports {
         video_bytes_sent,
         ..LinkReports::default()
     };
+    let mut mark: Option<DefaultHasher> = None;
     for remote in entries.iter().filter(|e| e.name() == "remote-inbound-rtp") {
+        if let Ok(block) = remote.get::<gst::Structure>("gst-rtpsource-stats") {
+            let hasher = mark.get_or_insert_with(DefaultHasher::new);
+            for field in [
+                "rb-ssrc",
+                "rb-exthighestseq",
+                "rb-lsr",
+                "rb-dlsr",
+                "rb-jitter",
+            ] {
+                block.get::<u32>(field).ok().hash(hasher);
+            }
+        }
         let (Ok(ssrc), Ok(fraction_lost)) = (
             remote.get::<u32>("ssrc"),
             remote.get::<f64>("fraction-lost"),
@@ -76,6 +98,7 @@ pub fn read(stats: &gst::StructureRef) -> LinkReports {
             reports.audio = report;
         }
     }
+    reports.report_mark = mark.map(|hasher| hasher.finish());
     reports
 }
 
@@ -85,6 +108,11 @@ mod tests {
 
     /// The shape of GStreamer 1.22's answer (fields trimmed), as logged in a call here.
     fn answer() -> gst::Structure {
+        answer_at(26_945)
+    }
+
+    /// The same, with the video receiver's highest sequence number at `highest`.
+    fn answer_at(highest: u32) -> gst::Structure {
         let codec = |ssrc: u32, mime: &str| {
             gst::Structure::builder("codec")
                 .field("ssrc", ssrc)
@@ -92,12 +120,21 @@ mod tests {
                 .build()
         };
         let remote = |ssrc: u32, lost: f64, rtt: f64| {
+            let block = gst::Structure::builder("application/x-rtp-source-stats")
+                .field("have-rb", true)
+                .field("rb-ssrc", ssrc)
+                .field("rb-exthighestseq", if ssrc == 1111 { highest } else { 700 })
+                .field("rb-jitter", 111u32)
+                .field("rb-lsr", 2_600_475_355u32)
+                .field("rb-dlsr", 147_134u32)
+                .build();
             gst::Structure::builder("remote-inbound-rtp")
                 .field("ssrc", ssrc)
                 .field("kind", "audio")
                 .field("packets-lost", 3i64)
                 .field("fraction-lost", lost)
                 .field("round-trip-time", rtt)
+                .field("gst-rtpsource-stats", block)
                 .build()
         };
         gst::Structure::builder("application/x-webrtc-stats")
@@ -137,6 +174,19 @@ mod tests {
         assert_eq!(audio.fraction_lost, 0.0);
         assert_eq!(audio.round_trip, None, "no round trip measured yet");
         assert_eq!(reports.video_bytes_sent, Some(507_124));
+    }
+
+    #[test]
+    fn each_new_receiver_report_changes_the_mark_even_when_loss_and_round_trip_do_not() {
+        super::super::init_gstreamer().unwrap();
+        let (first, again, next) = (read(&answer()), read(&answer()), read(&answer_at(26_990)));
+        assert!(first.report_mark.is_some());
+        assert_eq!(
+            first.report_mark, again.report_mark,
+            "the same report read twice"
+        );
+        assert_eq!((first.video, first.audio), (next.video, next.audio));
+        assert_ne!(first.report_mark, next.report_mark, "a new report");
     }
 
     #[test]

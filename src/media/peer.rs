@@ -497,8 +497,9 @@ impl Peer {
     fn on_link_reports(&mut self, reports: link_stats::LinkReports) {
         let now = Instant::now();
         // Only what the peer sent counts as hearing from it (not the device's own counters).
-        let heard = (reports.video, reports.audio);
-        if heard != (self.last_reports.video, self.last_reports.audio) {
+        let heard = (reports.video, reports.audio, reports.report_mark);
+        let before = &self.last_reports;
+        if heard != (before.video, before.audio, before.report_mark) {
             self.heard_at = Some(now);
         }
         self.last_reports = reports;
