@@ -110,13 +110,14 @@ def load_feed():
 
 
 class Feeder(threading.Thread):
-    """Replays the recorded RTP in a loop, paced by its timestamps, to every port given; the
-    sequence numbers and timestamps run on across loops, as from a live encoder."""
+    """Replays the recorded RTP in a loop, paced by its timestamps, to every port given (of
+    `host`); the sequence numbers and timestamps run on across loops, as from a live encoder."""
 
-    def __init__(self, ports):
+    def __init__(self, ports, host="127.0.0.1"):
         super().__init__(daemon=True)
         self.packets = load_feed()
         self.ports = ports
+        self.host = host
         self.stopped = threading.Event()
         self.sent_bytes = 0
 
@@ -138,7 +139,7 @@ class Feeder(threading.Thread):
                 seq += 1
                 for port in self.ports:
                     try:
-                        out.sendto(packet, ("127.0.0.1", port))
+                        out.sendto(packet, (self.host, port))
                     except OSError:
                         pass  # nobody listening on that port yet (or any more)
                 self.sent_bytes += len(packet)
