@@ -11,8 +11,10 @@ the core executes, so the CPU time the board's kernel accounts is its instructio
 benchmarks' pre-encoded feed (720p30 H.264 at ~2 Mbit/s, sent over the tap network as RTP, as
 the Pi's hardware encoder would hand it over: no encoding counted), and 1, 2 and 4 of this
 machine's `peercam probe --whep` watch it. Per count: the instructions the daemon and the
-whole board execute per second of the feed, and each viewer's frame rate (the board kept up
-when every viewer gets the feed's 30 fps).
+whole board execute per second, the packets sent and each viewer's frame rate. Emulated so,
+the core runs far fewer instructions per second than a real one and cannot keep up with the
+feed, so the result is split per packet (the source's, and each one sent to a viewer), which
+holds whether it keeps up or not, and scaled back to the feed's packet rate.
 """
 
 import os
