@@ -80,6 +80,8 @@ def watch(token, viewers):
         thread.join()
     if any(r is None for r in reports):
         raise RuntimeError("a viewer failed; see its error above")
+    if "seconds" not in window:
+        raise RuntimeError("the board's counters could not be read; see the error above")
     seconds = window["seconds"]
     delta = [a - b for a, b in zip(window["after"], window["before"])]
     videos = [r["calls"][0]["video"] for r in reports]
