@@ -3,8 +3,9 @@
 //! The source pipeline runs from the camera to RTP packets (H.264 or VP8, and Opus: encoded
 //! and payloaded once, whatever the number of peers) and ends in an `appsink` per medium. Each
 //! peer's pipeline begins with an `appsrc` per medium feeding its `webrtcbin`; the appsinks'
-//! callbacks hand every frame's packets to every subscribed appsrc (references, not copies; a
-//! peer that negotiated another payload type gets a copy of each 12-byte header with its own).
+//! callbacks hand every frame's packets to every subscribed appsrc (references, not copies,
+//! in a buffer list of each appsrc's own; the peers that negotiated another payload type share
+//! one copy of each 12-byte header with it, made once per frame and payload type).
 //! Peer pipelines use the source's clock and base time, so the source's timestamps are valid
 //! running times in each of them and no timestamp is rewritten. Every peer is sent the same
 //! SSRC, which each names in its SDP.
@@ -70,14 +71,7 @@ struct Outlet {
     appsrc: gst_app::AppSrc,
     /// The payload type the peer negotiated, when it is not the source's.
     payload_type: Option<u8>,
-    state: Mutex<OutletState>,
-}
-
-#[derive(Debug)]
-struct OutletState {
-    intake: Intake,
-    /// The source's caps and this peer's version of them (its payload type), made once.
-    caps: Option<(gst::Caps, gst::Caps)>,
+    intake: Mutex<Intake>,
 }
 
 impl Outlet {
@@ -85,21 +79,20 @@ impl Outlet {
         Self {
             appsrc: appsrc.clone(),
             payload_type,
-            state: Mutex::new(OutletState { intake, caps: None }),
+            intake: Mutex::new(intake),
         }
     }
 
-    fn state(&self) -> MutexGuard<'_, OutletState> {
-        // The state is replaced whole, so a panic elsewhere cannot leave it half-written.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn intake(&self) -> MutexGuard<'_, Intake> {
+        // The intake is replaced whole, so a panic elsewhere cannot leave it half-written.
+        self.intake.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes one sample (a frame's packets, or some of them): sends it, keeps it, or passes
-    /// it by, as the intake says.
+    /// Takes one sample (a frame's packets, or some of them, already with this peer's payload
+    /// type): sends it, keeps it, or passes it by, as the intake says.
     fn take(&self, sample: &gst::Sample, starts_keyframe: StartsKeyframe) {
-        let mut state = self.state();
-        let intake = &mut state.intake;
-        match intake {
+        let mut intake = self.intake();
+        match &mut *intake {
             Intake::Live => {}
             Intake::WaitingForKeyframe if starts_keyframe => *intake = Intake::Live,
             Intake::WaitingForKeyframe => return,
@@ -120,48 +113,24 @@ impl Outlet {
                 return;
             }
         }
-        self.send(&mut state, sample);
+        self.send(sample);
     }
 
-    /// Pushes a sample into the peer's pipeline, with the peer's payload type where it has its
-    /// own (in each packet and in the caps; the segment goes along, as it places the source's
-    /// timestamps). A peer that is stopping refuses (flushing); that is its own business.
-    fn send(&self, state: &mut OutletState, sample: &gst::Sample) {
-        let Some(payload_type) = self.payload_type else {
+    /// Pushes a sample into the peer's pipeline (the segment goes along, as it places the
+    /// source's timestamps). A peer that is stopping refuses (flushing); that is its own
+    /// business.
+    fn send(&self, sample: &gst::Sample) {
+        let Some(list) = sample.buffer_list() else {
             let _ = self.appsrc.push_sample(sample);
             return;
         };
-        let mut ours = gst::Sample::builder();
-        let list;
-        let single;
-        if let Some(packets) = sample.buffer_list() {
-            let mut rewritten = gst::BufferList::new_sized(packets.len());
-            for packet in packets.iter_owned() {
-                rewritten
-                    .make_mut()
-                    .add(with_payload_type(packet, payload_type));
-            }
-            list = rewritten;
-            ours = ours.buffer_list(&list);
-        } else if let Some(packet) = sample.buffer_owned() {
-            single = with_payload_type(packet, payload_type);
-            ours = ours.buffer(&single);
-        }
-        if let Some(caps) = sample.caps() {
-            if !state
-                .caps
-                .as_ref()
-                .is_some_and(|(theirs, _)| theirs == caps)
-            {
-                let mut rewritten = caps.to_owned();
-                if let Some(s) = rewritten.make_mut().structure_mut(0) {
-                    s.set("payload", i32::from(payload_type));
-                }
-                state.caps = Some((caps.to_owned(), rewritten));
-            }
-            if let Some((_, rewritten)) = &state.caps {
-                ours = ours.caps(rewritten);
-            }
+        // Each appsrc gets a list of its own (references to the same packets): GStreamer
+        // 1.22's appsrc crashed when two of them were handed one list.
+        let list = list.copy();
+        let caps = sample.caps().map(gst::CapsRef::to_owned);
+        let mut ours = gst::Sample::builder().buffer_list(&list);
+        if let Some(caps) = &caps {
+            ours = ours.caps(caps);
         }
         if let Some(segment) = sample.segment() {
             ours = ours.segment(segment);
@@ -173,21 +142,113 @@ impl Outlet {
     /// follows it), or, with nothing fresh held, it starts at the next keyframe. `false` when
     /// a keyframe must be asked for.
     fn start(&self) -> bool {
-        let mut state = self.state();
-        let Intake::Holding(held) = &mut state.intake else {
+        let mut intake = self.intake();
+        let Intake::Holding(held) = &mut *intake else {
             return true;
         };
         let held = std::mem::take(held);
         if held.is_empty() {
-            state.intake = Intake::WaitingForKeyframe;
+            *intake = Intake::WaitingForKeyframe;
             return false;
         }
         for sample in &held {
-            self.send(&mut state, sample);
+            self.send(sample);
         }
-        state.intake = Intake::Live;
+        *intake = Intake::Live;
         true
     }
+}
+
+/// One sample as each subscriber's payload type wants it: the source's own, and for each other
+/// payload type one copy (its packets' headers and its caps rewritten), made once however many
+/// peers negotiated that type.
+struct SampleVersions<'a> {
+    source: &'a gst::Sample,
+    rewritten: Vec<(u8, gst::Sample)>,
+}
+
+impl<'a> SampleVersions<'a> {
+    fn new(source: &'a gst::Sample) -> Self {
+        Self {
+            source,
+            rewritten: Vec::new(),
+        }
+    }
+
+    /// The sample with `payload_type` (`None`: the source's).
+    fn with(&mut self, payload_type: Option<u8>, caps: &CapsVersions) -> &gst::Sample {
+        let Some(payload_type) = payload_type else {
+            return self.source;
+        };
+        let index = match self
+            .rewritten
+            .iter()
+            .position(|(pt, _)| *pt == payload_type)
+        {
+            Some(index) => index,
+            None => {
+                let sample = rewrite_sample(self.source, payload_type, caps);
+                self.rewritten.push((payload_type, sample));
+                self.rewritten.len() - 1
+            }
+        };
+        &self.rewritten[index].1
+    }
+}
+
+/// The source's caps with each other payload type, made once per caps (the caps of an
+/// encoded stream rarely change; appsrc compares each sample's caps with its last ones, which
+/// is quickest when they are the same object).
+#[derive(Debug, Default)]
+struct CapsVersions {
+    made: Mutex<Vec<(u8, gst::Caps, gst::Caps)>>,
+}
+
+impl CapsVersions {
+    fn with(&self, caps: &gst::CapsRef, payload_type: u8) -> gst::Caps {
+        let mut made = self.made.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, _, ours)) = made
+            .iter()
+            .find(|(pt, theirs, _)| *pt == payload_type && theirs.as_ref() == caps)
+        {
+            return ours.clone();
+        }
+        let mut ours = caps.to_owned();
+        if let Some(s) = ours.make_mut().structure_mut(0) {
+            s.set("payload", i32::from(payload_type));
+        }
+        made.retain(|(pt, _, _)| *pt != payload_type);
+        made.push((payload_type, caps.to_owned(), ours.clone()));
+        ours
+    }
+}
+
+/// `sample` with its packets' payload type and its caps' set to `payload_type`.
+fn rewrite_sample(sample: &gst::Sample, payload_type: u8, caps: &CapsVersions) -> gst::Sample {
+    let mut ours = gst::Sample::builder();
+    let list;
+    let single;
+    if let Some(packets) = sample.buffer_list() {
+        let mut rewritten = gst::BufferList::new_sized(packets.len());
+        for packet in packets.iter_owned() {
+            rewritten
+                .make_mut()
+                .add(with_payload_type(packet, payload_type));
+        }
+        list = rewritten;
+        ours = ours.buffer_list(&list);
+    } else if let Some(packet) = sample.buffer_owned() {
+        single = with_payload_type(packet, payload_type);
+        ours = ours.buffer(&single);
+    }
+    let rewritten_caps = sample.caps().map(|c| caps.with(c, payload_type));
+    if let Some(c) = &rewritten_caps {
+        ours = ours.caps(c);
+    }
+    if let Some(segment) = sample.segment() {
+        ours = ours.segment(segment);
+    }
+    ours.build()
 }
 
 /// The presentation time of a sample's (first) buffer.
@@ -223,12 +284,17 @@ fn with_payload_type(mut packet: gst::Buffer, payload_type: u8) -> gst::Buffer {
 #[derive(Debug, Default)]
 struct Fanout {
     outlets: Swappable<Vec<Arc<Outlet>>>,
+    caps: CapsVersions,
 }
 
 impl Fanout {
     fn push(&self, sample: &gst::Sample, starts_keyframe: StartsKeyframe) {
+        let mut versions = SampleVersions::new(sample);
         for outlet in self.outlets.current().iter() {
-            outlet.take(sample, starts_keyframe);
+            outlet.take(
+                versions.with(outlet.payload_type, &self.caps),
+                starts_keyframe,
+            );
         }
     }
 
@@ -864,14 +930,8 @@ mod tests {
         assert_eq!(bytes(&rewritten)[2..], bytes(&packet)[2..]);
     }
 
-    #[test]
-    fn an_outlet_with_its_own_payload_type_sends_it_in_packets_and_caps() {
-        let (pipeline, _, sink) = outlet(Intake::Live);
-        let appsrc = pipeline
-            .by_name("src")
-            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-            .expect("the appsrc");
-        let outlet = Outlet::new(&appsrc, Intake::Live, Some(106));
+    /// One frame of two packets (the second with the marker bit) with payload type 96.
+    fn two_packet_frame() -> gst::Sample {
         let caps = gst::Caps::builder("application/x-rtp")
             .field("media", "video")
             .field("payload", 96i32)
@@ -882,12 +942,19 @@ mod tests {
             packet.make_mut().set_pts(gst::ClockTime::ZERO);
             list.make_mut().add(packet);
         }
-        let sample = gst::Sample::builder()
+        gst::Sample::builder()
             .buffer_list(&list)
             .caps(&caps)
-            .build();
-        outlet.take(&sample, true);
-        let mut types = Vec::new();
+            .build()
+    }
+
+    /// What `sink` received: each packet's second byte, the address of its header memory, and
+    /// the payload type in the caps last seen.
+    fn packets_out(
+        pipeline: gst::Pipeline,
+        sink: &gst_app::AppSink,
+    ) -> (Vec<(u8, usize)>, Option<i32>) {
+        let mut packets = Vec::new();
         let mut payload_in_caps = None;
         while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(200)) {
             payload_in_caps = sample
@@ -895,11 +962,51 @@ mod tests {
                 .and_then(|c| c.structure(0))
                 .and_then(|s| s.get::<i32>("payload").ok());
             let buffer = sample.buffer().expect("a packet");
-            types.push(buffer.map_readable().expect("readable")[1]);
+            let header = buffer.peek_memory(0).as_ptr() as usize;
+            packets.push((buffer.map_readable().expect("readable")[1], header));
         }
         pipeline.set_state(gst::State::Null).expect("stopped");
-        assert_eq!(types, [106, 0x80 | 106]);
-        assert_eq!(payload_in_caps, Some(106));
+        (packets, payload_in_caps)
+    }
+
+    #[test]
+    fn peers_with_their_own_payload_type_get_it_in_packets_and_caps_rewritten_once() {
+        let fanout = Fanout::default();
+        let peers: Vec<_> = [106u32, 106, 96]
+            .into_iter()
+            .map(|payload_type| {
+                let (pipeline, _, sink) = outlet(Intake::Live);
+                let appsrc = pipeline
+                    .by_name("src")
+                    .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+                    .expect("the appsrc");
+                let inlet = Inlet {
+                    appsrc: &appsrc,
+                    payload_type,
+                };
+                fanout.add(&inlet, Intake::Live, 96);
+                (pipeline, sink)
+            })
+            .collect();
+        fanout.push(&two_packet_frame(), true);
+        let got: Vec<_> = peers
+            .into_iter()
+            .map(|(pipeline, sink)| packets_out(pipeline, &sink))
+            .collect();
+        let types = |i: usize| got[i].0.iter().map(|(t, _)| *t).collect::<Vec<_>>();
+        assert_eq!(types(0), [106, 0x80 | 106]);
+        assert_eq!(got[0].1, Some(106));
+        assert_eq!(types(1), types(0));
+        assert_eq!(
+            got[1].0, got[0].0,
+            "two peers with the same payload type share one rewritten header"
+        );
+        assert_eq!(
+            types(2),
+            [96, 0x80 | 96],
+            "the source's own go out as they are"
+        );
+        assert_eq!(got[2].1, Some(96));
     }
 
     /// The presentation times (ms) and packet counts of the frames gathered from `samples`.
