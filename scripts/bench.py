@@ -294,7 +294,8 @@ def call_load(url, pid, *probe_args, viewers=1):
         raise RuntimeError("a probe failed; see its error above")
     videos = [r["calls"][0]["video"] for r in reports]
     result.update(fps=videos[0]["fps"], kbps=videos[0]["bitrate_kbps"],
-                  loss=videos[0]["loss_percent"], min_fps=min(v["fps"] for v in videos))
+                  loss=videos[0]["loss_percent"], min_fps=min(v["fps"] for v in videos),
+                  srtp=reports[0]["calls"][0]["srtp_cipher"])
     return result
 
 
@@ -456,8 +457,10 @@ VIEWER_COUNTS = (1, 2, 4)
 def viewer_costs():
     """CPU and RSS for 1, 2 and 4 receive-only viewers of the same pre-encoded feed: peercam's
     WHEP viewers (`probe --whep`) on its one shared source, and Janus's streaming plugin
-    serving the same RTP to the same number of viewers."""
-    out = {"peercam": {}, "janus": {}}
+    serving the same RTP to the same number of viewers: once as browsers offer SRTP (Janus
+    picks AES-GCM), once offered only AES-CM with HMAC-SHA1, the one profile GStreamer's DTLS
+    element negotiates (the same cipher as peercam's viewers)."""
+    out = {"peercam": {}, "janus": {}, "janus_aes_cm": {}}
     feeder = Feeder([PEERCAM_FEED_PORT, JANUS_FEED_PORT])
     feeder.start()
     caps = "application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload=96"
@@ -470,26 +473,35 @@ def viewer_costs():
         janus = Janus()
         out["janus"][count] = call_load(janus.url, janus.pid, "--janus-stream", "1", viewers=count)
         janus.stop()
+        janus = Janus()
+        out["janus_aes_cm"][count] = call_load(janus.url, janus.pid, "--janus-stream", "1",
+                                               "--srtp", "aes-cm", viewers=count)
+        janus.stop()
     feeder.stopped.set()
     return out
 
 
 def viewers_table(rounds):
-    lines = ["| Viewers of the same pre-encoded feed | peercam CPU s/min | Janus CPU s/min | "
-             "peercam RSS (MB) | Janus RSS (MB) | lowest fps, peercam / Janus |",
-             "|---|---|---|---|---|---|"]
+    sides = [("peercam", "peercam"), ("janus", "Janus"), ("janus_aes_cm", "Janus on AES-CM")]
+    cipher = lambda side: rounds[0]["viewers"][side][VIEWER_COUNTS[0]]["srtp"]
+    lines = ["| Viewers of the same pre-encoded feed | "
+             + " | ".join(f"{name} CPU s/min ({cipher(side)})" for side, name in sides)
+             + " | " + " | ".join(f"{name} RSS (MB)" for side, name in sides)
+             + " | lowest fps, " + " / ".join(name for _, name in sides) + " |",
+             "|---" * (2 + 2 * len(sides)) + "|"]
     pick = lambda side, n, key: med(rounds, lambda r: r["viewers"][side][n][key])
     for n in VIEWER_COUNTS:
-        lines.append(f"| {n} | {pick('peercam', n, 'cpu_s_per_min'):.2f} | "
-                     f"{pick('janus', n, 'cpu_s_per_min'):.2f} | {pick('peercam', n, 'rss_mb'):.1f} | "
-                     f"{pick('janus', n, 'rss_mb'):.1f} | {pick('peercam', n, 'min_fps'):.1f} / "
-                     f"{pick('janus', n, 'min_fps'):.1f} |")
+        cells = [f"{pick(side, n, 'cpu_s_per_min'):.2f}" for side, _ in sides]
+        cells += [f"{pick(side, n, 'rss_mb'):.1f}" for side, _ in sides]
+        cells.append(" / ".join(f"{pick(side, n, 'min_fps'):.1f}" for side, _ in sides))
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
     first, last = VIEWER_COUNTS[0], VIEWER_COUNTS[-1]
     extra = lambda side: med(rounds, lambda r: (r["viewers"][side][last]["cpu_s_per_min"]
                                                 - r["viewers"][side][first]["cpu_s_per_min"])
                              / (last - first))
-    lines.append(f"| each extra viewer (CPU s/min; target: peercam ≤ Janus) | {extra('peercam'):.2f} "
-                 f"| {extra('janus'):.2f} | | | |")
+    lines.append("| each extra viewer (CPU s/min; target: peercam ≤ Janus) | "
+                 + " | ".join(f"{extra(side):.2f}" for side, _ in sides)
+                 + " |" * (len(sides) + 1))
     return "\n".join(lines)
 
 

@@ -117,6 +117,9 @@ struct ProbeArgs {
     /// it is unset: a device with auth = "none").
     #[arg(long, conflicts_with = "janus_stream")]
     whep: bool,
+    /// SRTP profiles to offer in the DTLS handshake.
+    #[arg(long, value_enum, default_value_t)]
+    srtp: peercam::probe::SrtpOffer,
 }
 
 fn main() -> ExitCode {
@@ -209,6 +212,7 @@ fn probe(args: &ProbeArgs) -> Result<()> {
         whep_token: args
             .whep
             .then(|| std::env::var("PEERCAM_TOKEN").unwrap_or_default()),
+        srtp: args.srtp,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

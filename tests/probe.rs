@@ -256,5 +256,8 @@ fn two_probes_watch_at_once_through_whep_with_a_viewer_token() {
         assert!(frames(call) > 45, "too few frames: {call}");
         assert_eq!(call["video_codec"], "video/H264", "{call}");
         assert!(call["audio"]["packets"].as_u64().unwrap_or(0) > 0, "{call}");
+        // The probe offers AES-GCM first, as browsers do; GStreamer's DTLS element offers
+        // AES-CM with HMAC-SHA1 only (what scripts/bench compares Janus on).
+        assert_eq!(call["srtp_cipher"], "SRTP_AES128_CM_HMAC_SHA1_80", "{call}");
     }
 }

@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::peer_connection::configuration::interceptor_registry::{
     configure_rtcp_reports, configure_twcc_receiver_only,
@@ -27,7 +28,7 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
     RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceTransportPolicy, RTCPeerConnectionIceEvent,
-    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
+    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder, StatsSelector,
 };
 
 use super::ProbeError;
@@ -54,6 +55,40 @@ pub struct CallPlan {
     pub codecs: Vec<String>,
     /// The session cookie, when the device asked for a login.
     pub cookie: Option<String>,
+    /// The SRTP protection profiles offered in the DTLS handshake.
+    pub srtp: SrtpOffer,
+}
+
+/// Which SRTP protection profiles the probe offers in its DTLS handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SrtpOffer {
+    /// As browsers offer them: AES-GCM first, then AES-CM with HMAC-SHA1; the far end picks.
+    #[default]
+    Browser,
+    /// Only AES-CM with an 80-bit HMAC-SHA1 tag: the one profile GStreamer's DTLS element
+    /// (and so webrtcbin) negotiates, for comparing servers on the same cipher.
+    #[value(name = "aes-cm")]
+    AesCmOnly,
+}
+
+impl SrtpOffer {
+    /// The profiles, in the order they are offered.
+    fn profiles(self) -> Vec<SrtpProtectionProfile> {
+        let aes_cm = [
+            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_32,
+        ];
+        match self {
+            Self::Browser => [
+                SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+                SrtpProtectionProfile::Srtp_Aead_Aes_256_Gcm,
+            ]
+            .into_iter()
+            .chain(aes_cm)
+            .collect(),
+            Self::AesCmOnly => aes_cm[..1].to_vec(),
+        }
+    }
 }
 
 /// Milliseconds from the start of the call (opening the signaling connection) to each step.
@@ -70,6 +105,8 @@ pub struct Timings {
 #[derive(Debug, Clone, Serialize)]
 pub struct CallReport {
     pub video_codec: Option<String>,
+    /// The SRTP profile the DTLS handshake settled on, as getStats names it.
+    pub srtp_cipher: Option<String>,
     pub timings: Timings,
     pub video: Option<StreamSummary>,
     pub audio: Option<StreamSummary>,
@@ -258,7 +295,7 @@ pub async fn call(target: &Target, plan: &CallPlan) -> Result<CallReport, ProbeE
         streams: Arc::clone(&streams),
         started,
     };
-    let peer = build_peer(ice, handler, bind).await?;
+    let peer = build_peer(ice, handler, bind, plan.srtp).await?;
 
     let outcome = run_call(
         &mut far_end,
@@ -269,6 +306,12 @@ pub async fn call(target: &Target, plan: &CallPlan) -> Result<CallReport, ProbeE
         &mut timings,
     )
     .await;
+    let srtp_cipher = peer
+        .get_stats(Instant::now(), StatsSelector::None)
+        .await
+        .transport()
+        .map(|transport| transport.srtp_cipher.clone())
+        .filter(|cipher| !cipher.is_empty());
     far_end.hang_up().await;
     if let Err(e) = peer.close().await {
         log::debug!("closing the peer connection: {e}");
@@ -285,6 +328,7 @@ pub async fn call(target: &Target, plan: &CallPlan) -> Result<CallReport, ProbeE
         .map(|at| millis(started, at));
     Ok(CallReport {
         video_codec: streams.video.as_ref().map(|(mime, _)| mime.clone()),
+        srtp_cipher,
         timings,
         video: streams.video.as_ref().map(|(_, s)| s.summary()),
         audio: streams.audio.as_ref().map(StreamStats::summary),
@@ -301,6 +345,7 @@ async fn build_peer(
     ice: IceConfiguration,
     handler: Handler,
     bind: SocketAddr,
+    srtp: SrtpOffer,
 ) -> Result<impl PeerConnection, ProbeError> {
     let webrtc = |e: rtc::shared::error::Error| ProbeError::WebRtc(e.to_string());
     let mut media = MediaEngine::default();
@@ -329,6 +374,7 @@ async fn build_peer(
     // which alone added ~200 ms to every call), over the same 1.4 s before giving up on a pair.
     let settings = SettingEngineBuilder::new()
         .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+        .with_srtp_protection_profiles(srtp.profiles())
         .with_ice_connection_attempts(
             Some(ICE_CHECK_INTERVAL),
             Some((ICE_PAIR_PATIENCE.as_millis() / ICE_CHECK_INTERVAL.as_millis()) as u16),
@@ -425,5 +471,21 @@ async fn run_call(
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn browsers_offer_gcm_first_and_the_comparison_offers_gstreamers_one_profile() {
+        let browser = SrtpOffer::Browser.profiles();
+        assert_eq!(browser[0], SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm);
+        assert!(browser.contains(&SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80));
+        assert_eq!(
+            SrtpOffer::AesCmOnly.profiles(),
+            [SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80]
+        );
     }
 }

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use call::{CallPlan, CallReport};
+pub use call::{CallPlan, CallReport, SrtpOffer};
 pub use client::{Connector, Endpoint, Trust};
 pub use far_end::Target;
 
@@ -77,6 +77,8 @@ pub struct ProbeOptions {
     /// Watch through the device's `/whep` as a receive-only viewer, with this viewer token
     /// (`Some("")` for a device with `auth = "none"`), instead of calling it.
     pub whep_token: Option<String>,
+    /// The SRTP profiles offered.
+    pub srtp: SrtpOffer,
 }
 
 /// Percentiles of one figure over the calls.
@@ -155,6 +157,7 @@ pub async fn run(options: &ProbeOptions) -> Result<ProbeReport, ProbeError> {
         timeout: options.timeout,
         codecs: options.codecs.clone(),
         cookie,
+        srtp: options.srtp,
     };
     let mut report = ProbeReport {
         url: options.url.clone(),
