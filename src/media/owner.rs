@@ -602,7 +602,7 @@ impl Owner {
             self.end_viewer_by(|v| gone(&v.peer).is_some(), &format!("the viewer {reason}"));
         }
         for peer in self.peers().filter(|p| p.wants_stats()) {
-            peer.ensure_video_started();
+            peer.ensure_sending_started();
             peer.request_stats();
         }
     }

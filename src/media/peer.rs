@@ -1,5 +1,6 @@
 //! One peer's pipeline: the shared source's RTP video and audio (`shared_source`: encoded and
-//! payloaded once for every peer) through an `appsrc` each into `webrtcbin`, and for the caller
+//! payloaded once for every peer), pushed by the source into `webrtcbin` through a pad per
+//! medium with no element behind it (no thread or queue of its own), and for the caller
 //! its voice out of it (see `talkback`). The caller's peer makes the offer; a viewer's peer
 //! (WHEP) answers the viewer's.
 //!
@@ -24,11 +25,9 @@ use gstreamer_sdp as gst_sdp;
 use gstreamer_webrtc as gst_webrtc;
 use tokio::sync::mpsc::UnboundedSender;
 
-use gstreamer_app as gst_app;
-
 use super::plan;
 use super::retransmission::RetransmissionBudget;
-use super::shared_source::{Inlet, SharedSource, VideoStart};
+use super::shared_source::{Inlet, SendStart, SharedSource};
 use super::viewer_offer::OfferChoice;
 use super::{MediaError, MediaSettings, bitrate, link_stats, send_latency, talkback};
 use crate::media_link::CallId;
@@ -44,9 +43,8 @@ const WEBRTC_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 const STATS_AFTER_CONNECT: Duration = Duration::from_secs(2);
 
 /// Elements every call needs whatever the codec; checked once at start.
-pub const REQUIRED_ELEMENTS: [&str; 17] = [
+pub const REQUIRED_ELEMENTS: [&str; 16] = [
     "webrtcbin",
-    "appsrc",
     "appsink",
     "tee",
     "nicesrc",
@@ -127,8 +125,9 @@ pub struct Peer {
     id: PeerId,
     pipeline: gst::Pipeline,
     webrtc: gst::Element,
-    video_src: gst_app::AppSrc,
-    audio_src: Option<gst_app::AppSrc>,
+    /// The pads the shared source pushes video and audio into.
+    video_in: gst::Pad,
+    audio_in: Option<gst::Pad>,
     notices: Notices,
     offer_requested: bool,
     started: Instant,
@@ -149,8 +148,8 @@ pub struct Peer {
     video_sent: Option<(u64, Instant)>,
     /// A viewer's candidates, gathered for its answer.
     gathered: Vec<(u32, String)>,
-    /// Starts the video the shared source holds for this peer (once connected).
-    video_start: Option<VideoStart>,
+    /// Starts what the shared source sends this peer (once connected).
+    send_start: Option<SendStart>,
 }
 
 impl Peer {
@@ -189,8 +188,7 @@ impl Peer {
             Role::Viewer { choice, .. } => (choice.video_payload, choice.audio_payload),
         };
         let ssrcs = source.ssrcs();
-        let video_src = add_branch(
-            &pipeline,
+        let video_in = add_branch(
             &webrtc,
             &plan::video_rtp_caps(codec, video_pt),
             ssrcs.video,
@@ -201,9 +199,8 @@ impl Peer {
             Role::Viewer { .. } => WebRTCRTPTransceiverDirection::Sendonly,
         };
         let audio_pt = audio_pt.filter(|_| source.has_audio());
-        let audio_src = match audio_pt {
+        let audio_in = match audio_pt {
             Some(pt) => Some(add_branch(
-                &pipeline,
                 &webrtc,
                 &plan::audio_caps(pt),
                 ssrcs.audio,
@@ -212,15 +209,15 @@ impl Peer {
             None => None,
         };
         // No microphone: the caller's voice still comes in and plays.
-        if audio_src.is_none() && matches!(role, Role::Caller) {
+        if audio_in.is_none() && matches!(role, Role::Caller) {
             add_receive_only_audio(&webrtc)?;
         }
         let mut peer = Self {
             id,
             pipeline,
             webrtc,
-            video_src,
-            audio_src,
+            video_in,
+            audio_in,
             notices,
             offer_requested: false,
             started,
@@ -233,7 +230,7 @@ impl Peer {
             heard_at: None,
             video_sent: None,
             gathered: Vec::new(),
-            video_start: None,
+            send_start: None,
         };
         peer.watch_video(source, matches!(role, Role::Caller));
         peer.connect_callbacks(settings.audio_sink.clone(), metrics);
@@ -243,21 +240,18 @@ impl Peer {
         if let Role::Viewer { sdp, .. } = role {
             peer.answer(sdp)?;
         }
-        let video_start = source.subscribe(
+        let send_start = source.subscribe(
             Inlet {
-                appsrc: &peer.video_src,
+                pad: &peer.video_in,
                 payload_type: video_pt,
             },
-            peer.audio_src
+            peer.audio_in
                 .as_ref()
                 .zip(audio_pt)
-                .map(|(appsrc, payload_type)| Inlet {
-                    appsrc,
-                    payload_type,
-                }),
+                .map(|(pad, payload_type)| Inlet { pad, payload_type }),
         );
-        start_video_when_connected(&peer.webrtc, video_start.clone());
-        peer.video_start = Some(video_start);
+        start_sending_when_connected(&peer.webrtc, send_start.clone());
+        peer.send_start = Some(send_start);
         Ok(peer)
     }
 
@@ -266,7 +260,7 @@ impl Peer {
     }
 
     /// Counts the video RTP packets, and turns the peer's keyframe requests (a browser's
-    /// PLI/FIR reaches the appsrc as an upstream force-key-unit event) into requests of the
+    /// PLI/FIR reaches the video pad as an upstream force-key-unit event) into requests of the
     /// shared encoder. For the caller, also times frames from the payloader to the socket.
     fn watch_video(&self, source: &SharedSource, is_caller: bool) {
         if is_caller && let Some(stamps) = source.frame_stamps() {
@@ -277,9 +271,7 @@ impl Peer {
                 Arc::clone(&self.metrics),
             );
         }
-        let Some(pad) = self.video_src.static_pad("src") else {
-            return;
-        };
+        let pad = &self.video_in;
         let metrics = Arc::clone(&self.metrics);
         let probes = gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST;
         pad.add_probe(probes, move |_, info| {
@@ -301,8 +293,8 @@ impl Peer {
                 Metrics::add(&metrics.keyframe_requests, 1);
                 keyframes.request();
             }
-            // The appsrc refuses the event itself (a probe dropping an upstream event makes
-            // GStreamer 1.22 unreference a null object).
+            // The pad, with no element behind it, refuses the event itself (a probe dropping
+            // an upstream event makes GStreamer 1.22 unreference a null object).
             gst::PadProbeReturn::Ok
         });
     }
@@ -621,10 +613,10 @@ impl Peer {
         wait_for(&self.webrtc, "set-local-description", Some(&offer)).is_ok()
     }
 
-    /// Starts the video held for this peer if webrtcbin's connection state has not done so
-    /// (it does the moment DTLS is up); for a peer connected long since.
-    pub fn ensure_video_started(&self) {
-        if let Some(start) = &self.video_start {
+    /// Starts sending to this peer if webrtcbin's connection state has not done so (it does
+    /// the moment DTLS is up); for a peer connected long since.
+    pub fn ensure_sending_started(&self) {
+        if let Some(start) = &self.send_start {
             start.now();
         }
     }
@@ -666,7 +658,7 @@ impl Peer {
     /// closes sockets and frees elements.
     pub fn stop(self, source: Option<&SharedSource>) {
         if let Some(source) = source {
-            source.unsubscribe(&self.video_src, self.audio_src.as_ref());
+            source.unsubscribe(&self.video_in, self.audio_in.as_ref());
         }
         if let Some(bus) = self.pipeline.bus() {
             bus.unset_sync_handler();
@@ -739,30 +731,29 @@ fn add_receive_only_audio(webrtc: &gst::Element) -> Result<(), MediaError> {
     Ok(())
 }
 
-/// Adds one medium's `appsrc` (fed RTP by the shared source), linked to a new webrtcbin sink
-/// pad whose transceiver gets `direction` and prefers `caps` with the source's `ssrc` (so the
-/// SDP names it). Returns the appsrc.
+/// Adds one medium's way in: a source pad with no element behind it, which the shared source
+/// pushes RTP into from its own thread (an `appsrc` would add a thread, a queue and a copy of
+/// each frame's list per peer: a quarter of what each extra viewer cost), linked to a new
+/// webrtcbin sink pad whose transceiver gets `direction` and prefers `caps` with the source's
+/// `ssrc` (so the SDP names it). Returns the pad.
 fn add_branch(
-    pipeline: &gst::Pipeline,
     webrtc: &gst::Element,
     caps: &str,
     ssrc: u32,
     direction: WebRTCRTPTransceiverDirection,
-) -> Result<gst_app::AppSrc, MediaError> {
+) -> Result<gst::Pad, MediaError> {
     let what = "a send branch";
-    let appsrc = gst_app::AppSrc::builder()
-        .is_live(true)
-        .format(gst::Format::Time)
-        .stream_type(gst_app::AppStreamType::Stream)
-        .min_latency(0)
-        .handle_segment_change(true)
-        .max_bytes(4_000_000)
-        .leaky_type(gst_app::AppLeakyType::Downstream)
+    let src = gst::Pad::builder(gst::PadDirection::Src)
+        .query_function(|pad, parent, query| match query.view_mut() {
+            // Live, and adds no latency of its own.
+            gst::QueryViewMut::Latency(latency) => {
+                latency.set(true, gst::ClockTime::ZERO, gst::ClockTime::NONE);
+                true
+            }
+            _ => gst::Pad::query_default(pad, parent, query),
+        })
         .build();
-    pipeline.add(&appsrc).map_err(|e| build_error(what, e))?;
-    let src = appsrc
-        .static_pad("src")
-        .ok_or_else(|| build_error(what, "the appsrc has no source pad"))?;
+    src.set_active(true).map_err(|e| build_error(what, e))?;
     let sink = webrtc
         .request_pad_simple("sink_%u")
         .ok_or_else(|| build_error(what, "webrtcbin gave no sink pad"))?;
@@ -780,7 +771,7 @@ fn add_branch(
         // Retransmissions for video: a lost packet costs a resend, not a frozen picture.
         transceiver.set_property("do-nack", true);
     }
-    Ok(appsrc)
+    Ok(src)
 }
 
 /// Takes webrtcbin's FEC and RED encoders out of each send stream whose FEC and RED were not
@@ -858,9 +849,10 @@ fn bypass_if_unused(bin: &gst::Bin, upstream: &gst::Pad, bin_sink: &gst::Pad, id
     relinked
 }
 
-/// Starts the peer's video, with what the shared source held for it, once webrtcbin's
-/// connection (ICE and DTLS) is up: RTP sent before then is lost.
-fn start_video_when_connected(webrtc: &gst::Element, start: VideoStart) {
+/// Starts the peer's video, with what the shared source held for it, and its audio once
+/// webrtcbin's connection (ICE and DTLS) is up: RTP sent before then is lost, and webrtcbin
+/// blocks its sink pads until it has negotiated (which would hold up the source's thread).
+fn start_sending_when_connected(webrtc: &gst::Element, start: SendStart) {
     webrtc.connect_notify(Some("connection-state"), move |webrtc, _| {
         let state = webrtc.property::<WebRTCPeerConnectionState>("connection-state");
         if state == WebRTCPeerConnectionState::Connected {

@@ -2,10 +2,12 @@
 //!
 //! The source pipeline runs from the camera to RTP packets (H.264 or VP8, and Opus: encoded
 //! and payloaded once, whatever the number of peers) and ends in an `appsink` per medium. Each
-//! peer's pipeline begins with an `appsrc` per medium feeding its `webrtcbin`; the appsinks'
-//! callbacks hand every frame's packets to every subscribed appsrc (references, not copies,
-//! in a buffer list of each appsrc's own; the peers that negotiated another payload type share
-//! one copy of each 12-byte header with it, made once per frame and payload type).
+//! peer's `webrtcbin` takes each medium from a source pad with no element (and so no thread)
+//! behind it; the appsinks' callbacks push every frame's packets into every subscribed pad
+//! from the source's own streaming thread (one buffer list, referenced, not copied; the peers
+//! that negotiated another payload type share one copy of each 12-byte header with it, made
+//! once per frame and payload type). A peer is pushed nothing until it is connected (nothing
+//! in webrtcbin blocks then), so a peer still negotiating cannot hold up the others.
 //! Peer pipelines use the source's clock and base time, so the source's timestamps are valid
 //! running times in each of them and no timestamp is rewritten. Every peer is sent the same
 //! SSRC, which each names in its SDP.
@@ -62,40 +64,60 @@ enum Intake {
     Holding(Vec<gst::Sample>),
     /// Sending, from the next keyframe on.
     WaitingForKeyframe,
+    /// Its peer is still connecting, and nothing is kept for it (audio).
+    Paused,
     Live,
 }
 
-/// One peer's inlet for one medium.
+/// One peer's inlet for one medium: the pad that feeds its webrtcbin, and where it stands.
 #[derive(Debug)]
 struct Outlet {
-    appsrc: gst_app::AppSrc,
+    pad: gst::Pad,
     /// The payload type the peer negotiated, when it is not the source's.
     payload_type: Option<u8>,
-    intake: Mutex<Intake>,
+    state: Mutex<OutletState>,
+}
+
+#[derive(Debug)]
+struct OutletState {
+    intake: Intake,
+    /// The stream start, caps and segment last pushed, so each goes out once and again only
+    /// when it changes.
+    started: bool,
+    caps: Option<gst::Caps>,
+    segment: Option<gst::Segment>,
 }
 
 impl Outlet {
-    fn new(appsrc: &gst_app::AppSrc, intake: Intake, payload_type: Option<u8>) -> Self {
+    fn new(pad: &gst::Pad, intake: Intake, payload_type: Option<u8>) -> Self {
         Self {
-            appsrc: appsrc.clone(),
+            pad: pad.clone(),
             payload_type,
-            intake: Mutex::new(intake),
+            state: Mutex::new(OutletState {
+                intake,
+                started: false,
+                caps: None,
+                segment: None,
+            }),
         }
     }
 
-    fn intake(&self) -> MutexGuard<'_, Intake> {
-        // The intake is replaced whole, so a panic elsewhere cannot leave it half-written.
-        self.intake.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The state, locked: pushes happen under it, so that what was held and what is live go
+    /// out in order whichever thread sends them.
+    fn state(&self) -> MutexGuard<'_, OutletState> {
+        // Each field is replaced whole, so a panic elsewhere cannot leave it half-written.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Takes one sample (a frame's packets, or some of them, already with this peer's payload
     /// type): sends it, keeps it, or passes it by, as the intake says.
     fn take(&self, sample: &gst::Sample, starts_keyframe: StartsKeyframe) {
-        let mut intake = self.intake();
-        match &mut *intake {
+        let mut state = self.state();
+        let intake = &mut state.intake;
+        match intake {
             Intake::Live => {}
             Intake::WaitingForKeyframe if starts_keyframe => *intake = Intake::Live,
-            Intake::WaitingForKeyframe => return,
+            Intake::WaitingForKeyframe | Intake::Paused => return,
             Intake::Holding(held) => {
                 let span = |first: &gst::Sample| {
                     sample_pts(sample)
@@ -113,48 +135,62 @@ impl Outlet {
                 return;
             }
         }
-        self.send(sample);
+        self.send(&mut state, sample);
     }
 
-    /// Pushes a sample into the peer's pipeline (the segment goes along, as it places the
-    /// source's timestamps). A peer that is stopping refuses (flushing); that is its own
-    /// business.
-    fn send(&self, sample: &gst::Sample) {
-        let Some(list) = sample.buffer_list() else {
-            let _ = self.appsrc.push_sample(sample);
-            return;
+    /// Pushes a sample into the peer's webrtcbin, in the calling thread: the stream start
+    /// first, then the caps and the segment (which places the source's timestamps) whenever
+    /// they change, then the packets. A peer that is stopping refuses (flushing); that is its
+    /// own business.
+    fn send(&self, state: &mut OutletState, sample: &gst::Sample) {
+        if !state.started {
+            let stream = format!("peercam/{}", self.pad.name());
+            self.pad.push_event(gst::event::StreamStart::new(&stream));
+            state.started = true;
+        }
+        if let Some(caps) = sample.caps_owned()
+            && state.caps.as_ref() != Some(&caps)
+        {
+            self.pad.push_event(gst::event::Caps::new(&caps));
+            state.caps = Some(caps);
+        }
+        // A sample without one (none of the source's lack it) is placed as from the start.
+        let segment = sample
+            .segment()
+            .cloned()
+            .unwrap_or_else(|| gst::FormattedSegment::<gst::ClockTime>::new().upcast());
+        if state.segment.as_ref() != Some(&segment) {
+            self.pad.push_event(gst::event::Segment::new(&segment));
+            state.segment = Some(segment);
+        }
+        let _ = match (sample.buffer_list_owned(), sample.buffer_owned()) {
+            (Some(list), _) => self.pad.push_list(list),
+            (None, Some(buffer)) => self.pad.push(buffer),
+            (None, None) => Ok(gst::FlowSuccess::Ok),
         };
-        // Each appsrc gets a list of its own (references to the same packets): GStreamer
-        // 1.22's appsrc crashed when two of them were handed one list.
-        let list = list.copy();
-        let caps = sample.caps().map(gst::CapsRef::to_owned);
-        let mut ours = gst::Sample::builder().buffer_list(&list);
-        if let Some(caps) = &caps {
-            ours = ours.caps(caps);
-        }
-        if let Some(segment) = sample.segment() {
-            ours = ours.segment(segment);
-        }
-        let _ = self.appsrc.push_sample(&ours.build());
     }
 
     /// The peer can send: what was held goes out now (under the lock, so the next frame
     /// follows it), or, with nothing fresh held, it starts at the next keyframe. `false` when
     /// a keyframe must be asked for.
     fn start(&self) -> bool {
-        let mut intake = self.intake();
-        let Intake::Holding(held) = &mut *intake else {
-            return true;
+        let mut state = self.state();
+        let held = match &mut state.intake {
+            Intake::Holding(held) => std::mem::take(held),
+            Intake::Paused => {
+                state.intake = Intake::Live;
+                return true;
+            }
+            _ => return true,
         };
-        let held = std::mem::take(held);
         if held.is_empty() {
-            *intake = Intake::WaitingForKeyframe;
+            state.intake = Intake::WaitingForKeyframe;
             return false;
         }
         for sample in &held {
-            self.send(sample);
+            self.send(&mut state, sample);
         }
-        *intake = Intake::Live;
+        state.intake = Intake::Live;
         true
     }
 }
@@ -197,8 +233,8 @@ impl<'a> SampleVersions<'a> {
 }
 
 /// The source's caps with each other payload type, made once per caps (the caps of an
-/// encoded stream rarely change; appsrc compares each sample's caps with its last ones, which
-/// is quickest when they are the same object).
+/// encoded stream rarely change; an outlet compares each sample's caps with the last it
+/// pushed, which is quickest when they are the same object).
 #[derive(Debug, Default)]
 struct CapsVersions {
     made: Mutex<Vec<(u8, gst::Caps, gst::Caps)>>,
@@ -302,16 +338,16 @@ impl Fanout {
         let payload_type = (inlet.payload_type != source_payload_type)
             .then(|| u8::try_from(inlet.payload_type).ok())
             .flatten();
-        let outlet = Arc::new(Outlet::new(inlet.appsrc, intake, payload_type));
+        let outlet = Arc::new(Outlet::new(inlet.pad, intake, payload_type));
         let mut outlets = (*self.outlets.current()).clone();
         outlets.push(Arc::clone(&outlet));
         self.outlets.replace(Arc::new(outlets));
         outlet
     }
 
-    fn remove(&self, appsrc: &gst_app::AppSrc) {
+    fn remove(&self, pad: &gst::Pad) {
         let mut outlets = (*self.outlets.current()).clone();
-        outlets.retain(|o| &o.appsrc != appsrc);
+        outlets.retain(|o| &o.pad != pad);
         self.outlets.replace(Arc::new(outlets));
     }
 
@@ -320,25 +356,32 @@ impl Fanout {
     }
 }
 
-/// One peer's appsrc for one medium and the RTP payload type the peer negotiated for it.
+/// The pad feeding one medium into a peer's webrtcbin, and the RTP payload type the peer
+/// negotiated for it.
 #[derive(Debug, Clone, Copy)]
 pub struct Inlet<'a> {
-    pub appsrc: &'a gst_app::AppSrc,
+    pub pad: &'a gst::Pad,
     pub payload_type: u32,
 }
 
-/// Starts one subscriber's video once its peer is connected; cheap to clone into a callback.
+/// Starts sending to one subscriber once its peer is connected; cheap to clone into a
+/// callback.
 #[derive(Debug, Clone)]
-pub struct VideoStart {
-    outlet: Arc<Outlet>,
+pub struct SendStart {
+    video: Arc<Outlet>,
+    audio: Option<Arc<Outlet>>,
     keyframes: KeyframeRequester,
 }
 
-impl VideoStart {
-    /// Sends what was held for the subscriber, or asks for a keyframe when nothing fresh is.
+impl SendStart {
+    /// Sends the video held for the subscriber (or asks for a keyframe when nothing fresh is)
+    /// and its audio from now on.
     pub fn now(&self) {
-        if !self.outlet.start() {
+        if !self.video.start() {
             self.keyframes.request();
+        }
+        if let Some(audio) = &self.audio {
+            audio.start();
         }
     }
 }
@@ -517,26 +560,29 @@ impl SharedSource {
         peer.set_base_time(self.pipeline.base_time().unwrap_or(gst::ClockTime::ZERO));
     }
 
-    /// Feeds a peer's appsrcs from now on. Its video starts at a keyframe, forced now, and is
-    /// held for it until [`VideoStart::now`] says the peer is connected.
-    pub fn subscribe(&self, video: Inlet<'_>, audio: Option<Inlet<'_>>) -> VideoStart {
-        let outlet = self
+    /// Feeds a peer's inlets once [`SendStart::now`] says the peer is connected. Its video
+    /// starts at a keyframe, forced now, and held for it until then; its audio starts then.
+    pub fn subscribe(&self, video: Inlet<'_>, audio: Option<Inlet<'_>>) -> SendStart {
+        let video = self
             .video
             .add(&video, Intake::Holding(Vec::new()), plan::VIDEO_PAYLOAD);
-        if let (Some(fanout), Some(inlet)) = (&self.audio, audio) {
-            fanout.add(&inlet, Intake::Live, plan::AUDIO_PAYLOAD);
-        }
+        let audio = self
+            .audio
+            .as_ref()
+            .zip(audio)
+            .map(|(fanout, inlet)| fanout.add(&inlet, Intake::Paused, plan::AUDIO_PAYLOAD));
         self.keyframes.request();
-        VideoStart {
-            outlet,
+        SendStart {
+            video,
+            audio,
             keyframes: self.keyframes.clone(),
         }
     }
 
-    pub fn unsubscribe(&self, video: &gst_app::AppSrc, audio: Option<&gst_app::AppSrc>) {
+    pub fn unsubscribe(&self, video: &gst::Pad, audio: Option<&gst::Pad>) {
         self.video.remove(video);
-        if let (Some(fanout), Some(appsrc)) = (&self.audio, audio) {
-            fanout.remove(appsrc);
+        if let (Some(fanout), Some(pad)) = (&self.audio, audio) {
+            fanout.remove(pad);
         }
     }
 
@@ -674,7 +720,7 @@ impl KeyframeMark {
 }
 
 /// Gathers one video frame's RTP packets (those of one presentation time, up to the one with
-/// the marker bit) into one sample, so that each peer's appsrc takes a frame in one hand-off,
+/// the marker bit) into one sample, so that each peer's webrtcbin takes a frame in one push,
 /// not one per packet: payloaders push most packets one by one.
 #[derive(Debug, Default)]
 struct FrameGather {
@@ -812,23 +858,24 @@ fn build_error(what: &'static str, reason: impl std::fmt::Display) -> MediaError
 mod tests {
     use super::*;
 
-    /// An outlet whose appsrc feeds an appsink in a playing pipeline, with the intake given.
-    fn outlet(intake: Intake) -> (gst::Pipeline, Outlet, gst_app::AppSink) {
+    /// A pad as a peer's inlet is, feeding an appsink in a playing pipeline.
+    fn inlet_into_sink() -> (gst::Pipeline, gst::Pad, gst_app::AppSink) {
         gst::init().expect("GStreamer");
-        let pipeline =
-            gst::parse::launch("appsrc name=src format=time ! appsink name=sink sync=false")
-                .expect("a pipeline")
-                .downcast::<gst::Pipeline>()
-                .expect("a pipeline");
-        let by_name = |name| pipeline.by_name(name).expect("the element");
-        let appsrc = by_name("src")
-            .downcast::<gst_app::AppSrc>()
-            .expect("an appsrc");
-        let sink = by_name("sink")
-            .downcast::<gst_app::AppSink>()
-            .expect("an appsink");
+        let pipeline = gst::Pipeline::new();
+        let sink = gst_app::AppSink::builder().sync(false).build();
+        pipeline.add(&sink).expect("added");
+        let pad = gst::Pad::builder(gst::PadDirection::Src).build();
+        pad.set_active(true).expect("active");
+        pad.link(&sink.static_pad("sink").expect("a sink pad"))
+            .expect("linked");
         pipeline.set_state(gst::State::Playing).expect("playing");
-        (pipeline, Outlet::new(&appsrc, intake, None), sink)
+        (pipeline, pad, sink)
+    }
+
+    /// An outlet feeding an appsink in a playing pipeline, with the intake given.
+    fn outlet(intake: Intake) -> (gst::Pipeline, Outlet, gst_app::AppSink) {
+        let (pipeline, pad, sink) = inlet_into_sink();
+        (pipeline, Outlet::new(&pad, intake, None), sink)
     }
 
     fn frame(outlet: &Outlet, pts_ms: u64, keyframe: bool) {
@@ -975,13 +1022,9 @@ mod tests {
         let peers: Vec<_> = [106u32, 106, 96]
             .into_iter()
             .map(|payload_type| {
-                let (pipeline, _, sink) = outlet(Intake::Live);
-                let appsrc = pipeline
-                    .by_name("src")
-                    .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-                    .expect("the appsrc");
+                let (pipeline, pad, sink) = inlet_into_sink();
                 let inlet = Inlet {
-                    appsrc: &appsrc,
+                    pad: &pad,
                     payload_type,
                 };
                 fanout.add(&inlet, Intake::Live, 96);
@@ -1055,6 +1098,16 @@ mod tests {
     fn a_frame_without_a_marker_goes_out_when_the_next_begins() {
         let frames = gathered(&[(0, &[false, false]), (33, &[false]), (33, &[true])]);
         assert_eq!(frames, [(0, 2), (33, 2)]);
+    }
+
+    #[test]
+    fn a_paused_outlet_keeps_nothing_and_sends_from_its_start_on() {
+        let (pipeline, outlet, sink) = outlet(Intake::Paused);
+        frame(&outlet, 0, true);
+        frame(&outlet, 20, true);
+        assert!(outlet.start());
+        frame(&outlet, 40, true);
+        assert_eq!(received(pipeline, &sink), [40]);
     }
 
     #[test]
