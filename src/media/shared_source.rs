@@ -172,8 +172,13 @@ impl Outlet {
 
     /// The peer can send: what was held goes out now (under the lock, so the next frame
     /// follows it), or, with nothing fresh held, it starts at the next keyframe. `false` when
-    /// a keyframe must be asked for.
+    /// a keyframe must be asked for. Nothing starts while webrtcbin still blocks the pad
+    /// (a stream it has not negotiated, such as an m-line the far end rejected): a push
+    /// would wait there, and hold up the source's thread and every other peer with it.
     fn start(&self) -> bool {
+        if self.pad.peer().is_some_and(|peer| peer.is_blocked()) {
+            return true;
+        }
         let mut state = self.state();
         let held = match &mut state.intake {
             Intake::Holding(held) => std::mem::take(held),
@@ -1108,6 +1113,35 @@ mod tests {
         assert!(outlet.start());
         frame(&outlet, 40, true);
         assert_eq!(received(pipeline, &sink), [40]);
+    }
+
+    #[test]
+    fn nothing_starts_while_the_peer_blocks_its_pad() {
+        let (pipeline, outlet, sink) = outlet(Intake::Paused);
+        let sink_pad = sink.static_pad("sink").expect("a sink pad");
+        // A blocking probe marks the pad blocked, as webrtcbin's does; this one drops what
+        // reaches it rather than waiting (so the test fails instead of hanging) and counts it.
+        let reached = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&reached);
+        let block = sink_pad
+            .add_probe(gst::PadProbeType::BLOCK_DOWNSTREAM, move |_, info| {
+                if matches!(info.data, Some(gst::PadProbeData::Buffer(_))) {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                gst::PadProbeReturn::Drop
+            })
+            .expect("a blocking probe");
+        assert!(outlet.start());
+        frame(&outlet, 0, true);
+        assert_eq!(
+            reached.load(Ordering::Relaxed),
+            0,
+            "pushed into a blocked pad"
+        );
+        sink_pad.remove_probe(block);
+        assert!(outlet.start());
+        frame(&outlet, 20, true);
+        assert_eq!(received(pipeline, &sink), [20]);
     }
 
     #[test]
