@@ -120,6 +120,9 @@ struct ProbeArgs {
     /// SRTP profiles to offer in the DTLS handshake.
     #[arg(long, value_enum, default_value_t)]
     srtp: peercam::probe::SrtpOffer,
+    /// Take video only: answer the device's audio as inactive (with --whep, offer no audio).
+    #[arg(long)]
+    video_only: bool,
 }
 
 fn main() -> ExitCode {
@@ -213,6 +216,7 @@ fn probe(args: &ProbeArgs) -> Result<()> {
             .whep
             .then(|| std::env::var("PEERCAM_TOKEN").unwrap_or_default()),
         srtp: args.srtp,
+        video_only: args.video_only,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

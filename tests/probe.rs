@@ -1,7 +1,8 @@
 //! `peercam probe` against the real daemon (test pattern, x264, 30 fps): it calls, receives
 //! frames at the source's rate and exits 0; it makes ten calls in a row with the device free
 //! after each; it fails clearly against a stopped daemon, a wrong certificate or password; it
-//! watches through WHEP with a viewer token.
+//! watches through WHEP with a viewer token; a caller taking video only holds up nobody's
+//! audio.
 #![cfg(feature = "probe")]
 
 mod common;
@@ -96,6 +97,49 @@ fn a_device_without_a_microphone_sends_video_only() {
     let call = &report(&output)["calls"][0];
     assert!(frames(call) > 0, "no frames: {call}");
     assert!(call["audio"].is_null(), "audio arrived: {call}");
+}
+
+#[test]
+fn a_caller_taking_video_only_holds_up_no_one_elses_audio() {
+    // webrtcbin blocks the pad of a stream it did not negotiate to send; were the shared
+    // source to push the caller's audio into it, its thread would wait there for good.
+    let daemon = Daemon::start("probe-video-only");
+    let url = daemon.url();
+    let (caller, viewer) = std::thread::scope(|scope| {
+        let caller = scope.spawn(|| {
+            probe(
+                &[
+                    &url,
+                    "--insecure",
+                    "--json",
+                    "--video-only",
+                    "--duration",
+                    "5",
+                ],
+                None,
+            )
+        });
+        std::thread::sleep(Duration::from_secs(2));
+        let viewer = probe(
+            &[&url, "--insecure", "--json", "--whep", "--duration", "2"],
+            None,
+        );
+        (caller.join().expect("the caller's probe"), viewer)
+    });
+    assert!(caller.status.success(), "caller: {}", stderr(&caller));
+    let call = &report(&caller)["calls"][0];
+    assert!(frames(call) > 0, "the caller got no frames: {call}");
+    assert!(
+        call["audio"]["packets"].as_u64().unwrap_or(0) == 0,
+        "the caller refused audio, yet got it: {call}"
+    );
+    assert!(viewer.status.success(), "viewer: {}", stderr(&viewer));
+    let watched = &report(&viewer)["calls"][0];
+    assert!(frames(watched) > 0, "the viewer got no frames: {watched}");
+    assert!(
+        watched["audio"]["packets"].as_u64().unwrap_or(0) > 0,
+        "the viewer got no audio: {watched}"
+    );
 }
 
 #[test]

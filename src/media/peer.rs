@@ -250,7 +250,12 @@ impl Peer {
                 .zip(audio_pt)
                 .map(|(pad, payload_type)| Inlet { pad, payload_type }),
         );
-        start_sending_when_connected(&peer.webrtc, send_start.clone());
+        start_sending_when_connected(
+            &peer.webrtc,
+            send_start.clone(),
+            peer.video_in.clone(),
+            peer.audio_in.clone(),
+        );
         peer.send_start = Some(send_start);
         Ok(peer)
     }
@@ -617,7 +622,7 @@ impl Peer {
     /// the moment DTLS is up); for a peer connected long since.
     pub fn ensure_sending_started(&self) {
         if let Some(start) = &self.send_start {
-            start.now();
+            start_negotiated(&self.webrtc, start, &self.video_in, self.audio_in.as_ref());
         }
     }
 
@@ -850,15 +855,59 @@ fn bypass_if_unused(bin: &gst::Bin, upstream: &gst::Pad, bin_sink: &gst::Pad, id
 }
 
 /// Starts the peer's video, with what the shared source held for it, and its audio once
-/// webrtcbin's connection (ICE and DTLS) is up: RTP sent before then is lost, and webrtcbin
-/// blocks its sink pads until it has negotiated (which would hold up the source's thread).
-fn start_sending_when_connected(webrtc: &gst::Element, start: SendStart) {
+/// webrtcbin's connection (ICE and DTLS) is up: RTP sent before then is lost.
+fn start_sending_when_connected(
+    webrtc: &gst::Element,
+    start: SendStart,
+    video: gst::Pad,
+    audio: Option<gst::Pad>,
+) {
     webrtc.connect_notify(Some("connection-state"), move |webrtc, _| {
         let state = webrtc.property::<WebRTCPeerConnectionState>("connection-state");
         if state == WebRTCPeerConnectionState::Connected {
-            start.now();
+            start_negotiated(webrtc, &start, &video, audio.as_ref());
         }
     });
+}
+
+/// Starts sending on each of the peer's pads whose stream the far end agreed to receive.
+/// webrtcbin blocks the pad of a stream it did not negotiate to send (an m-line the far end
+/// rejected, made inactive or only sends on) for good, and a push into it would hold up the
+/// source's thread, and every peer with it. (webrtcbin 1.22's `current-direction` says
+/// `sendrecv` even then, so the far end's description is read instead.)
+fn start_negotiated(
+    webrtc: &gst::Element,
+    start: &SendStart,
+    video: &gst::Pad,
+    audio: Option<&gst::Pad>,
+) {
+    if far_end_receives(webrtc, video) {
+        start.video();
+    }
+    if audio.is_some_and(|pad| far_end_receives(webrtc, pad)) {
+        start.audio();
+    }
+}
+
+/// Whether the far end's description takes what goes into `pad`: its m-line is neither
+/// rejected (port 0) nor `inactive` or `sendonly`.
+fn far_end_receives(webrtc: &gst::Element, pad: &gst::Pad) -> bool {
+    let Some(sink) = pad.peer() else {
+        return false;
+    };
+    let transceiver = sink.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver");
+    let index = transceiver.property::<u32>("mlineindex");
+    let Some(remote) =
+        webrtc.property::<Option<WebRTCSessionDescription>>("current-remote-description")
+    else {
+        return false;
+    };
+    remote.sdp().media(index).is_some_and(|media| {
+        media.port() != 0
+            && !media
+                .attributes()
+                .any(|a| matches!(a.key(), "inactive" | "sendonly"))
+    })
 }
 
 /// `sdp` with `candidates` (m-line index, `candidate:...` text) added to their m-sections and

@@ -6,8 +6,9 @@
 //! behind it; the appsinks' callbacks push every frame's packets into every subscribed pad
 //! from the source's own streaming thread (one buffer list, referenced, not copied; the peers
 //! that negotiated another payload type share one copy of each 12-byte header with it, made
-//! once per frame and payload type). A peer is pushed nothing until it is connected (nothing
-//! in webrtcbin blocks then), so a peer still negotiating cannot hold up the others.
+//! once per frame and payload type). A peer is pushed nothing until `peer` starts it, once it
+//! is connected and only for the streams the far end agreed to receive (webrtcbin blocks any
+//! other pad), so one peer cannot hold up the others.
 //! Peer pipelines use the source's clock and base time, so the source's timestamps are valid
 //! running times in each of them and no timestamp is rewritten. Every peer is sent the same
 //! SSRC, which each names in its SDP.
@@ -172,13 +173,8 @@ impl Outlet {
 
     /// The peer can send: what was held goes out now (under the lock, so the next frame
     /// follows it), or, with nothing fresh held, it starts at the next keyframe. `false` when
-    /// a keyframe must be asked for. Nothing starts while webrtcbin still blocks the pad
-    /// (a stream it has not negotiated, such as an m-line the far end rejected): a push
-    /// would wait there, and hold up the source's thread and every other peer with it.
+    /// a keyframe must be asked for.
     fn start(&self) -> bool {
-        if self.pad.peer().is_some_and(|peer| peer.is_blocked()) {
-            return true;
-        }
         let mut state = self.state();
         let held = match &mut state.intake {
             Intake::Holding(held) => std::mem::take(held),
@@ -379,12 +375,15 @@ pub struct SendStart {
 }
 
 impl SendStart {
-    /// Sends the video held for the subscriber (or asks for a keyframe when nothing fresh is)
-    /// and its audio from now on.
-    pub fn now(&self) {
+    /// Sends the video held for the subscriber, or asks for a keyframe when nothing fresh is.
+    pub fn video(&self) {
         if !self.video.start() {
             self.keyframes.request();
         }
+    }
+
+    /// Sends the subscriber's audio from now on.
+    pub fn audio(&self) {
         if let Some(audio) = &self.audio {
             audio.start();
         }
@@ -565,8 +564,8 @@ impl SharedSource {
         peer.set_base_time(self.pipeline.base_time().unwrap_or(gst::ClockTime::ZERO));
     }
 
-    /// Feeds a peer's inlets once [`SendStart::now`] says the peer is connected. Its video
-    /// starts at a keyframe, forced now, and held for it until then; its audio starts then.
+    /// Feeds a peer's inlets once [`SendStart`] says the peer is connected. Its video starts at
+    /// a keyframe, forced now, and held for it until then; its audio starts then.
     pub fn subscribe(&self, video: Inlet<'_>, audio: Option<Inlet<'_>>) -> SendStart {
         let video = self
             .video
@@ -1113,35 +1112,6 @@ mod tests {
         assert!(outlet.start());
         frame(&outlet, 40, true);
         assert_eq!(received(pipeline, &sink), [40]);
-    }
-
-    #[test]
-    fn nothing_starts_while_the_peer_blocks_its_pad() {
-        let (pipeline, outlet, sink) = outlet(Intake::Paused);
-        let sink_pad = sink.static_pad("sink").expect("a sink pad");
-        // A blocking probe marks the pad blocked, as webrtcbin's does; this one drops what
-        // reaches it rather than waiting (so the test fails instead of hanging) and counts it.
-        let reached = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&reached);
-        let block = sink_pad
-            .add_probe(gst::PadProbeType::BLOCK_DOWNSTREAM, move |_, info| {
-                if matches!(info.data, Some(gst::PadProbeData::Buffer(_))) {
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
-                gst::PadProbeReturn::Drop
-            })
-            .expect("a blocking probe");
-        assert!(outlet.start());
-        frame(&outlet, 0, true);
-        assert_eq!(
-            reached.load(Ordering::Relaxed),
-            0,
-            "pushed into a blocked pad"
-        );
-        sink_pad.remove_probe(block);
-        assert!(outlet.start());
-        frame(&outlet, 20, true);
-        assert_eq!(received(pipeline, &sink), [20]);
     }
 
     #[test]

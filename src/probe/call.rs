@@ -57,6 +57,8 @@ pub struct CallPlan {
     pub cookie: Option<String>,
     /// The SRTP protection profiles offered in the DTLS handshake.
     pub srtp: SrtpOffer,
+    /// Take video only: a device's audio is answered inactive, and a WHEP offer has none.
+    pub video_only: bool,
 }
 
 /// Which SRTP protection profiles the probe offers in its DTLS handshake.
@@ -396,9 +398,15 @@ async fn build_peer(
 async fn offer_to_whep(
     session: &mut WhepSession,
     peer: &impl PeerConnection,
+    video_only: bool,
 ) -> Result<(), ProbeError> {
     let webrtc = |e: rtc::shared::error::Error| ProbeError::WebRtc(e.to_string());
-    for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
+    let kinds: &[RtpCodecKind] = if video_only {
+        &[RtpCodecKind::Video]
+    } else {
+        &[RtpCodecKind::Video, RtpCodecKind::Audio]
+    };
+    for &kind in kinds {
         peer.add_transceiver_from_kind(
             kind,
             Some(RTCRtpTransceiverInit {
@@ -432,7 +440,7 @@ async fn run_call(
     let mut deadline = tokio::time::Instant::from_std(started + plan.timeout);
     let mut first_keyframe: Option<Instant> = None;
     if let FarEnd::Whep(session) = far_end {
-        offer_to_whep(session, peer).await?;
+        offer_to_whep(session, peer, plan.video_only).await?;
         timings.offer_ms = Some(millis(started, Instant::now()));
     }
     loop {
@@ -446,8 +454,18 @@ async fn run_call(
             signal = far_end.next() => match signal? {
                 Signal::Offer(sdp) => {
                     timings.offer_ms = Some(millis(started, Instant::now()));
+                    let audio_mids = if plan.video_only { audio_mids(&sdp) } else { Vec::new() };
                     let offer = RTCSessionDescription::offer(sdp).map_err(webrtc)?;
                     peer.set_remote_description(offer).await.map_err(webrtc)?;
+                    for transceiver in peer.get_transceivers().await {
+                        let mid = transceiver.mid().await.map_err(webrtc)?;
+                        if mid.is_some_and(|mid| audio_mids.contains(&mid)) {
+                            transceiver
+                                .set_direction(RTCRtpTransceiverDirection::Inactive)
+                                .await
+                                .map_err(webrtc)?;
+                        }
+                    }
                     let answer = peer.create_answer(None).await.map_err(webrtc)?;
                     let sdp = answer.sdp.clone();
                     peer.set_local_description(answer).await.map_err(webrtc)?;
@@ -474,9 +492,30 @@ async fn run_call(
     }
 }
 
+/// The `mid`s of an SDP's audio sections.
+fn audio_mids(sdp: &str) -> Vec<String> {
+    let mut mids = Vec::new();
+    let mut in_audio = false;
+    for line in sdp.lines() {
+        if line.starts_with("m=") {
+            in_audio = line.starts_with("m=audio");
+        } else if in_audio && let Some(mid) = line.strip_prefix("a=mid:") {
+            mids.push(mid.trim().to_owned());
+        }
+    }
+    mids
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_audio_sections_mids_are_found() {
+        let sdp = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:video0\r\n\
+                   m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:audio1\r\n";
+        assert_eq!(audio_mids(sdp), ["audio1"]);
+    }
 
     #[test]
     fn browsers_offer_gcm_first_and_the_comparison_offers_gstreamers_one_profile() {

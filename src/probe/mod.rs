@@ -79,6 +79,8 @@ pub struct ProbeOptions {
     pub whep_token: Option<String>,
     /// The SRTP profiles offered.
     pub srtp: SrtpOffer,
+    /// Take video only (see `CallPlan::video_only`).
+    pub video_only: bool,
 }
 
 /// Percentiles of one figure over the calls.
@@ -158,6 +160,7 @@ pub async fn run(options: &ProbeOptions) -> Result<ProbeReport, ProbeError> {
         codecs: options.codecs.clone(),
         cookie,
         srtp: options.srtp,
+        video_only: options.video_only,
     };
     let mut report = ProbeReport {
         url: options.url.clone(),
