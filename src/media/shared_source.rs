@@ -149,20 +149,25 @@ impl Outlet {
             self.pad.push_event(gst::event::StreamStart::new(&stream));
             state.started = true;
         }
-        if let Some(caps) = sample.caps_owned()
-            && state.caps.as_ref() != Some(&caps)
+        // Compared by reference; owned copies are taken only when they change.
+        if sample.caps() != state.caps.as_deref()
+            && let Some(caps) = sample.caps_owned()
         {
             self.pad.push_event(gst::event::Caps::new(&caps));
             state.caps = Some(caps);
         }
         // A sample without one (none of the source's lack it) is placed as from the start.
-        let segment = sample
-            .segment()
-            .cloned()
-            .unwrap_or_else(|| gst::FormattedSegment::<gst::ClockTime>::new().upcast());
-        if state.segment.as_ref() != Some(&segment) {
-            self.pad.push_event(gst::event::Segment::new(&segment));
-            state.segment = Some(segment);
+        let from_the_start;
+        let segment = match sample.segment() {
+            Some(segment) => segment,
+            None => {
+                from_the_start = gst::FormattedSegment::<gst::ClockTime>::new().upcast();
+                &from_the_start
+            }
+        };
+        if state.segment.as_ref() != Some(segment) {
+            self.pad.push_event(gst::event::Segment::new(segment));
+            state.segment = Some(segment.clone());
         }
         let _ = match (sample.buffer_list_owned(), sample.buffer_owned()) {
             (Some(list), _) => self.pad.push_list(list),
