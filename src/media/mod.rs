@@ -27,6 +27,7 @@ mod retransmission;
 pub mod send_latency;
 mod shared_source;
 pub mod snapshot;
+pub mod srtp_encoder;
 mod talkback;
 pub mod viewer_offer;
 
@@ -163,7 +164,10 @@ pub fn init() -> Result<(), MediaError> {
             return Err(MediaError::MissingElement(factory));
         }
     }
-    Ok(())
+    srtp_encoder::register().map_err(|e| MediaError::Build {
+        what: "the SRTP encoder",
+        reason: e.to_string(),
+    })
 }
 
 /// Starts the camera and a call's pipeline once and throws them away, so that plugin loading,
