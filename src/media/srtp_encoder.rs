@@ -128,8 +128,10 @@ pub fn profile_for(rtp: Suite, rtcp: Suite) -> Result<Option<ProtectionProfile>,
     if rtp != rtcp {
         return Err(unsupported());
     }
+    if rtp == Suite::CLEAR {
+        return Ok(None);
+    }
     match (rtp.cipher, rtp.auth) {
-        (Cipher::Null, Auth::Null) => Ok(None),
         (Cipher::Aes128Icm, Auth::HmacSha1_80) => Ok(Some(ProtectionProfile::Aes128CmHmacSha1_80)),
         (Cipher::Aes256Icm, Auth::HmacSha1_80) => Ok(Some(ProtectionProfile::Aes256CmHmacSha1_80)),
         // GCM authenticates by itself; the auth setting is not used (as in gst-plugins-bad).
@@ -177,7 +179,9 @@ pub fn register() -> Result<(), glib::BoolError> {
                 FACTORY_NAME,
                 gst::Rank::NONE,
                 SrtpEncoder::static_type(),
-            )
+            )?;
+            log::info!("SRTP: peers' packets are protected by peercam's encoder (rtc-srtp)");
+            Ok(())
         })
         .clone()
 }
