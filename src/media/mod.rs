@@ -11,8 +11,8 @@
 //! latest frame), `bitrate` (pure: the adaptive bitrate controller), `link_stats` (receiver
 //! reports out of webrtcbin's statistics), `encoder_control` (bitrate changes and keyframe
 //! requests for a running encoder), `retransmission` (a budget for answering NACKs),
-//! `talkback` (the caller's voice to the speaker), `send_latency` (encoder-to-socket time of
-//! video frames, for `/metrics`).
+//! `srtp_encoder` (the `srtpenc` webrtcbin uses), `talkback` (the caller's voice to the
+//! speaker), `send_latency` (encoder-to-socket time of video frames, for `/metrics`).
 
 pub mod bitrate;
 mod devices;
