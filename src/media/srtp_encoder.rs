@@ -59,28 +59,11 @@ pub enum Auth {
     HmacSha1_80 = 2,
 }
 
-impl Cipher {
-    /// The nick, as in caps.
-    pub fn nick(self) -> &'static str {
-        match self {
-            Cipher::Null => "null",
-            Cipher::Aes128Icm => "aes-128-icm",
-            Cipher::Aes256Icm => "aes-256-icm",
-            Cipher::Aes128Gcm => "aes-128-gcm",
-            Cipher::Aes256Gcm => "aes-256-gcm",
-        }
-    }
-}
-
-impl Auth {
-    /// The nick, as in caps.
-    pub fn nick(self) -> &'static str {
-        match self {
-            Auth::Null => "null",
-            Auth::HmacSha1_32 => "hmac-sha1-32",
-            Auth::HmacSha1_80 => "hmac-sha1-80",
-        }
-    }
+/// The nick of a value of one of the enums above, as gst-plugins-bad puts it in caps.
+fn nick<T: StaticType>(value: i32) -> String {
+    glib::EnumClass::with_type(T::static_type())
+        .and_then(|class| class.value(value).map(|value| value.nick().to_owned()))
+        .unwrap_or_default()
 }
 
 /// What protects one kind of packet (RTP or RTCP).
@@ -556,8 +539,8 @@ mod imp {
             let mut protected = caps.to_owned();
             for structure in protected.make_mut().iter_mut() {
                 structure.set_name(kind.protected_media_type());
-                structure.set("srtp-cipher", suite.cipher.nick());
-                structure.set("srtp-auth", suite.auth.nick());
+                structure.set("srtp-cipher", nick::<Cipher>(suite.cipher as i32));
+                structure.set("srtp-auth", nick::<Auth>(suite.auth as i32));
             }
             protected
         }
@@ -738,7 +721,7 @@ mod tests {
         pipeline: gst::Pipeline,
         feeder: gst::Pad,
         /// Kept: a link does not hold its peer pad.
-        _relay: gst::Pad,
+        relay: gst::Pad,
         received: AppSink,
     }
 
@@ -801,7 +784,7 @@ mod tests {
             RoundTrip {
                 pipeline,
                 feeder,
-                _relay: relay,
+                relay,
                 received,
             }
         }
@@ -871,6 +854,15 @@ mod tests {
                 .unwrap_or_else(|| panic!("packet {i} not decrypted"));
             assert_eq!(&decrypted, packet, "packet {i}");
         }
+        let caps = trip
+            .relay
+            .current_caps()
+            .expect("caps on the encoder's output");
+        let caps = caps.structure(0).expect("a structure");
+        assert_eq!(caps.name(), "application/x-srtp");
+        assert_eq!(caps.get::<&str>("srtp-cipher"), Ok("aes-128-icm"));
+        assert_eq!(caps.get::<&str>("srtp-auth"), Ok("hmac-sha1-80"));
+        assert!(!caps.has_field("srtp-key"), "the key stays out of caps");
     }
 
     #[test]
