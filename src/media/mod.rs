@@ -167,7 +167,8 @@ pub fn init() -> Result<(), MediaError> {
     srtp_encoder::register().map_err(|e| MediaError::Build {
         what: "the SRTP encoder",
         reason: e.to_string(),
-    })
+    })?;
+    Ok(())
 }
 
 /// Starts the camera and a call's pipeline once and throws them away, so that plugin loading,

@@ -148,15 +148,38 @@ pub fn context_for(profile: ProtectionProfile, key: &[u8]) -> Result<Context, Sr
     .map_err(|e| SrtpEncoderError::Context(e.to_string()))
 }
 
-/// Makes `srtpenc` this element from now on, in this process. Idempotent.
+/// Whether the AES that `rtc-srtp` uses (RustCrypto's `aes`) runs in hardware here: x86 with
+/// AES-NI, detected at run time. Elsewhere it is a constant-time software AES: on the emulated
+/// Cortex-A53 a packet sent cost 101 k instructions with it against 54 k through libsrtp2, which
+/// uses the core's AES instructions (docs/benchmarks.md); the boards keep gst-plugins-bad's.
+pub fn hardware_aes() -> bool {
+    #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+    {
+        std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("sse2")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "x86")))]
+    {
+        false
+    }
+}
+
+/// Makes `srtpenc` this element from now on, in this process, where its AES is in hardware
+/// (`hardware_aes`); says whether it did. Idempotent.
 ///
 /// gst-plugins-bad's `srtpenc` must exist (its `srtpdec` decrypts, and `dtlssrtpenc` looks up
 /// its enum types by name); one is made first so that its plugin and enum classes are loaded.
-pub fn register() -> Result<(), glib::BoolError> {
-    static REGISTERED: OnceLock<Result<(), glib::BoolError>> = OnceLock::new();
+pub fn register() -> Result<bool, glib::BoolError> {
+    static REGISTERED: OnceLock<Result<bool, glib::BoolError>> = OnceLock::new();
     REGISTERED
         .get_or_init(|| {
             gst::ElementFactory::make(FACTORY_NAME).build()?;
+            if !hardware_aes() {
+                log::info!(
+                    "SRTP: packets are protected by gst-plugins-bad's srtpenc (libsrtp2): no \
+                     hardware AES here for peercam's encoder"
+                );
+                return Ok(false);
+            }
             gst::Element::register(
                 None,
                 FACTORY_NAME,
@@ -164,7 +187,7 @@ pub fn register() -> Result<(), glib::BoolError> {
                 SrtpEncoder::static_type(),
             )?;
             log::info!("SRTP: peers' packets are protected by peercam's encoder (rtc-srtp)");
-            Ok(())
+            Ok(true)
         })
         .clone()
 }
@@ -728,12 +751,11 @@ mod tests {
     impl RoundTrip {
         fn new(kind: &str, encoder_key: &[u8], decoder_key: &[u8]) -> RoundTrip {
             gst::init().expect("GStreamer");
-            register().expect("register");
             let pipeline = gst::Pipeline::new();
-            let encoder = gst::ElementFactory::make(FACTORY_NAME)
+            let encoder = glib::Object::builder::<SrtpEncoder>()
                 .property("key", gst::Buffer::from_slice(encoder_key.to_vec()))
                 .build()
-                .expect("srtpenc");
+                .upcast::<gst::Element>();
             let decoder = gst::ElementFactory::make("srtpdec")
                 .build()
                 .expect("srtpdec");
@@ -917,27 +939,29 @@ mod tests {
     }
 
     #[test]
-    fn srtpenc_is_this_element_and_dtlssrtpenc_takes_it() {
+    fn with_hardware_aes_srtpenc_is_this_element_and_dtlssrtpenc_takes_it() {
         gst::init().expect("GStreamer");
-        register().expect("register");
-        register().expect("a second registration is a no-op");
+        let took_over = register().expect("register");
+        assert_eq!(took_over, hardware_aes());
+        assert_eq!(
+            register().ok(),
+            Some(took_over),
+            "a second registration is a no-op"
+        );
         let made = gst::ElementFactory::make(FACTORY_NAME)
             .build()
             .expect("srtpenc");
-        assert_eq!(made.type_(), SrtpEncoder::static_type());
+        assert_eq!(made.type_() == SrtpEncoder::static_type(), took_over);
         let dtls = gst::ElementFactory::make("dtlssrtpenc")
             .build()
             .expect("dtlssrtpenc");
         let bin = dtls.downcast::<gst::Bin>().expect("a bin");
-        let inner = bin
+        let ours = bin
             .iterate_elements()
             .into_iter()
             .filter_map(Result::ok)
-            .find(|element| element.type_() == SrtpEncoder::static_type());
-        assert!(
-            inner.is_some(),
-            "dtlssrtpenc built gst-plugins-bad's srtpenc"
-        );
+            .any(|element| element.type_() == SrtpEncoder::static_type());
+        assert_eq!(ours, took_over, "dtlssrtpenc's srtpenc (ours: {ours})");
     }
 
     #[test]
@@ -985,10 +1009,7 @@ mod tests {
     #[test]
     fn a_missing_key_is_an_element_error_not_clear_packets() {
         gst::init().expect("GStreamer");
-        register().expect("register");
-        let encoder = gst::ElementFactory::make(FACTORY_NAME)
-            .build()
-            .expect("srtpenc");
+        let encoder = glib::Object::new::<SrtpEncoder>().upcast::<gst::Element>();
         let pipeline = gst::Pipeline::new();
         let sink = gst::ElementFactory::make("fakesink")
             .build()
