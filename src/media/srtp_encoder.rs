@@ -1,11 +1,12 @@
-//! The SRTP encoder every peer's `webrtcbin` uses: a GStreamer element registered under
+//! The SRTP encoder every peer's `webrtcbin` uses on x86: a GStreamer element registered under
 //! `srtpenc`'s name, so that the DTLS-SRTP bins webrtcbin builds take it instead of the one in
 //! gst-plugins-bad.
 //!
 //! Why: gst-plugins-bad's `srtpenc` protects each packet through libsrtp2, which Debian builds on
 //! NSS; AES-CM and HMAC-SHA1 there set up NSS contexts for every packet, a third of what an
 //! extra viewer cost (docs/benchmarks.md). This element protects packets with `rtc-srtp` (the
-//! SRTP of webrtc-rs, on `ring` and the RustCrypto AES), keyed once per key.
+//! SRTP of webrtc-rs, on `ring` and the RustCrypto AES), keyed once per key. It takes over only
+//! where that AES is in hardware (`hardware_aes`); the boards keep gst-plugins-bad's.
 //!
 //! It keeps the interface `dtlssrtpenc` relies on: request pads `rtp_sink_%u` and
 //! `rtcp_sink_%u`, each with its `rtp_src_%u`/`rtcp_src_%u`; the properties `key`,
