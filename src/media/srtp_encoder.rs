@@ -518,7 +518,12 @@ mod imp {
                 && element.add_pad(&sink).is_ok()
                 && src.set_active(true).is_ok()
                 && element.add_pad(&src).is_ok();
-            added.then_some(sink)
+            if !added {
+                // Undo the half-made pair: nothing is to refer to it.
+                self.release_pad(&sink);
+                return None;
+            }
+            Some(sink)
         }
 
         fn internal_links(&self, pad: &gst::Pad) -> gst::Iterator<gst::Pad> {
