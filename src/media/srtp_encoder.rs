@@ -214,6 +214,9 @@ mod imp {
                 Kind::Rtcp => "rtcp_sink_%u",
             }
         }
+        fn sink_name(self, index: u32) -> String {
+            format!("{}_sink_{index}", self.prefix())
+        }
         fn prefix(self) -> &'static str {
             match self {
                 Kind::Rtp => "rtp",
@@ -442,18 +445,15 @@ mod imp {
         }
 
         fn next_index(&self, kind: Kind) -> u32 {
-            let taken = |index: u32| {
-                let name = format!("{}_sink_{index}", kind.prefix());
-                self.lock_links()
-                    .iter()
-                    .any(|link| link.sink.name() == name)
-            };
-            (0..).find(|index| !taken(*index)).unwrap_or(0)
+            let element = self.obj();
+            (0..)
+                .find(|index| element.static_pad(&kind.sink_name(*index)).is_none())
+                .unwrap_or(0)
         }
 
         fn add_link(&self, kind: Kind, index: u32) -> Option<gst::Pad> {
             let element = self.obj();
-            let sink_name = format!("{}_sink_{index}", kind.prefix());
+            let sink_name = kind.sink_name(index);
             if element.static_pad(&sink_name).is_some() {
                 return None;
             }
