@@ -17,7 +17,9 @@ through a 1 Mbit/s bottleneck and random loss, and Chromium on a phone whose net
 (tests/browser/bench_networks.mjs).
 
 Environment: ROUNDS (3), CALLS (50), SECONDS (30: length of the CPU calls), SKIP (comma list of
-chromium,stun,signaling,networks to leave out).
+chromium,stun,signaling,networks,viewers, and janus_aes_cm, to leave out).
+`scripts/bench viewers` measures the cost per viewer alone (the sides' order reversed every
+other round, CPU over SECONDS).
 """
 
 import json
@@ -452,37 +454,43 @@ def relay_loads():
 
 
 VIEWER_COUNTS = (1, 2, 4)
+VIEWER_SIDES = [side for side in ("peercam", "janus", "janus_aes_cm") if side not in SKIP]
 
 
-def viewer_costs():
+def viewer_costs(reverse=False):
     """CPU and RSS for 1, 2 and 4 receive-only viewers of the same pre-encoded feed: peercam's
     WHEP viewers (`probe --whep`) on its one shared source, and Janus's streaming plugin
     serving the same RTP to the same number of viewers: once as browsers offer SRTP (Janus
     picks AES-GCM), once offered only AES-CM with HMAC-SHA1, the one profile GStreamer's DTLS
-    element negotiates (the same cipher as peercam's viewers)."""
-    out = {"peercam": {}, "janus": {}, "janus_aes_cm": {}}
+    element negotiates (the same cipher as peercam's viewers). `reverse` measures the sides in
+    the opposite order, so that a drift in the machine's load does not favour one side."""
+    out = {side: {} for side in VIEWER_SIDES}
     feeder = Feeder([PEERCAM_FEED_PORT, JANUS_FEED_PORT])
     feeder.start()
     caps = "application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload=96"
+    janus_args = {"janus": (), "janus_aes_cm": ("--srtp", "aes-cm")}
     for count in VIEWER_COUNTS:
-        daemon = Daemon(f'[media]\nvideo_source = \'udpsrc port={PEERCAM_FEED_PORT} caps="{caps}" '
-                        f'! rtph264depay\'\nvideo_encoder = "none"\naudio_source = "none"\n'
-                        f'[watchers]\nmax = {max(VIEWER_COUNTS)}\n')
-        out["peercam"][count] = call_load(daemon.url, daemon.pid, "--whep", viewers=count)
-        daemon.stop()
-        janus = Janus()
-        out["janus"][count] = call_load(janus.url, janus.pid, "--janus-stream", "1", viewers=count)
-        janus.stop()
-        janus = Janus()
-        out["janus_aes_cm"][count] = call_load(janus.url, janus.pid, "--janus-stream", "1",
-                                               "--srtp", "aes-cm", viewers=count)
-        janus.stop()
+        for side in (reversed(VIEWER_SIDES) if reverse else VIEWER_SIDES):
+            if side == "peercam":
+                daemon = Daemon(f'[media]\nvideo_source = \'udpsrc port={PEERCAM_FEED_PORT} '
+                                f'caps="{caps}" ! rtph264depay\'\nvideo_encoder = "none"\n'
+                                f'audio_source = "none"\n[watchers]\nmax = {max(VIEWER_COUNTS)}\n')
+                out[side][count] = call_load(daemon.url, daemon.pid, "--whep", viewers=count)
+                daemon.stop()
+            else:
+                janus = Janus()
+                out[side][count] = call_load(janus.url, janus.pid, "--janus-stream", "1",
+                                             *janus_args[side], viewers=count)
+                janus.stop()
+            log(f"  {side}, {count} viewers:", round(out[side][count]["cpu_s_per_min"], 3),
+                "CPU s/min")
     feeder.stopped.set()
     return out
 
 
 def viewers_table(rounds):
-    sides = [("peercam", "peercam"), ("janus", "Janus"), ("janus_aes_cm", "Janus on AES-CM")]
+    names = {"peercam": "peercam", "janus": "Janus", "janus_aes_cm": "Janus on AES-CM"}
+    sides = [(side, names[side]) for side in VIEWER_SIDES]
     cipher = lambda side: rounds[0]["viewers"][side][VIEWER_COUNTS[0]]["srtp"]
     lines = ["| Viewers of the same pre-encoded feed | "
              + " | ".join(f"{name} CPU s/min ({cipher(side)})" for side, name in sides)
@@ -501,8 +509,26 @@ def viewers_table(rounds):
                              / (last - first))
     lines.append("| each extra viewer (CPU s/min; target: peercam ≤ Janus) | "
                  + " | ".join(f"{extra(side):.2f}" for side, _ in sides)
-                 + " |" * (len(sides) + 1))
+                 + " |" * (len(sides) + 2))
+    each_round = lambda side: ", ".join(
+        f'{(r["viewers"][side][last]["cpu_s_per_min"] - r["viewers"][side][first]["cpu_s_per_min"]) / (last - first):.2f}'
+        for r in rounds)
+    lines.append("")
+    lines.append("Each extra viewer, round by round (CPU s/min): "
+                 + "; ".join(f"{name} {each_round(side)}" for side, name in sides) + ".")
     return "\n".join(lines)
+
+
+def viewers_only():
+    """`scripts/bench viewers`: the cost per viewer alone, ROUNDS rounds, the order of the sides
+    reversed every other round."""
+    rounds = []
+    for number in range(1, ROUNDS + 1):
+        log(f"round {number} of {ROUNDS}")
+        rounds.append({"viewers": viewer_costs(reverse=number % 2 == 0)})
+    with open(os.path.join(WORK, "viewers.json"), "w") as f:
+        json.dump(rounds, f, indent=1)
+    print(viewers_table(rounds))
 
 
 def cargo_bench(name):
@@ -512,6 +538,9 @@ def cargo_bench(name):
 
 def main():
     record_feed()
+    if sys.argv[1:] == ["viewers"]:
+        viewers_only()
+        return
     rounds = []
     for number in range(1, ROUNDS + 1):
         log(f"round {number} of {ROUNDS}")
