@@ -81,7 +81,7 @@ function signalingHandlers(current) {
       current.peer = peer;
       if (!current.reconnecting) setStatus('connecting', 'Connecting… (the device is starting its camera)');
     },
-    full: () => endCall('busy', 'The device is busy: someone else is in a call. Try again later.'),
+    full: () => endCall('busy', 'The device is busy: someone else is in a call. Press Watch to see it anyway, or try again later.'),
     offer: (m) => current.peer?.answer(m.sdp, answerAudioBothWays)
       .catch((e) => endCall('error', `Call failed: ${e.message}`)),
     candidate: (m) => current.peer?.addCandidate(m),

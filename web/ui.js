@@ -9,6 +9,8 @@ export const ui = {
   status: $('status'),
   deviceControls: $('device-controls'),
   call: $('call'),
+  watch: $('watch'),
+  stopWatching: $('stop-watching'),
   talk: $('talk'),
   hangup: $('hangup'),
   roomForm: $('room-form'),
@@ -32,12 +34,17 @@ const show = (element, visible) => {
   if ('disabled' in element) element.disabled = !visible;
 };
 
-/** Shows only the controls that make sense now: 'idle', 'device' (calling it) or 'room'. */
+/**
+ * Shows only the controls that make sense now: 'idle', 'device' (calling it), 'watch'
+ * (watching it; no Talk, which is the caller's) or 'room'.
+ */
 export function setMode(mode) {
   document.body.dataset.mode = mode;
   show(ui.call, mode === 'idle');
+  show(ui.watch, mode === 'idle');
   show(ui.hangup, mode === 'device');
-  show(ui.talk, mode !== 'room');
+  show(ui.stopWatching, mode === 'watch');
+  show(ui.talk, mode === 'idle' || mode === 'device');
   show(ui.connect, mode === 'idle');
   show(ui.leave, mode === 'room');
   ui.roomName.disabled = mode !== 'idle';

@@ -79,7 +79,7 @@ const JS: &str = "text/javascript; charset=utf-8";
 /// a new protocol.
 const HTML: &str = "text/html; charset=utf-8";
 
-const ASSETS: [(&str, &str, &str); 12] = [
+const ASSETS: [(&str, &str, &str); 13] = [
     ("/", HTML, include_str!("../../web/index.html")),
     ("/check", HTML, include_str!("../../web/check.html")),
     web_file!("check.js", JS),
@@ -89,6 +89,7 @@ const ASSETS: [(&str, &str, &str); 12] = [
     web_file!("debug.js", JS),
     web_file!("ui.js", JS),
     web_file!("device-call.js", JS),
+    web_file!("device-watch.js", JS),
     web_file!("room-call.js", JS),
     web_file!("style.css", "text/css; charset=utf-8"),
     web_file!("favicon.svg", "image/svg+xml"),

@@ -30,7 +30,7 @@ const PHONE = { viewport: { width: 390, height: 844 } };
 
 test('the page fits a 390x844 phone before and during a call', async () => {
   const page = await openPage(env.browser, env.daemon.url, PHONE);
-  await checkLayout(page, ['Call device', 'Talk']);
+  await checkLayout(page, ['Call device', 'Watch', 'Talk']);
   await callButton(page).click();
   await waitForFrames(page, 10);
   await checkLayout(page, ['Talk', 'Hang up']);

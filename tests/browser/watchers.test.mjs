@@ -1,12 +1,15 @@
 // Watchers: the owner calls, two WHEP players on another origin watch the same encode with a
 // viewer token, a third is refused over `[watchers] max`, a malformed offer is refused without
 // disturbing anyone, and when the caller hangs up the watchers keep playing. A player that
-// offers only VP8 gets VP8. The snapshot works during the call.
+// offers only VP8 gets VP8. The snapshot works during the call. On the device's own page, a
+// second person who finds it busy presses Watch instead: no Talk, the caller keeps the device,
+// the watcher is counted against the same limit and plays on after the caller hangs up.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   callButton, createToken, eventually, hangUpButton, inbound, jpegSize, openPage, request,
-  startWhepPlayer, useDaemonAndBrowser, waitForFrames, waitUntilIdle, whepInbound,
+  startWhepPlayer, status, talkButton, useDaemonAndBrowser, waitForFrames, waitForStatus,
+  waitUntilIdle, whepInbound,
 } from './harness.mjs';
 
 const env = useDaemonAndBrowser('[media]\nwidth = 640\nheight = 360\n[watchers]\nmax = 2\n');
@@ -183,4 +186,57 @@ test('a watcher that offers only VP8 gets VP8', async () => {
   const watched = await waitForWhepFrames(page, 30);
   assert.equal(watched.codec, 'video/VP8');
   await page.context().close();
+});
+
+test('on the device page, someone who finds it busy watches instead, without Talk', async (t) => {
+  await eventually(async () => (await env.daemon.metrics()).peercam_viewers === 0, 10_000,
+    'the earlier watchers to be gone');
+  const watchButton = (page) => page.getByRole('button', { name: 'Watch', exact: true });
+  const stopButton = (page) => page.getByRole('button', { name: 'Stop watching', exact: true });
+  const token = createToken(env.daemon.stateDir, 'fills-the-last-place');
+  const [family, latecomer, playerPage] = [await openPage(env.browser, env.daemon.url),
+    await openPage(env.browser, env.daemon.url), await blankPage()];
+  const owner = await openPage(env.browser, env.daemon.url);
+  t.after(() => Promise.all([owner, family, latecomer, playerPage]
+    .map((p) => p.context().close())));
+  await callButton(owner).click();
+  await waitForFrames(owner, 30);
+
+  // Calling finds the device busy, and the page says Watch is there.
+  await callButton(family).click();
+  const busy = await waitForStatus(family, 'busy');
+  assert.match(busy.text, /Watch/);
+  await watchButton(family).click();
+  const watched = await waitForFrames(family, 30);
+  assert.equal(watched.codec, 'video/H264');
+  assert.equal((await status(family)).state, 'in-call');
+  assert.match((await status(family)).text, /Watching/);
+  assert.equal(await talkButton(family).count(), 0, 'Talk is the caller\'s alone');
+  assert.ok(await stopButton(family).isVisible());
+  const afterWatch = await inbound(owner, 'video');
+  await waitForFrames(owner, afterWatch.framesDecoded + 15);
+  const metrics = await env.daemon.metrics();
+  assert.equal(metrics.peercam_in_call, 1, 'the owner is still the one caller');
+  assert.equal(metrics.peercam_viewers, 1);
+
+  // The page's watcher counts against `[watchers] max` (2): a WHEP player takes the last
+  // place, and the next page to press Watch is told why it cannot.
+  await playerPage.goto(player.url(`${env.daemon.url}whep`, token));
+  await waitForWhepFrames(playerPage, 10);
+  await watchButton(latecomer).click();
+  const refused = await waitForStatus(latecomer, 'busy');
+  assert.match(refused.text, /watchers\.max/);
+  assert.ok(await watchButton(latecomer).isEnabled(), 'the latecomer can try again later');
+
+  // The caller hangs up; the page's watcher plays on, then stops and frees its place.
+  await hangUpButton(owner).click();
+  await waitUntilIdle(env.daemon);
+  const atHangUp = await inbound(family, 'video');
+  await waitForFrames(family, atHangUp.framesDecoded + 30);
+  await stopButton(family).click();
+  assert.equal((await status(family)).state, 'ended');
+  await eventually(async () => (await env.daemon.metrics()).peercam_viewers === 1, 10_000,
+    "the page's watch to end on the device (DELETE)");
+  await watchButton(latecomer).click();
+  await waitForFrames(latecomer, 30);
 });
