@@ -1,7 +1,7 @@
 // The page: wires the buttons to the three kinds of session. Calling the device
 // (device-call.js), watching it (device-watch.js) and named browser-to-browser rooms
 // (room-call.js) share the video elements, the status line and the debug panel.
-import { deviceCall, hangUp, onPageHide as deviceHide, startCall, toggleTalk } from './device-call.js';
+import { deviceCall, hangUp, onPageHide as deviceHide, startCall, stopTalk, toggleTalk } from './device-call.js';
 import { deviceWatch, onPageHide as watchHide, startWatching, stopWatching } from './device-watch.js';
 import { joinRoom, leaveRoom, onPageHide as roomHide, roomCall, roomFromUrl, toggleMute, toggleScreen } from './room-call.js';
 import { setMode, ui } from './ui.js';
@@ -15,7 +15,11 @@ window.peercam = {
 
 ui.call.addEventListener('click', startCall);
 ui.hangup.addEventListener('click', hangUp);
-ui.watch.addEventListener('click', startWatching);
+// A watcher sends the device nothing: a microphone opened by Talk beforehand is let go.
+ui.watch.addEventListener('click', () => {
+  stopTalk();
+  startWatching();
+});
 ui.stopWatching.addEventListener('click', () => stopWatching());
 ui.talk.addEventListener('click', toggleTalk);
 ui.roomForm.addEventListener('submit', (event) => {

@@ -208,12 +208,18 @@ export function hangUp() {
   endCall('ended', 'Call ended. Press Call device to call again.');
 }
 
+/** Lets the microphone go (Talk off), if Talk was on. */
+export async function stopTalk() {
+  if (!microphone) return;
+  microphone.getTracks().forEach((t) => t.stop());
+  microphone = null;
+  ui.talk.setAttribute('aria-pressed', 'false');
+  await audioTransceiver(call?.peer?.pc)?.sender.replaceTrack(null);
+}
+
 export async function toggleTalk() {
   if (microphone) {
-    microphone.getTracks().forEach((t) => t.stop());
-    microphone = null;
-    ui.talk.setAttribute('aria-pressed', 'false');
-    await audioTransceiver(call?.peer?.pc)?.sender.replaceTrack(null);
+    await stopTalk();
     return;
   }
   try {

@@ -1,7 +1,7 @@
 // The caller's microphone reaches the device's audio sink only after the caller presses Talk;
 // until then the call is receive-only. The sink writes what the device would play to a file, so
 // the test hears the caller's voice itself, through the page's noise suppression, Opus and the
-// device's decoder.
+// device's decoder. Talk pressed and then Watch lets the microphone go.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
@@ -59,4 +59,32 @@ test('Talk pressed before calling sends the microphone from the start', async ()
   await callButton(page).click();
   await waitForFrames(page, 10);
   await eventually(async () => (await talkbackBytes()) > before + 48_000, 10_000, 'talkback audio');
+});
+
+test('Talk pressed, then Watch: the microphone is let go and Talk is not offered', async (t) => {
+  const page = await openPage(env.browser, env.daemon.url);
+  t.after(() => page.context().close());
+  // Every microphone stream the page opens, to see that it is stopped.
+  await page.context().addInitScript(() => {
+    const open = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+    window.openedStreams = [];
+    navigator.mediaDevices.getUserMedia = async (constraints) => {
+      const stream = await open(constraints);
+      window.openedStreams.push(stream);
+      return stream;
+    };
+  });
+  await page.reload();
+  await talkButton(page).click();
+  await eventually(() => page.evaluate(() => window.openedStreams.length === 1
+    && window.openedStreams[0].getAudioTracks()[0].readyState === 'live'), 5_000,
+  'the microphone to open');
+  await page.getByRole('button', { name: 'Watch', exact: true }).click();
+  await waitForFrames(page, 10);
+  assert.equal(await page.evaluate(() => window.openedStreams[0].getAudioTracks()[0].readyState),
+    'ended', 'the microphone is stopped');
+  assert.equal(await talkButton(page).count(), 0, 'Talk is not offered while watching');
+  const sending = await page.evaluate(() => window.peercam.pc.getSenders()
+    .filter((sender) => sender.track).length);
+  assert.equal(sending, 0, 'the watch sends the device nothing');
 });
