@@ -504,15 +504,14 @@ def viewers_table(rounds):
         cells.append(" / ".join(f"{pick(side, n, 'min_fps'):.1f}" for side, _ in sides))
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     first, last = VIEWER_COUNTS[0], VIEWER_COUNTS[-1]
-    extra = lambda side: med(rounds, lambda r: (r["viewers"][side][last]["cpu_s_per_min"]
-                                                - r["viewers"][side][first]["cpu_s_per_min"])
-                             / (last - first))
+    # One round's CPU per extra viewer: the fewest viewers to the most, over the difference.
+    per_extra = lambda r, side: ((r["viewers"][side][last]["cpu_s_per_min"]
+                                  - r["viewers"][side][first]["cpu_s_per_min"]) / (last - first))
+    extra = lambda side: med(rounds, lambda r: per_extra(r, side))
     lines.append("| each extra viewer (CPU s/min; target: peercam ≤ Janus) | "
                  + " | ".join(f"{extra(side):.2f}" for side, _ in sides)
                  + " |" * (len(sides) + 2))
-    each_round = lambda side: ", ".join(
-        f'{(r["viewers"][side][last]["cpu_s_per_min"] - r["viewers"][side][first]["cpu_s_per_min"]) / (last - first):.2f}'
-        for r in rounds)
+    each_round = lambda side: ", ".join(f"{per_extra(r, side):.2f}" for r in rounds)
     lines.append("")
     lines.append("Each extra viewer, round by round (CPU s/min): "
                  + "; ".join(f"{name} {each_round(side)}" for side, name in sides) + ".")

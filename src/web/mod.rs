@@ -166,7 +166,8 @@ fn request_authority<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<&'a str
         .or_else(|| uri.authority().map(|a| a.as_str()))
 }
 
-/// The ICE configuration a browser would get when joining now (for the `/check` page).
+/// The ICE configuration a browser would get when joining now (for the `/check` page and the
+/// page's Watch, which makes its WHEP offer with it).
 async fn ice_servers(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
     let ice = state.ice.current().for_browser(
         request_host(&headers, &uri).as_deref(),

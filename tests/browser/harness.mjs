@@ -487,6 +487,8 @@ export async function waitForStatus(page, state, timeoutMs = 10_000) {
 export const callButton = (page) => page.getByRole('button', { name: 'Call device' });
 export const hangUpButton = (page) => page.getByRole('button', { name: 'Hang up' });
 export const talkButton = (page) => page.getByRole('button', { name: 'Talk' });
+// Exact: "Watch" is also part of "Stop watching".
+export const watchButton = (page) => page.getByRole('button', { name: 'Watch', exact: true });
 
 export function median(values) {
   const sorted = [...values].sort((a, b) => a - b);

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   callButton, eventually, loudestSample, openPage, talkButton, useDaemonAndBrowser,
-  waitForFrames, waitUntilIdle, writeVoiceWav,
+  waitForFrames, waitUntilIdle, watchButton, writeVoiceWav,
 } from './harness.mjs';
 
 const dir = mkdtempSync(join(tmpdir(), 'peercam-talkback-'));
@@ -79,7 +79,7 @@ test('Talk pressed, then Watch: the microphone is let go and Talk is not offered
   await eventually(() => page.evaluate(() => window.openedStreams.length === 1
     && window.openedStreams[0].getAudioTracks()[0].readyState === 'live'), 5_000,
   'the microphone to open');
-  await page.getByRole('button', { name: 'Watch', exact: true }).click();
+  await watchButton(page).click();
   await waitForFrames(page, 10);
   assert.equal(await page.evaluate(() => window.openedStreams[0].getAudioTracks()[0].readyState),
     'ended', 'the microphone is stopped');

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import {
   callButton, createToken, eventually, hangUpButton, inbound, jpegSize, openPage, request,
   startWhepPlayer, status, talkButton, useDaemonAndBrowser, waitForFrames, waitForStatus,
-  waitUntilIdle, whepInbound,
+  waitUntilIdle, watchButton, whepInbound,
 } from './harness.mjs';
 
 const env = useDaemonAndBrowser('[media]\nwidth = 640\nheight = 360\n[watchers]\nmax = 2\n');
@@ -191,7 +191,6 @@ test('a watcher that offers only VP8 gets VP8', async () => {
 test('on the device page, someone who finds it busy watches instead, without Talk', async (t) => {
   await eventually(async () => (await env.daemon.metrics()).peercam_viewers === 0, 10_000,
     'the earlier watchers to be gone');
-  const watchButton = (page) => page.getByRole('button', { name: 'Watch', exact: true });
   const stopButton = (page) => page.getByRole('button', { name: 'Stop watching', exact: true });
   const token = createToken(env.daemon.stateDir, 'fills-the-last-place');
   const [family, latecomer, playerPage] = [await openPage(env.browser, env.daemon.url),
