@@ -51,6 +51,8 @@ pub struct LoginConfig {
     /// Failed logins one address may make within `failure_window_seconds`.
     pub max_failures: usize,
     pub failure_window_seconds: u64,
+    /// Minutes the pairing link works after start, while no password is set (it works once).
+    pub pairing_minutes: u64,
     /// Let browsers without a session use the browser-to-browser rooms (never the device).
     pub open_rooms: bool,
 }
@@ -61,6 +63,7 @@ impl Default for LoginConfig {
             session_hours: 24 * 7,
             max_failures: 5,
             failure_window_seconds: 60,
+            pairing_minutes: 30,
             open_rooms: false,
         }
     }
@@ -80,8 +83,15 @@ pub struct HttpConfig {
     /// PEM certificate chain; with `private_key`, replaces the generated self-signed one.
     pub certificate: Option<PathBuf>,
     pub private_key: Option<PathBuf>,
-    /// HTTPS connections one source address may hold open at once.
+    /// Connections one source address (an IPv6 host: its /64) may hold open at once, HTTPS and
+    /// redirect together.
     pub connections_per_address: usize,
+    /// Connections open at once over both listeners; when all are taken, a new one takes the
+    /// place of the oldest idle one. `None`: a quarter of the descriptors the daemon may open
+    /// (at most 512), so the rest stay free for calls and viewers.
+    pub max_connections: Option<usize>,
+    /// Seconds a connection may sit between requests before it is closed.
+    pub idle_timeout_seconds: u64,
     /// Seconds a client may take for the TLS handshake.
     pub handshake_timeout_seconds: u64,
     /// Seconds a client may take to send a request's headers (against slowloris).
@@ -100,6 +110,8 @@ impl Default for HttpConfig {
             certificate: None,
             private_key: None,
             connections_per_address: 64,
+            max_connections: None,
+            idle_timeout_seconds: 60,
             handshake_timeout_seconds: 10,
             header_read_timeout_seconds: 10,
             websocket_idle_timeout_seconds: 75,
@@ -422,6 +434,9 @@ impl Config {
                 "session_hours and max_failures must be at least 1".into(),
             ));
         }
+        if self.login.pairing_minutes == 0 {
+            return Err(("login.pairing_minutes", "must be at least 1".into()));
+        }
         if self.login.failure_window_seconds == 0 {
             return Err(("login.failure_window_seconds", "must be at least 1".into()));
         }
@@ -429,6 +444,16 @@ impl Config {
             (
                 "http.connections_per_address",
                 self.http.connections_per_address as u64,
+                1,
+            ),
+            (
+                "http.max_connections",
+                self.http.max_connections.unwrap_or(16) as u64,
+                16,
+            ),
+            (
+                "http.idle_timeout_seconds",
+                self.http.idle_timeout_seconds,
                 1,
             ),
             (

@@ -64,6 +64,18 @@ fn is_link_local(ip: &IpAddr) -> bool {
     }
 }
 
+/// The key a source address counts under in per-address limits: an IPv4 address itself, an
+/// IPv6 address's /64 (one host can have as many addresses in its prefix as it likes).
+pub fn address_group(address: IpAddr) -> IpAddr {
+    match address.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(prefix.into())
+        }
+        v4 => v4,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

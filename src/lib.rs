@@ -16,6 +16,10 @@
 //! - `host`: the machine's name and addresses.
 //! - `logging`: journald with structured fields under systemd, stderr otherwise.
 //! - `metrics`: counters served at `/metrics`.
+//! - `descriptors`: the file-descriptor limit, the connections' share of it, and the reserve
+//!   a new pipeline needs.
+//! - `refusals`: refusals (wrong passwords, unknown tokens, capped connections) logged so that
+//!   a flood cannot flood the journal.
 //! - `state_file`: files in the state directory written whole, with their mode.
 //! - `swappable`: values a reload replaces as a whole (ICE plan, TLS configuration).
 //! - `system`: systemd notifications (READY, STATUS, WATCHDOG, STOPPING).
@@ -27,6 +31,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod descriptors;
 pub mod host;
 pub mod logging;
 pub mod media;
@@ -35,6 +40,7 @@ pub mod memory;
 pub mod metrics;
 #[cfg(feature = "probe")]
 pub mod probe;
+pub mod refusals;
 pub mod rooms;
 pub mod signaling;
 pub mod state_file;

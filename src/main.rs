@@ -369,7 +369,7 @@ async fn serve_forever(
     let notifier = Arc::new(Notifier::from_env());
     let (owners, warmed_up) = Owners::start(&config, settings, &ice, &metrics, &notifier);
 
-    let router = web::router(AppState {
+    let state = AppState {
         rooms: owners.rooms.clone(),
         metrics: Arc::clone(&metrics),
         status: Arc::clone(&owners.status),
@@ -383,7 +383,11 @@ async fn serve_forever(
             .map(|_| Arc::new(ViewerTokens::new(&certificates.state_dir))),
         open_rooms: config.login.open_rooms,
         media: owners.media.clone(),
-    });
+        login_checks: AppState::login_checks(),
+        snapshots: Arc::default(),
+    };
+    tokio::spawn(web::access::watch(state.clone(), web::access::PERIOD));
+    let router = web::router(state);
     let https_port = listeners.https_port;
     let stun_port = listeners.stun_port;
     let served = listeners.serve(&config, router, Arc::clone(&tls), &metrics)?;
@@ -426,6 +430,7 @@ fn authentication(config: &Config, state_dir: &Path) -> Result<Option<Arc<Auth>>
             session_lifetime: Duration::from_secs(config.login.session_hours * 3600),
             max_failures: config.login.max_failures,
             failure_window: Duration::from_secs(config.login.failure_window_seconds),
+            pairing_lifetime: Duration::from_secs(config.login.pairing_minutes * 60),
         })?)),
     })
 }
@@ -510,15 +515,30 @@ impl Listeners {
                 None => std::future::pending().await,
             }
         };
+        let limit = peercam::descriptors::raise_limit();
+        let max_connections = config
+            .http
+            .max_connections
+            .unwrap_or_else(|| peercam::descriptors::connection_budget(limit));
+        log::info!(
+            "up to {max_connections} connections at once ({} per address) under a limit of \
+             {limit} file descriptors",
+            config.http.connections_per_address
+        );
+        let limits = serve::ConnectionLimits {
+            budget: web::limits::ConnectionBudget::new(
+                max_connections,
+                config.http.connections_per_address,
+            ),
+            handshake_timeout: Duration::from_secs(config.http.handshake_timeout_seconds),
+            header_read_timeout: Duration::from_secs(config.http.header_read_timeout_seconds),
+            idle_timeout: Duration::from_secs(config.http.idle_timeout_seconds),
+        };
         let https = serve::https(
             self.https,
             tls,
             router,
-            serve::ConnectionLimits {
-                per_address: web::limits::PerAddress::new(config.http.connections_per_address),
-                handshake_timeout: Duration::from_secs(config.http.handshake_timeout_seconds),
-                header_read_timeout: Duration::from_secs(config.http.header_read_timeout_seconds),
-            },
+            limits.clone(),
             std::future::pending(),
         );
         let https_port = self.https_port;
@@ -528,11 +548,12 @@ impl Listeners {
                 Some(listener) => {
                     let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
                     log::info!("HTTP on port {port} redirects to HTTPS");
-                    serve::redirect(listener, https_port, std::future::pending()).await
+                    serve::redirect(listener, https_port, limits, std::future::pending()).await
                 }
                 None => std::future::pending().await,
             }
         };
+        tokio::spawn(peercam::refusals::flush_every(Duration::from_secs(1)));
         Ok(Served {
             https: Box::pin(https),
             redirect: Box::pin(redirect),

@@ -42,6 +42,8 @@ pub enum MediaCommand {
         ice: DeviceIce,
         /// Who asked, for the log.
         viewer: String,
+        /// What let the viewer in; the viewer ends when that is withdrawn.
+        grant: Grant,
         reply: oneshot::Sender<Result<WatchAnswer, WatchRefused>>,
     },
     /// Trickled candidates of a viewer's session, under the ICE username fragment the
@@ -51,6 +53,11 @@ pub enum MediaCommand {
         ufrag: Option<String>,
         candidates: Vec<IceCandidate>,
         reply: oneshot::Sender<Trickled>,
+    },
+    /// Access was taken back: end every viewer let in by it, for `reason`.
+    Withdraw {
+        what: Withdrawn,
+        reason: String,
     },
     /// A viewer ends its session; `false` on `reply` when there is no such session.
     Unwatch {
@@ -70,6 +77,40 @@ pub enum MediaCommand {
     Shutdown {
         done: oneshot::Sender<()>,
     },
+}
+
+/// What let a viewer or a WebSocket in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    /// `auth = "none"`: anyone.
+    Open,
+    /// The owner's login session.
+    Session(crate::auth::SessionId),
+    /// A viewer token, by name.
+    Token(String),
+}
+
+/// Access taken back; whatever it let in ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Withdrawn {
+    /// One session logged out.
+    Session(crate::auth::SessionId),
+    /// The owner's password changed: every session but these (made since) ends.
+    SessionsExcept(Vec<crate::auth::SessionId>),
+    /// Viewer tokens were revoked: every token but these (by name) ends.
+    TokensExcept(Vec<String>),
+}
+
+impl Withdrawn {
+    /// Whether `grant` is among what was withdrawn.
+    pub fn covers(&self, grant: &Grant) -> bool {
+        match (self, grant) {
+            (Self::Session(ended), Grant::Session(session)) => ended == session,
+            (Self::SessionsExcept(live), Grant::Session(session)) => !live.contains(session),
+            (Self::TokensExcept(live), Grant::Token(name)) => !live.contains(name),
+            _ => false,
+        }
+    }
 }
 
 /// What became of a viewer's trickled candidates.
@@ -105,6 +146,9 @@ pub enum WatchRefused {
     Full { max: usize },
     #[error("the offer is not usable SDP: {0}")]
     BadOffer(String),
+    /// The device cannot take on another peer now (short of descriptors); try again later.
+    #[error("{0}")]
+    Busy(String),
     #[error("{0}")]
     NoCommonCodec(String),
     #[error("the device could not answer: {0}")]
@@ -118,6 +162,9 @@ pub enum SnapshotRefused {
     PreEncoded,
     #[error("the camera did not start: {0}")]
     SourceFailed(String),
+    /// The device cannot start the camera now (short of descriptors); try again later.
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// What the media owner tells the room owner about the caller's peer.

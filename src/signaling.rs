@@ -196,11 +196,36 @@ impl ClientMessage {
         if !CLIENT_TYPES.contains(&kind.as_str()) {
             return Err(ProtocolError::UnknownType(truncate(&kind, 40)));
         }
-        serde_json::from_value(value).map_err(|e| ProtocolError::BadField {
-            kind,
+        let message: Self = serde_json::from_value(value).map_err(|e| ProtocolError::BadField {
+            kind: kind.clone(),
             reason: truncate(&e.to_string(), REASON_CHARS),
-        })
+        })?;
+        let text = match &message {
+            Self::Offer { sdp } | Self::Answer { sdp } => Some(sdp.as_str()),
+            Self::Candidate(candidate) => Some(candidate.candidate.as_str()),
+            _ => None,
+        };
+        if let Some(reason) = text.and_then(control_character) {
+            return Err(ProtocolError::BadField { kind, reason });
+        }
+        Ok(message)
     }
+}
+
+/// Why `text` (SDP or a candidate line) is refused, when it holds a control character other
+/// than the line breaks and tabs SDP allows. GStreamer's SDP parser stops at a NUL where the
+/// Rust checks read on, so the two would see different offers; neither sees one with them.
+pub fn control_character(text: &str) -> Option<String> {
+    let (line, found) = text.lines().enumerate().find_map(|(index, line)| {
+        line.trim_end_matches('\r')
+            .chars()
+            .find(|c| c.is_control() && *c != '\t')
+            .map(|c| (index + 1, c))
+    })?;
+    Some(format!(
+        "line {line} holds the control character U+{:04X}",
+        u32::from(found)
+    ))
 }
 
 impl ServerMessage {
@@ -232,6 +257,21 @@ mod tests {
     use super::*;
 
     const LIMIT: usize = 1024;
+
+    #[test]
+    fn sdp_and_candidates_with_control_characters_are_refused() {
+        for text in [
+            r#"{"type":"answer","sdp":"v=0\r\no=- 1 1 IN IP4 0.0.0.0\u0000\r\nm=video"}"#,
+            r#"{"type":"offer","sdp":"v=0\r\ns=\u001b[2J\r\n"}"#,
+            r#"{"type":"candidate","candidate":"candidate:1 1 udp 1 x\u0000 5 typ host","sdpMLineIndex":0}"#,
+        ] {
+            let error = ClientMessage::parse(text, LIMIT).unwrap_err();
+            assert!(error.to_string().contains("control character"), "{error}");
+        }
+        assert!(
+            ClientMessage::parse(r#"{"type":"answer","sdp":"v=0\r\n\ts=x\r\n"}"#, LIMIT).is_ok()
+        );
+    }
 
     #[test]
     fn an_error_reply_does_not_echo_a_long_value() {

@@ -173,7 +173,7 @@ impl ViewerTokens {
         match self.list() {
             Ok(tokens) => tokens
                 .into_iter()
-                .find(|t| constant_time_eq(t.hash.as_bytes(), wanted.as_bytes()))
+                .find(|t| crate::auth::constant_time_eq(t.hash.as_bytes(), wanted.as_bytes()))
                 .map(|t| t.name),
             Err(e) => {
                 log::error!("viewer tokens unusable, refusing every token: {e}");
@@ -181,10 +181,6 @@ impl ViewerTokens {
             }
         }
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -7,8 +7,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::{Daemon, binary};
@@ -218,20 +217,7 @@ fn probe_checks_the_certificate_and_logs_in() {
         stderr(&output)
     );
 
-    let mut set = Command::new(binary())
-        .arg("--state-dir")
-        .arg(daemon.state_dir())
-        .arg("set-password")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("run set-password");
-    set.stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"probe password 1\n")
-        .expect("write the password");
-    assert!(set.wait().expect("set-password").success());
+    daemon.set_password("probe password 1");
 
     let pinned = ["--fingerprint", daemon.fingerprint.as_str()];
     let output = probe(&[&url, pinned[0], pinned[1]], None);
@@ -262,13 +248,7 @@ fn probe_checks_the_certificate_and_logs_in() {
 fn two_probes_watch_at_once_through_whep_with_a_viewer_token() {
     let daemon = Daemon::start_with_password("probe-whep", "");
     let url = daemon.url();
-    let made = Command::new(binary())
-        .args(["token", "create", "probe", "--state-dir"])
-        .arg(daemon.state_dir())
-        .output()
-        .expect("run token create");
-    assert!(made.status.success(), "{}", stderr(&made));
-    let token = String::from_utf8_lossy(&made.stdout).trim().to_owned();
+    let token = daemon.create_token("probe");
 
     let watch = |token: &str, seconds: &str| {
         Command::new(binary())

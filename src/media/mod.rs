@@ -6,7 +6,8 @@
 //!
 //! Submodules: `plan` (pure: codec and encoder choice, launch descriptions), `devices` (what
 //! `auto` means on this machine), `launch_check` (the config's launch lines), `shared_source`
-//! (one camera and encoder fanned out to every peer), `peer` (one peer's pipeline),
+//! (one camera and encoder fanned out to every peer), `peer` (one peer's pipeline, an
+//! `owned_pipeline` that stops when dropped),
 //! `viewer_offer` (pure: a viewer's offer and what to answer), `snapshot` (a JPEG of the
 //! latest frame), `bitrate` (pure: the adaptive bitrate controller), `link_stats` (receiver
 //! reports out of webrtcbin's statistics), `encoder_control` (bitrate changes and keyframe
@@ -20,6 +21,7 @@ mod encoder_control;
 mod health;
 mod launch_check;
 mod link_stats;
+mod owned_pipeline;
 mod owner;
 mod peer;
 pub mod plan;
@@ -140,6 +142,8 @@ pub enum MediaError {
     BadAnswer,
     #[error("{0}")]
     BadOffer(String),
+    #[error("{0}")]
+    Descriptors(#[from] crate::descriptors::Exhausted),
     #[error("{field}: `{launch}` is not a usable GStreamer launch line: {reason}")]
     InvalidLaunch {
         field: &'static str,

@@ -22,7 +22,7 @@ use super::shared_source::{SharedSource, SourceNotice};
 use super::viewer_offer;
 use super::{MediaError, MediaSettings};
 use crate::media_link::{
-    CallId, FrameTapGrant, MediaCommand, MediaHealth, PeerReport, SnapshotRefused, Trickled,
+    CallId, FrameTapGrant, Grant, MediaCommand, MediaHealth, PeerReport, SnapshotRefused, Trickled,
     WatchAnswer, WatchRefused,
 };
 use crate::metrics::Metrics;
@@ -54,6 +54,8 @@ struct Viewer {
     session: String,
     /// Who it is, for the log (the token's name).
     name: String,
+    /// What let it in: it ends when that is withdrawn.
+    grant: Grant,
     /// Its offer's ICE username fragment: trickled candidates under another one ask for an
     /// ICE restart.
     ice_ufrag: Option<String>,
@@ -216,8 +218,12 @@ impl Owner {
                 offer,
                 ice,
                 viewer,
+                grant,
                 reply,
-            } => self.watch(&offer, &ice, viewer, reply),
+            } => self.watch(&offer, &ice, (viewer, grant), reply),
+            MediaCommand::Withdraw { what, reason } => {
+                while self.end_viewer_by(|v| what.covers(&v.grant), &reason) {}
+            }
             MediaCommand::WatchCandidates {
                 session,
                 ufrag,
@@ -312,37 +318,40 @@ impl Owner {
         if self.caller.is_some() {
             self.end_caller();
         }
-        let started = self.ensure_source(codecs).and_then(|()| {
-            let source = self.running_source()?;
-            let codec = source.codec();
-            if !codecs.is_empty()
-                && !codecs
-                    .iter()
-                    .any(|c| c.eq_ignore_ascii_case(&codec.to_string()))
-            {
-                return Err(MediaError::Plan(plan::PlanError::NoEncoder {
-                    offered: format!(
-                        "{} (the device is sending {codec} to its viewers)",
-                        codecs.join(", ")
-                    ),
-                }));
-            }
-            log::info!(
-                "call {call}: video {codec}, {} viewer(s) on the same encoder",
-                source.subscribers()
-            );
-            tokio::task::block_in_place(|| {
-                Peer::start(
-                    PeerId::Caller(call),
-                    &self.settings,
-                    source,
-                    Role::Caller,
-                    ice,
-                    self.notices.clone(),
-                    Arc::clone(&self.metrics),
-                )
-            })
-        });
+        let started = crate::descriptors::check_reserve()
+            .map_err(MediaError::from)
+            .and_then(|()| self.ensure_source(codecs))
+            .and_then(|()| {
+                let source = self.running_source()?;
+                let codec = source.codec();
+                if !codecs.is_empty()
+                    && !codecs
+                        .iter()
+                        .any(|c| c.eq_ignore_ascii_case(&codec.to_string()))
+                {
+                    return Err(MediaError::Plan(plan::PlanError::NoEncoder {
+                        offered: format!(
+                            "{} (the device is sending {codec} to its viewers)",
+                            codecs.join(", ")
+                        ),
+                    }));
+                }
+                log::info!(
+                    "call {call}: video {codec}, {} viewer(s) on the same encoder",
+                    source.subscribers()
+                );
+                tokio::task::block_in_place(|| {
+                    Peer::start(
+                        PeerId::Caller(call),
+                        &self.settings,
+                        source,
+                        Role::Caller,
+                        ice,
+                        self.notices.clone(),
+                        Arc::clone(&self.metrics),
+                    )
+                })
+            });
         match started {
             Ok(peer) => self.caller = Some(peer),
             Err(e) => {
@@ -372,7 +381,7 @@ impl Owner {
         &mut self,
         offer: &str,
         ice: &DeviceIce,
-        name: String,
+        (name, grant): (String, Grant),
         reply: oneshot::Sender<Result<WatchAnswer, WatchRefused>>,
     ) {
         let running = self.source.as_ref().map(SharedSource::codec);
@@ -395,6 +404,10 @@ impl Owner {
             let _ = reply.send(Err(WatchRefused::Full {
                 max: self.max_viewers,
             }));
+            return;
+        }
+        if let Err(short) = crate::descriptors::check_reserve() {
+            let _ = reply.send(Err(WatchRefused::Busy(short.to_string())));
             return;
         }
         let id = self.next_viewer;
@@ -435,6 +448,7 @@ impl Owner {
                     peer,
                     session,
                     name,
+                    grant,
                     ice_ufrag: choice.ice_ufrag.clone(),
                     pending: Some(reply),
                 });
@@ -483,6 +497,10 @@ impl Owner {
             return Err(SnapshotRefused::PreEncoded);
         }
         let failed = |e: MediaError| SnapshotRefused::SourceFailed(e.to_string());
+        if self.source.is_none() {
+            crate::descriptors::check_reserve()
+                .map_err(|short| SnapshotRefused::Busy(short.to_string()))?;
+        }
         self.ensure_source(&[]).map_err(failed)?;
         let frames = self
             .running_source()

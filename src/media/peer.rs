@@ -25,6 +25,7 @@ use gstreamer_sdp as gst_sdp;
 use gstreamer_webrtc as gst_webrtc;
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::owned_pipeline::OwnedPipeline;
 use super::plan;
 use super::retransmission::RetransmissionBudget;
 use super::shared_source::{Inlet, SendStart, SharedSource};
@@ -123,7 +124,8 @@ type Notices = UnboundedSender<(PeerId, Notice)>;
 
 pub struct Peer {
     id: PeerId,
-    pipeline: gst::Pipeline,
+    /// Stopped when the peer is dropped, on every path.
+    pipeline: OwnedPipeline,
     webrtc: gst::Element,
     /// The pads the shared source pushes video and audio into.
     video_in: gst::Pad,
@@ -166,7 +168,7 @@ impl Peer {
         metrics: Arc<Metrics>,
     ) -> Result<Self, MediaError> {
         let started = Instant::now();
-        let pipeline = gst::Pipeline::with_name(&format!("peer-{id}").replace(' ', "-"));
+        let pipeline = OwnedPipeline::new(&format!("peer-{id}").replace(' ', "-"));
         let webrtc = gst::ElementFactory::make("webrtcbin")
             .name("webrtc")
             .property_from_str("bundle-policy", "max-bundle")
@@ -659,19 +661,11 @@ impl Peer {
         );
     }
 
-    /// Tears the peer down: it leaves the shared source, and its pipeline goes to NULL, which
-    /// closes sockets and frees elements.
+    /// Tears the peer down: it leaves the shared source, and its pipeline goes to NULL (as
+    /// `OwnedPipeline` does on drop), which closes sockets and frees elements.
     pub fn stop(self, source: Option<&SharedSource>) {
         if let Some(source) = source {
             source.unsubscribe(&self.video_in, self.audio_in.as_ref());
-        }
-        if let Some(bus) = self.pipeline.bus() {
-            bus.unset_sync_handler();
-        }
-        // No EOS first: nothing in a call needs it, and NULL stops every element and closes
-        // every socket.
-        if let Err(e) = self.pipeline.set_state(gst::State::Null) {
-            log::warn!("{}: pipeline did not stop cleanly: {e}", self.id);
         }
         log::info!(
             "{}: ended after {:.1} s",

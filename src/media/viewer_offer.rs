@@ -39,6 +39,8 @@ pub enum OfferError {
     BadLine { line: usize, text: String },
     #[error("line {line}: {reason}")]
     BadMedia { line: usize, reason: String },
+    #[error("the offer is refused: {0}")]
+    ControlCharacter(String),
     #[error("the offer has no video m-line that receives")]
     NoVideo,
     #[error(
@@ -210,6 +212,10 @@ fn parse(offer: &str) -> Result<Vec<Media>, OfferError> {
     if !offer.trim_start_matches('\u{feff}').starts_with("v=0") {
         return Err(OfferError::NotSdp);
     }
+    if let Some(reason) = crate::signaling::control_character(offer.trim_start_matches('\u{feff}'))
+    {
+        return Err(OfferError::ControlCharacter(reason));
+    }
     let mut media: Vec<Media> = Vec::new();
     for (index, raw) in offer.lines().enumerate() {
         let line = index + 1;
@@ -346,6 +352,18 @@ mod tests {
             Some("new"),
             &[under(Some("new"))]
         ));
+    }
+
+    #[test]
+    fn an_offer_with_a_nul_or_an_escape_is_refused() {
+        for (bad, character) in [("\0", "U+0000"), ("\u{1b}", "U+001B")] {
+            let offer = CHROMIUM.replacen("a=group:BUNDLE", &format!("a=group{bad}:BUNDLE"), 1);
+            let error = choose(&offer, None, both).unwrap_err();
+            assert!(
+                matches!(&error, OfferError::ControlCharacter(r) if r.contains(character)),
+                "{error}"
+            );
+        }
     }
 
     #[test]

@@ -31,9 +31,12 @@ pub enum Input {
         resume: String,
     },
     /// A caller back on a new connection (its network changed) with its resume token.
+    /// `fresh` is a new secret from the owner: the token replaces the used one, so a token
+    /// seen once (replayed) resumes nothing.
     Resume {
         conn: ConnId,
         token: String,
+        fresh: String,
         ice: BrowserIce,
     },
     /// The caller's answer to the device's offer.
@@ -175,21 +178,40 @@ impl DeviceRoom {
             }
             (
                 State::InCall { call: from, .. } | State::Held { call: from },
-                Input::Resume { conn, token, ice },
-            ) if !self.resume.is_empty() && token == self.resume => {
+                Input::Resume {
+                    conn,
+                    token,
+                    fresh,
+                    ice,
+                },
+            ) if !self.resume.is_empty()
+                && crate::auth::constant_time_eq(token.as_bytes(), self.resume.as_bytes()) =>
+            {
                 let to = self.new_call();
+                let previous = self.caller();
                 self.state = State::InCall {
                     caller: conn,
                     call: to,
                 };
-                vec![
-                    joined(conn, ice, &token),
+                let mut actions = vec![
+                    joined(conn, ice, &fresh),
                     Action::ResumeCall {
                         from,
                         to,
                         codecs: self.codecs.clone(),
                     },
-                ]
+                ];
+                self.resume = fresh;
+                // Taken over from a connection still open: it is told, not left to wonder.
+                if let Some(previous) = previous.filter(|p| *p != conn) {
+                    actions.push(Action::Send {
+                        conn: previous,
+                        message: ServerMessage::Bye {
+                            reason: "the call was resumed on another connection".into(),
+                        },
+                    });
+                }
+                actions
             }
             (_, Input::Resume { conn, .. }) => {
                 vec![refuse(conn, "no call to resume: it has ended")]
@@ -335,6 +357,7 @@ mod tests {
         Input::Resume {
             conn,
             token: token.into(),
+            fresh: format!("fresh-for-{conn}"),
             ice: no_ice(),
         }
     }
@@ -356,7 +379,12 @@ mod tests {
         let actions = room.handle(resume(7, "token-of-1"));
         assert!(matches!(
             &actions[0],
-            Action::Send { conn: 7, message: ServerMessage::Joined { resume: Some(t), .. } } if t == "token-of-1"
+            Action::Send { conn: 7, message: ServerMessage::Joined { resume: Some(t), .. } } if t == "fresh-for-7"
+        ));
+        // The connection that had the call is told it moved.
+        assert!(matches!(
+            &actions[2],
+            Action::Send { conn: 1, message: ServerMessage::Bye { reason } } if reason.contains("another connection")
         ));
         assert_eq!(
             actions[1],
@@ -370,6 +398,15 @@ mod tests {
             (room.current_call(), room.caller()),
             (Some(first + 1), Some(7))
         );
+        // The token was used up: replayed, it resumes nothing; the fresh one does.
+        assert!(matches!(
+            room.handle(resume(8, "token-of-1")).as_slice(),
+            [Action::Send {
+                conn: 8,
+                message: ServerMessage::Error { .. }
+            }]
+        ));
+        assert_eq!(room.caller(), Some(7));
         // The old connection is nobody now: its late close changes nothing.
         assert!(room.handle(Input::Disconnect { conn: 1 }).is_empty());
         assert!(
@@ -739,6 +776,7 @@ mod properties {
                 } else {
                     "wrong".into()
                 },
+                fresh: format!("fresh{n}"),
                 ice: no_ice(),
             },
             Step::HoldExpired(call) => Input::HoldExpired { call },

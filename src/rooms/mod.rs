@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 pub use device_room::{Action, CallId, ConnId, DeviceRoom, Input};
 pub use named_rooms::{MAX_ROOM_NAME, NamedInput, NamedRooms, RoomLimits, validate_room_name};
 
-use crate::media_link::{MediaCommand, MediaHealth, PeerReport};
+use crate::media_link::{Grant, MediaCommand, MediaHealth, PeerReport, Withdrawn};
 use crate::metrics::Metrics;
 use crate::signaling::{ClientMessage, DEVICE_ROOM, ServerMessage};
 use crate::system::Notifier;
@@ -42,7 +42,14 @@ pub enum ConnectionEvent {
         host: Option<String>,
         /// Whether the browser logged in; without it only open named rooms are allowed.
         authenticated: bool,
+        /// The login session it came with; the connection ends when that session does.
+        session: Option<crate::auth::SessionId>,
         outbox: mpsc::Sender<ServerMessage>,
+    },
+    /// Access was taken back: end the connections (and a call) opened under it, telling why.
+    AccessWithdrawn {
+        what: Withdrawn,
+        reason: String,
     },
     Message {
         conn: ConnId,
@@ -155,6 +162,7 @@ struct Connection {
     address: IpAddr,
     host: Option<String>,
     authenticated: bool,
+    session: Option<crate::auth::SessionId>,
 }
 
 struct Owner {
@@ -180,6 +188,7 @@ impl Owner {
                 address,
                 host,
                 authenticated,
+                session,
                 outbox,
             } => {
                 self.connections.insert(
@@ -189,8 +198,20 @@ impl Owner {
                         address,
                         host,
                         authenticated,
+                        session,
                     },
                 );
+            }
+            ConnectionEvent::AccessWithdrawn { what, reason } => {
+                let ended: Vec<ConnId> = self
+                    .connections
+                    .iter()
+                    .filter(|(_, c)| c.session.is_some_and(|s| what.covers(&Grant::Session(s))))
+                    .map(|(conn, _)| *conn)
+                    .collect();
+                for conn in ended {
+                    self.end_connection(conn, &reason);
+                }
             }
             ConnectionEvent::Closed { conn } => {
                 self.connections.remove(&conn);
@@ -204,6 +225,25 @@ impl Owner {
             ConnectionEvent::Message { conn, message } => self.route(conn, message),
             ConnectionEvent::Shutdown { done } => self.shut_down(done),
         }
+    }
+
+    /// Ends one connection: it leaves its room (a call with the device ends), is told why, and
+    /// is closed (dropping its outbox ends its session).
+    fn end_connection(&mut self, conn: ConnId, reason: &str) {
+        let reason = reason.to_owned();
+        if self.named.contains(conn) {
+            self.apply_named(NamedInput::Leave {
+                conn,
+                reason: reason.clone(),
+            });
+        } else {
+            self.apply(Input::Leave {
+                conn,
+                reason: reason.clone(),
+            });
+        }
+        self.send(conn, ServerMessage::Bye { reason });
+        self.connections.remove(&conn);
     }
 
     /// Says goodbye to every connection, ends the call, and hands `done` to the media owner,
@@ -289,8 +329,18 @@ impl Owner {
                 if in_named_room || !self.is_authenticated(conn) {
                     self.refuse(conn, "no call to resume");
                 } else {
-                    let ice = self.ice_for(conn);
-                    self.apply(Input::Resume { conn, token, ice });
+                    match crate::media_link::fresh_secret() {
+                        Ok(fresh) => {
+                            let ice = self.ice_for(conn);
+                            self.apply(Input::Resume {
+                                conn,
+                                token,
+                                fresh,
+                                ice,
+                            });
+                        }
+                        Err(e) => self.refuse(conn, &format!("cannot resume: {e}")),
+                    }
                 }
             }
             ClientMessage::Bye => self.apply(Input::Leave {

@@ -1,9 +1,15 @@
-//! Logging in: the login page, the form that checks the password, the pairing link, and the
-//! guard that sends everyone without a session to the login page (401 for the WebSocket and
-//! the API; WHEP and the snapshot also take a viewer token).
+//! Logging in and out: the login page, the form that checks the password, the pairing link,
+//! `POST /logout`, and the guard that sends everyone without a session to the login page (401
+//! for the WebSocket and the API; WHEP and the snapshot also take a viewer token).
+//!
+//! A login or logout from another site (its `Origin` or `Sec-Fetch-Site` says so) is refused
+//! before the password is looked at, so a page elsewhere cannot lock the owner out by sending
+//! wrong passwords from the owner's own browser. The argon2 check runs on a blocking thread, at
+//! most `CONCURRENT_CHECKS` at once.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Form, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
@@ -11,13 +17,18 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::{AppState, whep};
-use crate::auth::LoginError;
+use super::{AppState, access, whep};
+use crate::auth::{LoginError, SessionId, Via};
+use crate::media_link::{Grant, Withdrawn};
+use crate::refusals::{self, Kind};
 
 const PAGE: &str = include_str!("../../web/login.html");
 
-/// Paths anyone may load: the login page and what it needs.
-const PUBLIC: [&str; 3] = ["/login", "/style.css", "/favicon.svg"];
+/// Paths anyone may load: the login page and what it needs, and logging out.
+const PUBLIC: [&str; 4] = ["/login", "/logout", "/style.css", "/favicon.svg"];
+/// Password checks running at once; more wait, up to `CHECK_WAIT`.
+pub const CONCURRENT_CHECKS: usize = 2;
+const CHECK_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Deserialize)]
 pub struct LoginForm {
@@ -46,11 +57,63 @@ fn page(status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
-fn attempt(state: &AppState, peer: SocketAddr, secret: &str) -> Response {
+/// Why a request that changes the login state came from another site, if it did: its
+/// `Sec-Fetch-Site` is neither `same-origin` nor `none`, or its `Origin` is not this device.
+fn cross_site(headers: &HeaderMap, uri: &axum::http::Uri) -> Option<String> {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        let site = site.to_str().unwrap_or("unreadable");
+        if !matches!(site, "same-origin" | "none") {
+            return Some(format!("Sec-Fetch-Site is `{site}`"));
+        }
+    }
+    super::check_origin(headers, uri).err()
+}
+
+fn forbidden_cross_site(peer: SocketAddr, why: &str) -> Response {
+    let address = peer.ip().to_canonical();
+    refusals::refused(
+        Kind::CrossSite,
+        address,
+        format_args!("refused a cross-site login from {address}: {why}"),
+    );
+    page(
+        StatusCode::FORBIDDEN,
+        "This form only works from the device's own page.",
+    )
+}
+
+async fn attempt(state: &AppState, peer: SocketAddr, secret: String, via: Via) -> Response {
     let Some(auth) = &state.auth else {
         return Redirect::to("/").into_response();
     };
-    match auth.log_in(peer.ip().to_canonical(), secret, Instant::now()) {
+    let address = peer.ip().to_canonical();
+    // Refused at once, before waiting for a password check.
+    let checked = match auth.check_lockout(address, Instant::now()) {
+        Err(locked) => Err(locked),
+        Ok(()) => {
+            let Ok(Ok(permit)) =
+                tokio::time::timeout(CHECK_WAIT, Arc::clone(&state.login_checks).acquire_owned())
+                    .await
+            else {
+                return page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The device is busy checking passwords. Try again in a moment.",
+                );
+            };
+            let auth = Arc::clone(auth);
+            let checked = tokio::task::spawn_blocking(move || {
+                let checked = auth.log_in(address, &secret, via, Instant::now());
+                drop(permit);
+                checked
+            })
+            .await;
+            match checked {
+                Ok(checked) => checked,
+                Err(_) => Err(LoginError::Wrong),
+            }
+        }
+    };
+    match checked {
         Ok(token) => (
             StatusCode::SEE_OTHER,
             [
@@ -59,11 +122,25 @@ fn attempt(state: &AppState, peer: SocketAddr, secret: &str) -> Response {
             ],
         )
             .into_response(),
-        Err(LoginError::Wrong) => page(StatusCode::UNAUTHORIZED, "Wrong password."),
+        Err(LoginError::Wrong) => page(
+            StatusCode::UNAUTHORIZED,
+            match via {
+                Via::Form => "Wrong password.",
+                Via::PairingLink => {
+                    "This pairing link does not work (any more): it works once, for a limited \
+                     time after the device starts. Log in with the password, or restart the \
+                     device for a new link."
+                }
+            },
+        ),
         Err(LoginError::TooMany { retry_after }) => {
-            log::warn!(
-                "too many failed logins from {peer}; refusing for {} s",
-                retry_after.as_secs()
+            refusals::refused(
+                Kind::LockedOut,
+                address,
+                format_args!(
+                    "too many failed logins from {address}; refusing for {} s",
+                    retry_after.as_secs()
+                ),
             );
             let mut response = page(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -87,7 +164,7 @@ pub async fn show(
     Query(pairing): Query<Pairing>,
 ) -> Response {
     match pairing.code {
-        Some(code) => attempt(&state, peer, &code),
+        Some(code) => attempt(&state, peer, code, Via::PairingLink).await,
         None => page(StatusCode::OK, ""),
     }
 }
@@ -96,17 +173,50 @@ pub async fn show(
 pub async fn submit(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    attempt(&state, peer, &form.password)
+    if let Some(why) = cross_site(&headers, &uri) {
+        return forbidden_cross_site(peer, &why);
+    }
+    attempt(&state, peer, form.password, Via::Form).await
 }
 
-/// Whether this request carries a live session (always, with `auth = "none"`).
-pub fn has_session(state: &AppState, headers: &HeaderMap) -> bool {
-    state.auth.as_ref().is_none_or(|auth| {
-        let cookies = headers.get(header::COOKIE).and_then(|c| c.to_str().ok());
-        auth.session_valid(cookies, Instant::now())
-    })
+/// POST /logout: ends this browser's session on the device, and with it the session's calls,
+/// WebSockets and viewers.
+pub async fn log_out(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    if let Some(why) = cross_site(&headers, &uri) {
+        return forbidden_cross_site(peer, &why);
+    }
+    let Some(auth) = &state.auth else {
+        return Redirect::to("/").into_response();
+    };
+    let cookies = headers.get(header::COOKIE).and_then(|c| c.to_str().ok());
+    if let Some(session) = auth.log_out(cookies) {
+        log::info!(
+            "session {session} logged out from {}",
+            peer.ip().to_canonical()
+        );
+        access::withdraw(&state, Withdrawn::Session(session), "you logged out").await;
+        log::info!("session {session}: logged out; its calls and viewers ended");
+    }
+    let mut response = page(StatusCode::OK, "Logged out.");
+    if let Ok(value) = auth.expired_cookie().parse() {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// The live session this request carries, if any.
+pub fn session_of(state: &AppState, headers: &HeaderMap) -> Option<SessionId> {
+    let cookies = headers.get(header::COOKIE).and_then(|c| c.to_str().ok());
+    state.auth.as_ref()?.session(cookies, Instant::now())
 }
 
 /// The viewer token a request carries: `Authorization: Bearer …`, or `?token=…` for clients
@@ -133,19 +243,27 @@ fn takes_tokens(path: &str) -> bool {
 }
 
 /// Who is asking, when they may: a session, a viewer token, or anyone with `auth = "none"`.
-fn identify(state: &AppState, request: &Request) -> Option<String> {
+fn identify(state: &AppState, request: &Request) -> Option<whep::Viewer> {
     let address = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(
-            || "an unknown address".to_owned(),
-            |c| c.0.ip().to_canonical().to_string(),
-        );
-    if state.auth.is_none() {
-        return Some(format!("{address} (auth = \"none\")"));
-    }
-    if has_session(state, request.headers()) {
-        return Some(format!("a session from {address}"));
+        .map(|c| c.0.ip().to_canonical());
+    let from = address.map_or_else(|| "an unknown address".to_owned(), |a| a.to_string());
+    let Some(auth) = &state.auth else {
+        return Some(whep::Viewer {
+            who: format!("{from} (auth = \"none\")"),
+            grant: Grant::Open,
+        });
+    };
+    let cookies = request
+        .headers()
+        .get(header::COOKIE)
+        .and_then(|c| c.to_str().ok());
+    if let Some(session) = auth.session(cookies, Instant::now()) {
+        return Some(whep::Viewer {
+            who: format!("session {session} from {from}"),
+            grant: Grant::Session(session),
+        });
     }
     if !takes_tokens(request.uri().path()) {
         return None;
@@ -155,17 +273,24 @@ fn identify(state: &AppState, request: &Request) -> Option<String> {
     match name {
         Some(name) => {
             log::info!(
-                "viewer token `{name}` used from {address}: {} {}",
+                "viewer token `{name}` used from {from}: {} {}",
                 request.method(),
                 request.uri().path()
             );
-            Some(format!("token `{name}` from {address}"))
+            Some(whep::Viewer {
+                who: format!("token `{name}` from {from}"),
+                grant: Grant::Token(name),
+            })
         }
         None => {
-            log::warn!(
-                "refused an unknown or revoked viewer token from {address}: {} {}",
-                request.method(),
-                request.uri().path()
+            refusals::refused(
+                Kind::UnknownToken,
+                address.unwrap_or(std::net::IpAddr::from([0u8; 4])),
+                format_args!(
+                    "refused an unknown or revoked viewer token from {from}: {} {}",
+                    request.method(),
+                    request.uri().path()
+                ),
             );
             None
         }
@@ -180,11 +305,15 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
     let path = request.uri().path().to_owned();
     let path = path.as_str();
     let preflight = request.method() == Method::OPTIONS && whep::is_whep(path);
-    if PUBLIC.contains(&path) || path == "/ws" || preflight {
+    // A WHEP session's unguessable URL is its own credential (the draft's model): its holder
+    // may trickle to it and end it even after the token that opened it was revoked.
+    let own_session =
+        matches!(*request.method(), Method::PATCH | Method::DELETE) && path.starts_with("/whep/");
+    if PUBLIC.contains(&path) || path == "/ws" || preflight || own_session {
         return next.run(request).await;
     }
-    if let Some(who) = identify(&state, &request) {
-        request.extensions_mut().insert(whep::Viewer(who));
+    if let Some(viewer) = identify(&state, &request) {
+        request.extensions_mut().insert(viewer);
         return next.run(request).await;
     }
     let wants_page = matches!(path, "/" | "/index.html" | "/check");

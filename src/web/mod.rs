@@ -2,9 +2,11 @@
 //! signaling endpoint `/ws`, WHEP viewers at `/whep`, `/snapshot.jpg` and `/metrics`.
 //!
 //! `router` is a plain function of the shared state, so tests can drive it without sockets;
-//! `serve` owns the listeners and TLS; `session` is one WebSocket connection; `whep` and
-//! `snapshot` ask the media owner directly.
+//! `serve` owns the listeners and TLS, under the connection budget of `limits`; `session` is
+//! one WebSocket connection; `whep` and `snapshot` ask the media owner directly; `login` and
+//! `access` let people in and take access back.
 
+pub mod access;
 mod headers;
 pub mod limits;
 mod login;
@@ -60,6 +62,17 @@ pub struct AppState {
     pub open_rooms: bool,
     /// The media owner, for WHEP viewers and snapshots.
     pub media: tokio::sync::mpsc::UnboundedSender<MediaCommand>,
+    /// Password checks (argon2) allowed at once.
+    pub login_checks: Arc<tokio::sync::Semaphore>,
+    /// Concurrent snapshot requests share one picture.
+    pub snapshots: Arc<snapshot::Snapshots>,
+}
+
+impl AppState {
+    /// The shared parts that do not depend on the owners: login checks and snapshots.
+    pub fn login_checks() -> Arc<tokio::sync::Semaphore> {
+        Arc::new(tokio::sync::Semaphore::new(login::CONCURRENT_CHECKS))
+    }
 }
 
 /// One file of `web/`, embedded: (URL path, content type, body).
@@ -101,6 +114,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/ice-servers", get(ice_servers))
         .route("/login", get(login::show).post(login::submit))
+        .route("/logout", axum::routing::post(login::log_out))
         .route(
             "/whep",
             axum::routing::post(whep::offer).options(whep::options),
@@ -201,18 +215,29 @@ fn check_origin(headers: &HeaderMap, uri: &Uri) -> Result<(), String> {
 async fn websocket(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    slot: Option<axum::Extension<serve::ConnectionSlot>>,
     headers: HeaderMap,
     uri: Uri,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let host = request_host(&headers, &uri);
     if let Err(why) = check_origin(&headers, &uri) {
-        log::warn!("refused a WebSocket from {peer}: {why}");
+        crate::refusals::refused(
+            crate::refusals::Kind::ForeignOrigin,
+            peer.ip().to_canonical(),
+            format_args!("refused a WebSocket from {peer}: {why}"),
+        );
         return (StatusCode::FORBIDDEN, format!("{why}\n")).into_response();
     }
-    let authenticated = login::has_session(&state, &headers);
+    let session = login::session_of(&state, &headers);
+    let authenticated = state.auth.is_none() || session.is_some();
     if !authenticated && !state.open_rooms {
         return (StatusCode::UNAUTHORIZED, "log in first\n").into_response();
+    }
+    // The socket keeps its connection's place in the budget for as long as it lives, and is
+    // never taken for an idle connection.
+    if let Some(axum::Extension(slot)) = &slot {
+        slot.0.activity.mark_upgraded();
     }
     upgrade
         .max_message_size(READ_LIMIT)
@@ -221,8 +246,15 @@ async fn websocket(
         // sockets in a few megabytes, and writing each message at once keeps latency low.
         .read_buffer_size(SOCKET_BUFFER)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| {
-            session::run(socket, state, peer, host, authenticated, HARD_FRAME_LIMIT)
+        .on_upgrade(move |socket| async move {
+            let who = session::Who {
+                peer,
+                host,
+                authenticated,
+                session,
+            };
+            session::run(socket, state, who, HARD_FRAME_LIMIT).await;
+            drop(slot);
         })
 }
 
@@ -252,6 +284,8 @@ mod tests {
             websocket_idle_timeout: std::time::Duration::from_secs(75),
             auth: None,
             open_rooms: false,
+            login_checks: AppState::login_checks(),
+            snapshots: Arc::default(),
         }
     }
 

@@ -21,14 +21,25 @@ use crate::metrics::Metrics;
 use crate::rooms::{ConnectionEvent, OUTBOX_CAPACITY};
 use crate::signaling::{ClientMessage, ErrorCode, ServerMessage};
 
-pub async fn run(
-    socket: WebSocket,
-    state: AppState,
-    peer: SocketAddr,
-    host: Option<String>,
-    authenticated: bool,
-    hard_limit: usize,
-) {
+/// Who opened the connection.
+#[derive(Debug)]
+pub struct Who {
+    pub peer: SocketAddr,
+    /// The host the page was loaded from, for ICE URLs.
+    pub host: Option<String>,
+    /// Logged in (or `auth = "none"`).
+    pub authenticated: bool,
+    /// The login session it was opened under; it ends when that session does.
+    pub session: Option<crate::auth::SessionId>,
+}
+
+pub async fn run(socket: WebSocket, state: AppState, who: Who, hard_limit: usize) {
+    let Who {
+        peer,
+        host,
+        authenticated,
+        session,
+    } = who;
     let conn = state.next_conn.fetch_add(1, Ordering::Relaxed) + 1;
     Metrics::add(&state.metrics.websocket_connections, 1);
     log::debug!("connection {conn}: opened from {peer}");
@@ -41,6 +52,7 @@ pub async fn run(
             address: peer.ip().to_canonical(),
             host,
             authenticated,
+            session,
             outbox,
         })
         .await

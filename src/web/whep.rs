@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 
 use super::AppState;
 use crate::media::viewer_offer::{MAX_OFFER_BYTES, ice_ufrag};
-use crate::media_link::{MediaCommand, Trickled, WatchRefused};
+use crate::media_link::{Grant, MediaCommand, Trickled, WatchRefused};
 use crate::signaling::IceCandidate;
 use crate::turn::BrowserIce;
 
@@ -35,9 +35,13 @@ const RETRY_AFTER_SECONDS: &str = "10";
 const SDP: &str = "application/sdp";
 const SDP_FRAGMENT: &str = "application/trickle-ice-sdpfrag";
 
-/// Who the login guard let in, for the log: "token `name` from address", say.
+/// Who the login guard let in: for the log ("token `name` from address", say), and what let
+/// them in, so that taking it back ends their session.
 #[derive(Debug, Clone)]
-pub struct Viewer(pub String);
+pub struct Viewer {
+    pub who: String,
+    pub grant: Grant,
+}
 
 /// Whether `path` is part of WHEP.
 pub fn is_whep(path: &str) -> bool {
@@ -79,7 +83,7 @@ async fn ask<T>(
 /// `POST /whep`: a viewer's offer.
 pub async fn offer(
     State(state): State<AppState>,
-    Extension(Viewer(viewer)): Extension<Viewer>,
+    Extension(Viewer { who: viewer, grant }): Extension<Viewer>,
     headers: HeaderMap,
     uri: Uri,
     body: Bytes,
@@ -114,6 +118,7 @@ pub async fn offer(
         offer,
         ice,
         viewer: viewer.clone(),
+        grant,
         reply,
     })
     .await;
@@ -143,12 +148,12 @@ pub async fn offer(
 
 fn refusal(refused: &WatchRefused) -> Response {
     let status = match refused {
-        WatchRefused::Full { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        WatchRefused::Full { .. } | WatchRefused::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         WatchRefused::BadOffer(_) | WatchRefused::NoCommonCodec(_) => StatusCode::BAD_REQUEST,
         WatchRefused::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let mut response = text(status, refused.to_string());
-    if matches!(refused, WatchRefused::Full { .. }) {
+    if matches!(refused, WatchRefused::Full { .. } | WatchRefused::Busy(_)) {
         response.headers_mut().insert(
             header::RETRY_AFTER,
             HeaderValue::from_static(RETRY_AFTER_SECONDS),
@@ -275,6 +280,9 @@ pub fn parse_fragment(fragment: &str) -> Result<Vec<IceCandidate>, String> {
         return Err(format!(
             "the fragment is longer than {MAX_OFFER_BYTES} bytes"
         ));
+    }
+    if let Some(reason) = crate::signaling::control_character(fragment) {
+        return Err(format!("the fragment is refused: {reason}"));
     }
     let mut candidates = Vec::new();
     let mut m_line: Option<u32> = None;

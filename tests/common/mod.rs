@@ -1,6 +1,8 @@
 //! Shared harness for the Rust integration tests: runs the real `peercam` binary.
 #![allow(dead_code)]
 
+pub mod client;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -71,7 +73,12 @@ pub struct Daemon {
     /// The certificate's SHA-256 fingerprint, as the daemon logged it.
     pub fingerprint: String,
     dir: TempDir,
+    /// Every line the daemon printed (standard output and error), up to `OUTPUT_LINES_KEPT`.
+    output: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
+
+/// Lines of a daemon's output a test can look at.
+const OUTPUT_LINES_KEPT: usize = 200_000;
 
 impl Daemon {
     pub fn start(name: &str) -> Self {
@@ -90,6 +97,12 @@ impl Daemon {
     }
 
     fn start_configured(name: &str, auth: &str, extra: &str) -> Self {
+        Self::start_limited(name, auth, extra, None)
+    }
+
+    /// Like the others, with `auth` ("none" or "password") and, with `nofile`, under that
+    /// descriptor limit (soft and hard, by `prlimit`), as a unit without `LimitNOFILE` would.
+    pub fn start_limited(name: &str, auth: &str, extra: &str, nofile: Option<u64>) -> Self {
         let dir = TempDir::new(name);
         let (mut http, mut rest) = (String::new(), String::new());
         let mut in_http = false;
@@ -105,14 +118,31 @@ impl Daemon {
             target.push_str(line);
             target.push('\n');
         }
+        // Loopback unless the test binds elsewhere itself.
+        let bind = if http.lines().any(|l| l.trim_start().starts_with("bind")) {
+            ""
+        } else {
+            "bind = \"127.0.0.1\"\n"
+        };
         let config = dir.write(
             "peercam.toml",
             &format!(
-                "auth = \"{auth}\"\n[http]\nbind = \"127.0.0.1\"\nhttps_port = 0\nhttp_port = 0\n{http}\
+                "auth = \"{auth}\"\n[http]\n{bind}https_port = 0\nhttp_port = 0\n{http}\
                  [stun]\nbind = \"::\"\nport = 0\n{rest}"
             ),
         );
-        let mut child = Command::new(binary())
+        let mut command = match nofile {
+            Some(limit) => {
+                let mut command = Command::new("prlimit");
+                command
+                    .arg(format!("--nofile={limit}:{limit}"))
+                    .arg("--")
+                    .arg(binary());
+                command
+            }
+            None => Command::new(binary()),
+        };
+        let mut child = command
             .arg("--config")
             .arg(&config)
             .arg("--state-dir")
@@ -123,13 +153,20 @@ impl Daemon {
             .spawn()
             .expect("start peercam");
         let (tx, rx) = mpsc::channel::<String>();
+        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         for stream in [
             Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
             Box::new(child.stderr.take().expect("stderr")),
         ] {
             let tx = tx.clone();
+            let output = std::sync::Arc::clone(&output);
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Ok(mut kept) = output.lock()
+                        && kept.len() < OUTPUT_LINES_KEPT
+                    {
+                        kept.push(line.clone());
+                    }
                     let _ = tx.send(line);
                 }
             });
@@ -160,6 +197,7 @@ impl Daemon {
             stun_port: stun_port.unwrap_or_default(),
             fingerprint,
             dir,
+            output,
         }
     }
 }
@@ -175,6 +213,64 @@ impl Daemon {
 
     pub fn url(&self) -> String {
         format!("https://127.0.0.1:{}/", self.https_port)
+    }
+
+    /// The lines the daemon has printed so far.
+    pub fn output(&self) -> Vec<String> {
+        self.output.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    /// How many lines the daemon has printed so far.
+    pub fn output_lines(&self) -> usize {
+        self.output.lock().map(|o| o.len()).unwrap_or_default()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Descriptors and threads the daemon has open now (from /proc).
+    pub fn descriptors_and_threads(&self) -> (usize, usize) {
+        let count = |dir: String| std::fs::read_dir(dir).map_or(0, |d| d.count());
+        let pid = self.pid();
+        (
+            count(format!("/proc/{pid}/fd")),
+            count(format!("/proc/{pid}/task")),
+        )
+    }
+
+    /// Sets the owner's password with `peercam set-password`, as the owner would.
+    pub fn set_password(&self, password: &str) {
+        let mut set = Command::new(binary())
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .arg("set-password")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("run set-password");
+        set.stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{password}\n").as_bytes())
+            .expect("write the password");
+        assert!(set.wait().expect("set-password").success());
+    }
+
+    /// Makes a viewer token named `name` with `peercam token create`; the token.
+    pub fn create_token(&self, name: &str) -> String {
+        let made = Command::new(binary())
+            .args(["token", "create", name, "--state-dir"])
+            .arg(self.state_dir())
+            .output()
+            .expect("run token create");
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        String::from_utf8_lossy(&made.stdout).trim().to_owned()
     }
 }
 
