@@ -389,6 +389,11 @@ def main():
               props.get("ActiveState") == "active" and props.get("Type") == "notify"
               and props.get("UnitFileState") == "enabled",
               ", ".join(f"{k}={v}" for k, v in props.items()))
+        _, budget = board.run("journalctl -b -u peercam --no-pager -o cat | "
+                              "grep -m1 'connections at once'")
+        check("the unit's descriptor limit reaches the daemon (LimitNOFILE=4096: 512 "
+              "connections, the rest kept for pipelines)",
+              "up to 512 connections" in budget and "limit of 4096" in budget, budget)
         _, status_text = board.run("systemctl status peercam --no-pager --lines=0")
         check("systemctl status shows the daemon's STATUS line",
               bool(props.get("StatusText")) and "Status:" in status_text,

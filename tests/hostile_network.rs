@@ -150,7 +150,13 @@ async fn five_hundred_refused_offers_leave_no_descriptors_or_threads_behind() {
     // A few rounds first, so GStreamer's thread pools and caches are as warm as they get.
     for (n, offer) in bad.iter().cycle().take(20).enumerate() {
         let response = whep(&daemon, offer, None).await;
-        assert_eq!(response.status, 400, "offer {}: {}", n % bad.len(), response.text());
+        assert_eq!(
+            response.status,
+            400,
+            "offer {}: {}",
+            n % bad.len(),
+            response.text()
+        );
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (fds_before, threads_before) = daemon.descriptors_and_threads();

@@ -57,16 +57,21 @@ fn page(status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
-/// Why a request that changes the login state came from another site, if it did: its
-/// `Sec-Fetch-Site` is neither `same-origin` nor `none`, or its `Origin` is not this device.
+/// Why a request that changes the login state came from another site, if it did. Browsers
+/// say where a request comes from in `Sec-Fetch-Site` (all current ones): it must be
+/// `same-origin` or `none`. Without it, an `Origin` must name this device; `Origin: null`
+/// (what a sandboxed page sends) is refused. The page's own form sends `Origin: null` too
+/// (its `Referrer-Policy` is `no-referrer`), which is why `Sec-Fetch-Site` decides first.
+/// Clients that are not browsers send neither and pass.
 fn cross_site(headers: &HeaderMap, uri: &axum::http::Uri) -> Option<String> {
-    if let Some(site) = headers.get("sec-fetch-site") {
-        let site = site.to_str().unwrap_or("unreadable");
-        if !matches!(site, "same-origin" | "none") {
-            return Some(format!("Sec-Fetch-Site is `{site}`"));
-        }
+    match headers.get("sec-fetch-site").map(|v| v.to_str()) {
+        Some(Ok("same-origin" | "none")) => None,
+        Some(site) => Some(format!(
+            "Sec-Fetch-Site is `{}`",
+            site.unwrap_or("unreadable")
+        )),
+        None => super::check_origin(headers, uri).err(),
     }
-    super::check_origin(headers, uri).err()
 }
 
 fn forbidden_cross_site(peer: SocketAddr, why: &str) -> Response {
@@ -329,5 +334,42 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
             .into_response()
     } else {
         (StatusCode::UNAUTHORIZED, "log in first\n").into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(pairs: &[(&'static str, &'static str)]) -> Option<String> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, "cam.local:8443".parse().unwrap());
+        for (name, value) in pairs {
+            headers.insert(*name, value.parse().unwrap());
+        }
+        cross_site(&headers, &axum::http::Uri::from_static("/login"))
+    }
+
+    #[test]
+    fn only_the_devices_own_pages_may_log_in_or_out() {
+        // The page's own form: Origin null (no-referrer), but the browser says same-origin.
+        assert_eq!(
+            from(&[("sec-fetch-site", "same-origin"), ("origin", "null")]),
+            None
+        );
+        assert_eq!(from(&[("sec-fetch-site", "none")]), None);
+        assert_eq!(from(&[]), None, "not a browser");
+        assert_eq!(from(&[("origin", "https://cam.local:8443")]), None);
+        for refused in [
+            from(&[("sec-fetch-site", "cross-site")]),
+            from(&[
+                ("sec-fetch-site", "same-site"),
+                ("origin", "https://cam.local:8443"),
+            ]),
+            from(&[("origin", "https://evil.example")]),
+            from(&[("origin", "null")]),
+        ] {
+            assert!(refused.is_some());
+        }
     }
 }

@@ -115,6 +115,37 @@ test('with no password set, the printed pairing link logs a phone in', async (t)
   const session = paired.headers['set-cookie'][0].split(';')[0];
   assert.match(await fetchText(daemon.port, '/api/ice-servers', session), /iceServers/);
   assert.equal((await request(daemon.port, { path: '/login?code=guess' })).status, 401);
+  // The link works once: opened again (a shared screenshot, the browser's history) it is refused.
+  const again = await request(daemon.port, { path: `/login?code=${encodeURIComponent(code)}` });
+  assert.equal(again.status, 401);
+  assert.match(again.body, /works once/);
+  assert.match(await fetchText(daemon.port, '/api/ice-servers', session), /iceServers/,
+    'the paired session lives on');
+});
+
+test('a pairing link never takes the password', async (t) => {
+  const daemon = await startDaemon('');
+  t.after(() => daemon.stop());
+  const link = await request(daemon.port, { path: `/login?code=${encodeURIComponent(PASSWORD)}` });
+  assert.equal(link.status, 401, 'the password in a link would sit in the history');
+  assert.equal((await request(daemon.port, form(PASSWORD))).status, 303, 'the form takes it');
+});
+
+test('Log out on the page ends the session on the device', async (t) => {
+  const daemon = await startDaemon('[media]\nwidth = 640\nheight = 360\n');
+  t.after(() => daemon.stop());
+  const page = await openPage(browser, daemon.url);
+  const cookie = (await page.context().cookies()).find((c) => c.name === 'peercam_session');
+  assert.ok(cookie, 'logged in');
+  const session = `${cookie.name}=${cookie.value}`;
+  assert.equal((await request(daemon.port, { path: '/api/ice-servers', headers: { cookie: session } })).status, 200);
+  await page.getByRole('button', { name: 'Log out' }).click();
+  await page.getByText('Logged out.').waitFor();
+  assert.equal((await request(daemon.port, { path: '/api/ice-servers', headers: { cookie: session } })).status, 401,
+    'the session ended on the server, not only in the browser');
+  await page.goto(daemon.url);
+  assert.match(page.url(), /\/login$/);
+  await page.context().close();
 });
 
 test('open rooms let anyone chat browser to browser but never call the device', async (t) => {
@@ -145,7 +176,7 @@ test('200 connections from one address are capped and a call from another page s
     setTimeout(() => resolve('open'), 3000);
   })));
   assert.equal(outcomes.filter((o) => o === 'open').length, 20, 'the cap holds 20 open');
-  await eventually(() => /refused a connection from 10\.99\.0\.1: 20 already open from it/.test(daemon.output),
+  await eventually(() => /refused a connection from 10\.99\.0\.1: 20 connections already open from its address/.test(daemon.output),
     5_000, 'the refusals in the log');
 
   const caller = await openPage(browser, daemon.url);
