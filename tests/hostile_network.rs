@@ -2,7 +2,10 @@
 //! it: refused WHEP offers by the hundred, offers with NUL bytes, silent TLS connections, a
 //! flood of refusals for the log, fifty snapshots at once, cross-site logins. And taking access
 //! back: a revoked token's viewer, a new password's open WebSockets, a logout, a replayed
-//! resume token. (The floods from many addresses are in `tests/connection_floods.rs`.)
+//! resume token. (The floods from many addresses are in `tests/connection_floods.rs`.) Its
+//! client is the probe's.
+#![cfg(feature = "probe")]
+
 mod common;
 
 use std::net::{IpAddr, SocketAddr};
@@ -412,6 +415,17 @@ async fn revoking_a_token_ends_its_viewer_and_its_session_can_still_be_deleted()
     assert_eq!(whep(&daemon, &offer(), Some(&token)).await.status, 401);
 }
 
+/// A daemon with a password, and the owner logged in: the daemon, its address, the cookie.
+async fn logged_in(name: &str) -> (Daemon, SocketAddr, String) {
+    let daemon = Daemon::start_with_password(name, SMALL);
+    daemon.set_password(PASSWORD);
+    let address = server(&daemon);
+    let cookie = client::log_in(LOOPBACK, address, PASSWORD)
+        .await
+        .expect("log in");
+    (daemon, address, cookie)
+}
+
 /// The next text message on `socket` within `limit`, as JSON.
 async fn next_message<S>(socket: &mut S, limit: Duration) -> Option<serde_json::Value>
 where
@@ -459,12 +473,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_password_ends_open_websockets_and_the_call_they_made() {
-    let daemon = Daemon::start_with_password("password-change", SMALL);
-    daemon.set_password(PASSWORD);
-    let address = server(&daemon);
-    let cookie = client::log_in(LOOPBACK, address, PASSWORD)
-        .await
-        .expect("log in");
+    let (daemon, address, cookie) = logged_in("password-change").await;
     let mut caller = client::websocket(LOOPBACK, address, &cookie)
         .await
         .expect("WebSocket");
@@ -506,12 +515,7 @@ async fn a_new_password_ends_open_websockets_and_the_call_they_made() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logging_out_ends_the_session_and_what_it_opened() {
-    let daemon = Daemon::start_with_password("logout", SMALL);
-    daemon.set_password(PASSWORD);
-    let address = server(&daemon);
-    let cookie = client::log_in(LOOPBACK, address, PASSWORD)
-        .await
-        .expect("log in");
+    let (_daemon, address, cookie) = logged_in("logout").await;
     let other = client::log_in(LOOPBACK, address, PASSWORD)
         .await
         .expect("a second session");
@@ -568,12 +572,7 @@ async fn logging_out_ends_the_session_and_what_it_opened() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resume_token_works_once_and_the_connection_that_lost_the_call_is_told() {
-    let daemon = Daemon::start_with_password("resume-takeover", SMALL);
-    daemon.set_password(PASSWORD);
-    let address = server(&daemon);
-    let cookie = client::log_in(LOOPBACK, address, PASSWORD)
-        .await
-        .expect("log in");
+    let (_daemon, address, cookie) = logged_in("resume-takeover").await;
     let mut first = client::websocket(LOOPBACK, address, &cookie)
         .await
         .expect("WebSocket");

@@ -100,22 +100,28 @@ pub struct Connector {
     timeout: Duration,
 }
 
+/// A TLS client configuration that trusts the device as `trust` says and offers `alpn`.
+pub fn tls_config(trust: Trust, alpn: &[&str]) -> Result<rustls::ClientConfig, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(DeviceCertificate {
+        trust,
+        provider: Arc::clone(&provider),
+    });
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    Ok(config)
+}
+
 impl Connector {
     pub fn new(device: Endpoint, trust: Trust, timeout: Duration) -> Result<Self, ProbeError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = Arc::new(DeviceCertificate {
-            trust,
-            provider: Arc::clone(&provider),
-        });
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| ProbeError::Tls {
-                url: device.url.clone(),
-                why: e.to_string(),
-            })?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
+        let config = tls_config(trust, &[]).map_err(|e| ProbeError::Tls {
+            url: device.url.clone(),
+            why: e.to_string(),
+        })?;
         Ok(Self {
             device,
             tls: TlsConnector::from(Arc::new(config)),

@@ -1,6 +1,7 @@
 //! Shared harness for the Rust integration tests: runs the real `peercam` binary.
 #![allow(dead_code)]
 
+#[cfg(feature = "probe")]
 pub mod client;
 
 use std::io::{BufRead, BufReader, Write};
