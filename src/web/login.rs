@@ -310,11 +310,7 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
     let path = request.uri().path().to_owned();
     let path = path.as_str();
     let preflight = request.method() == Method::OPTIONS && whep::is_whep(path);
-    // A WHEP session's unguessable URL is its own credential (the draft's model): its holder
-    // may trickle to it and end it even after the token that opened it was revoked.
-    let own_session =
-        matches!(*request.method(), Method::PATCH | Method::DELETE) && path.starts_with("/whep/");
-    if PUBLIC.contains(&path) || path == "/ws" || preflight || own_session {
+    if PUBLIC.contains(&path) || path == "/ws" || preflight {
         return next.run(request).await;
     }
     if let Some(viewer) = identify(&state, &request) {
