@@ -14,8 +14,9 @@ use thiserror::Error;
 /// candidate, GLib's wakeup pipes, DTLS), the source ~15 more; the rest is headroom for the
 /// owner's own requests.
 pub const PIPELINE_RESERVE: usize = 96;
-/// The most connections the budget allows, however many descriptors there are: an idle TLS
-/// connection holds ~40 KiB of buffers, so 512 of them stay within ~20 MiB on a 512 MiB board.
+/// The most connections the budget allows, however many descriptors there are: 500 idle TLS
+/// connections added 7.3 MB to the daemon's RSS (docs/benchmarks.md), so 512 of them cost a
+/// 512 MiB board under 8 MB.
 const MAX_CONNECTIONS: usize = 512;
 /// The highest the soft limit is raised to, even when the hard limit is higher.
 const RAISE_AT_MOST: u64 = 65_536;
