@@ -185,6 +185,75 @@ async fn five_hundred_refused_offers_leave_no_descriptors_or_threads_behind() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_of_descriptors_the_device_refuses_new_pipelines_and_recovers_at_once() {
+    // A limit so low that 110 open connections leave less than the pipelines' reserve (96):
+    // ~30 open at rest + 96 fit in 200, ~140 + 96 do not.
+    let mut daemon = Daemon::start_limited(
+        "descriptor-reserve",
+        "none",
+        &format!("[http]\nmax_connections = 130\n{SMALL}"),
+        Some(200),
+    );
+    let snapshot = |daemon: &Daemon| {
+        client::request(LOOPBACK, server(daemon), "GET", "/snapshot.jpg", &[], b"")
+    };
+    assert_eq!(snapshot(&daemon).await.map(|r| r.status), Some(200));
+    let mut held = Vec::new();
+    for n in 0..110u8 {
+        let source = IpAddr::from([127, 0, 4, n + 1]);
+        held.push(
+            client::tcp_from(source, server(&daemon))
+                .await
+                .expect("connect"),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (fds, _) = daemon.descriptors_and_threads();
+    let refused = snapshot(&daemon).await.expect("an answer");
+    assert_eq!(
+        refused.status,
+        503,
+        "{fds} descriptors open: {}",
+        refused.text()
+    );
+    assert!(
+        refused.text().contains("short of file descriptors"),
+        "{}",
+        refused.text()
+    );
+    let viewer = whep(&daemon, &offer(), None).await;
+    assert_eq!(viewer.status, 503, "{}", viewer.text());
+    assert!(viewer.header("retry-after").is_some());
+    let mut caller = client::websocket(LOOPBACK, server(&daemon), "none=1")
+        .await
+        .expect("WebSocket");
+    caller
+        .send(Message::Text(r#"{"type":"join"}"#.into()))
+        .await
+        .unwrap();
+    let told = wait_for_type(&mut caller, "error")
+        .await
+        .expect("the caller is told");
+    assert_eq!(told["code"], "media-failed", "{told}");
+    assert!(
+        told["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("short of file descriptors"),
+        "{told}"
+    );
+    drop(caller);
+    drop(held);
+    let back = within(Duration::from_secs(5), || async {
+        snapshot(&daemon).await.is_some_and(|r| r.status == 200)
+    })
+    .await;
+    eprintln!("{fds} descriptors open at the refusal; pictures again after {back:?}");
+    assert!(back.is_some(), "no picture after the connections closed");
+    assert!(daemon.is_running());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offer_with_a_nul_byte_is_refused_before_gstreamer_sees_it() {
     let daemon = Daemon::start_with("nul-offer", SMALL);
     let poisoned = offer().replace("a=group:BUNDLE", "a=group\0:BUNDLE");
