@@ -80,7 +80,22 @@ function onState(current) {
   if (state === 'connected') {
     setStatus('in-call', 'Watching the device');
     debugPanel.watchLink(current.pc);
-  } else if (state === 'failed') {
+  } else if (state === 'disconnected' || state === 'failed') {
+    explainLoss(current, state === 'failed');
+  }
+}
+
+/**
+ * The picture stopped: if the device ended this page's session (a logout elsewhere or a new
+ * password ends what it opened), say so at once; otherwise a failed link is just lost, and a
+ * disconnected one may still come back.
+ */
+async function explainLoss(current, failed) {
+  const session = await fetch('/api/ice-servers', { cache: 'no-store' }).then((r) => r.status, () => 0);
+  if (watching !== current) return;
+  if (session === 401) {
+    stopWatching('error', 'Watching ended: your session on the device ended (a new password, or a logout). Log in again.');
+  } else if (failed) {
     stopWatching('error', 'Lost the connection to the device.');
   }
 }

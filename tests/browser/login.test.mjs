@@ -8,7 +8,7 @@ import https from 'node:https';
 import net from 'node:net';
 import {
   PASSWORD, callButton, eventually, exchange, fetchText, launchBrowser, logIn, openPage,
-  setPassword, startDaemon, waitForFrames,
+  setPassword, startDaemon, waitForFrames, waitForStatus, watchButton,
 } from './harness.mjs';
 
 let browser;
@@ -102,6 +102,29 @@ test('the session cookie is HttpOnly, Secure, SameSite=Strict; a new password en
   assert.equal((await request(daemon.port, { path: '/api/ice-servers', headers: { cookie: session } })).status, 401,
     'the old session ended with the password change');
   assert.ok(await logIn(daemon.port, 'a brand new password'));
+});
+
+test('a new password ends the call and the watching made before it, and each page says why', async (t) => {
+  const daemon = await startDaemon('[media]\nwidth = 640\nheight = 360\n');
+  t.after(() => daemon.stop());
+  const caller = await openPage(browser, daemon.url);
+  await callButton(caller).click();
+  await waitForFrames(caller, 30);
+  const watcher = await openPage(browser, daemon.url);
+  await watchButton(watcher).click();
+  await waitForFrames(watcher, 30);
+
+  setPassword(daemon.stateDir, 'a brand new password');
+  const ended = await waitForStatus(caller, 'ended');
+  assert.match(ended.text, /password was changed/);
+  const stopped = await waitForStatus(watcher, 'error', 20_000);
+  assert.match(stopped.text, /your session on the device ended/);
+  const cookie = await logIn(daemon.port, 'a brand new password');
+  const metrics = await fetchText(daemon.port, '/metrics', cookie);
+  assert.match(metrics, /^peercam_viewers 0$/m);
+  assert.match(metrics, /^peercam_in_call 0$/m);
+  await caller.context().close();
+  await watcher.context().close();
 });
 
 test('with no password set, the printed pairing link logs a phone in', async (t) => {
