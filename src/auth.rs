@@ -250,7 +250,7 @@ impl Auth {
         self.check_lockout(address, now)?;
         if !self.secret_matches(candidate, via, now) {
             self.record_failure(address, now);
-            crate::refusals::refused(
+            crate::refusals::note(
                 crate::refusals::Kind::WrongPassword,
                 address,
                 format_args!("failed login from {address}"),

@@ -1,5 +1,6 @@
 //! Refusals logged so that a flood cannot flood the journal: wrong passwords, unknown viewer
-//! tokens, connections over a cap, cross-site requests.
+//! tokens, connections over a cap, cross-site requests, refused WHEP offers (and, the same way,
+//! the uses of viewer tokens, which a client may repeat as fast as it likes).
 //!
 //! Within each 10 s window the first refusal of each kind from each address is logged whole
 //! (at most `DETAILED_PER_WINDOW` lines in all); the rest are only counted, and when the window
@@ -36,6 +37,10 @@ pub enum Kind {
     ForeignOrigin,
     ConnectionCap,
     ConnectionsFull,
+    /// A WHEP offer from someone let in (a token or session) that the device could not take.
+    WhepRefused,
+    /// Not a refusal: a request a viewer token was let in with (logged at info).
+    TokenUsed,
 }
 
 impl Kind {
@@ -48,6 +53,23 @@ impl Kind {
             Self::ForeignOrigin => "WebSockets from another origin",
             Self::ConnectionCap => "connections over the per-address cap",
             Self::ConnectionsFull => "connections with every place taken",
+            Self::WhepRefused => "WHEP offers",
+            Self::TokenUsed => "requests with viewer tokens",
+        }
+    }
+
+    /// What was done to them, for the summary line.
+    fn verb(self) -> &'static str {
+        match self {
+            Self::TokenUsed => "served",
+            _ => "refused",
+        }
+    }
+
+    fn level(self) -> log::Level {
+        match self {
+            Self::TokenUsed => log::Level::Info,
+            _ => log::Level::Warn,
         }
     }
 }
@@ -101,7 +123,8 @@ impl Window {
             .take(SUMMARIES_PER_WINDOW)
             .map(|((kind, address), count)| {
                 format!(
-                    "refused {count} {} from {address} in the last {seconds} s",
+                    "{} {count} {} from {address} in the last {seconds} s",
+                    kind.verb(),
                     kind.noun()
                 )
             })
@@ -114,7 +137,8 @@ impl Window {
             + self.overflow;
         if rest > 0 {
             lines.push(format!(
-                "refused {rest} more requests from other addresses in the last {seconds} s"
+                "{rest} more requests refused or served from other addresses in the last \
+                 {seconds} s"
             ));
         }
         lines
@@ -124,7 +148,7 @@ impl Window {
 static WINDOW_NOW: Mutex<Option<Window>> = Mutex::new(None);
 
 /// Logs (or counts) one refusal of `kind` from `address`; `detail` is the whole line.
-pub fn refused(kind: Kind, address: IpAddr, detail: std::fmt::Arguments<'_>) {
+pub fn note(kind: Kind, address: IpAddr, detail: std::fmt::Arguments<'_>) {
     let now = Instant::now();
     let (whole, ended) = {
         let mut window = WINDOW_NOW.lock().unwrap_or_else(|p| p.into_inner());
@@ -136,7 +160,7 @@ pub fn refused(kind: Kind, address: IpAddr, detail: std::fmt::Arguments<'_>) {
     };
     log_summary(ended);
     if whole {
-        log::warn!("{detail}");
+        log::log!(kind.level(), "{detail}");
     }
 }
 

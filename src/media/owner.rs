@@ -459,7 +459,8 @@ impl Owner {
                 self.stop_source_if_unused();
             }
             (Err(e), _) => {
-                log::warn!("viewer {id} ({name}): {e}");
+                // The web side logs the refusal (rate-limited per address).
+                log::debug!("viewer {id} ({name}): {e}");
                 let refusal = match e {
                     MediaError::BadOffer(reason) => WatchRefused::BadOffer(reason),
                     other => WatchRefused::Failed(other.to_string()),

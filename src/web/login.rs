@@ -76,7 +76,7 @@ fn cross_site(headers: &HeaderMap, uri: &axum::http::Uri) -> Option<String> {
 
 fn forbidden_cross_site(peer: SocketAddr, why: &str) -> Response {
     let address = peer.ip().to_canonical();
-    refusals::refused(
+    refusals::note(
         Kind::CrossSite,
         address,
         format_args!("refused a cross-site login from {address}: {why}"),
@@ -139,7 +139,7 @@ async fn attempt(state: &AppState, peer: SocketAddr, secret: String, via: Via) -
             },
         ),
         Err(LoginError::TooMany { retry_after }) => {
-            refusals::refused(
+            refusals::note(
                 Kind::LockedOut,
                 address,
                 format_args!(
@@ -252,11 +252,14 @@ fn identify(state: &AppState, request: &Request) -> Option<whep::Viewer> {
     let address = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_canonical());
-    let from = address.map_or_else(|| "an unknown address".to_owned(), |a| a.to_string());
+        .map_or(std::net::IpAddr::from([0u8; 4]), |c| {
+            c.0.ip().to_canonical()
+        });
+    let from = address.to_string();
     let Some(auth) = &state.auth else {
         return Some(whep::Viewer {
             who: format!("{from} (auth = \"none\")"),
+            address,
             grant: Grant::Open,
         });
     };
@@ -267,6 +270,7 @@ fn identify(state: &AppState, request: &Request) -> Option<whep::Viewer> {
     if let Some(session) = auth.session(cookies, Instant::now()) {
         return Some(whep::Viewer {
             who: format!("session {session} from {from}"),
+            address,
             grant: Grant::Session(session),
         });
     }
@@ -277,20 +281,25 @@ fn identify(state: &AppState, request: &Request) -> Option<whep::Viewer> {
     let name = state.tokens.as_ref()?.check(token);
     match name {
         Some(name) => {
-            log::info!(
-                "viewer token `{name}` used from {from}: {} {}",
-                request.method(),
-                request.uri().path()
+            refusals::note(
+                Kind::TokenUsed,
+                address,
+                format_args!(
+                    "viewer token `{name}` used from {from}: {} {}",
+                    request.method(),
+                    request.uri().path()
+                ),
             );
             Some(whep::Viewer {
                 who: format!("token `{name}` from {from}"),
+                address,
                 grant: Grant::Token(name),
             })
         }
         None => {
-            refusals::refused(
+            refusals::note(
                 Kind::UnknownToken,
-                address.unwrap_or(std::net::IpAddr::from([0u8; 4])),
+                address,
                 format_args!(
                     "refused an unknown or revoked viewer token from {from}: {} {}",
                     request.method(),

@@ -222,7 +222,7 @@ async fn websocket(
 ) -> Response {
     let host = request_host(&headers, &uri);
     if let Err(why) = check_origin(&headers, &uri) {
-        crate::refusals::refused(
+        crate::refusals::note(
             crate::refusals::Kind::ForeignOrigin,
             peer.ip().to_canonical(),
             format_args!("refused a WebSocket from {peer}: {why}"),

@@ -98,7 +98,7 @@ async fn accept_loop<F, Fut>(
                     Refused::Address(_) => refusals::Kind::ConnectionCap,
                     Refused::Full(_) => refusals::Kind::ConnectionsFull,
                 };
-                refusals::refused(
+                refusals::note(
                     kind,
                     address,
                     format_args!("refused a connection from {address}: {refused}"),

@@ -40,6 +40,8 @@ const SDP_FRAGMENT: &str = "application/trickle-ice-sdpfrag";
 #[derive(Debug, Clone)]
 pub struct Viewer {
     pub who: String,
+    /// Where the request came from, for the refusal log.
+    pub address: std::net::IpAddr,
     pub grant: Grant,
 }
 
@@ -83,7 +85,11 @@ async fn ask<T>(
 /// `POST /whep`: a viewer's offer.
 pub async fn offer(
     State(state): State<AppState>,
-    Extension(Viewer { who: viewer, grant }): Extension<Viewer>,
+    Extension(Viewer {
+        who: viewer,
+        address,
+        grant,
+    }): Extension<Viewer>,
     headers: HeaderMap,
     uri: Uri,
     body: Bytes,
@@ -125,7 +131,11 @@ pub async fn offer(
     let answer = match reply {
         Some(Ok(answer)) => answer,
         Some(Err(refused)) => {
-            log::info!("WHEP: refused {viewer}: {refused}");
+            crate::refusals::note(
+                crate::refusals::Kind::WhepRefused,
+                address,
+                format_args!("WHEP: refused {viewer}: {refused}"),
+            );
             return refusal(&refused);
         }
         None => return not_answering(),
