@@ -305,38 +305,49 @@ async fn a_client_that_completes_tls_and_sends_nothing_is_let_go() {
 async fn a_flood_of_bad_tokens_and_wrong_passwords_costs_a_few_lines_of_log() {
     let daemon = Daemon::start_with_password("log-flood", "");
     daemon.set_password(PASSWORD);
+    let token = daemon.create_token("retrying-player");
     let before = daemon.output_lines();
     let deadline = Instant::now() + Duration::from_secs(5);
     let address = server(&daemon);
     let mut workers = Vec::new();
-    for worker in 0..8u8 {
+    for worker in 0..9u8 {
+        let bearer = format!("Bearer {token}");
         workers.push(tokio::spawn(async move {
             let mut refused = 0u32;
-            // Wrong passwords from addresses of their own, made-up tokens from 127.0.0.1.
+            // Wrong passwords from addresses of their own, made-up tokens from 127.0.0.1, and
+            // a token holder retrying an offer the device refuses.
             let source = IpAddr::from([127, 0, 3, worker + 1]);
             while Instant::now() < deadline {
-                let response = if worker % 2 == 0 {
-                    client::request(
-                        LOOPBACK,
-                        address,
-                        "GET",
-                        "/snapshot.jpg",
-                        &[("Authorization", &format!("Bearer pcv_made_up_{refused}"))],
-                        b"",
-                    )
-                    .await
-                } else {
-                    client::request(
-                        source,
-                        address,
-                        "POST",
-                        "/login",
-                        &[("Content-Type", "application/x-www-form-urlencoded")],
-                        b"password=guess",
-                    )
-                    .await
-                };
-                if response.is_some_and(|r| r.status == 401 || r.status == 429) {
+                let made_up = format!("Bearer pcv_made_up_{refused}");
+                let (from, method, path, headers, body): (_, _, _, Vec<(&str, &str)>, &[u8]) =
+                    match worker % 3 {
+                        0 => (
+                            LOOPBACK,
+                            "GET",
+                            "/snapshot.jpg",
+                            vec![("Authorization", &made_up)],
+                            b"",
+                        ),
+                        1 => (
+                            source,
+                            "POST",
+                            "/login",
+                            vec![("Content-Type", "application/x-www-form-urlencoded")],
+                            b"password=guess",
+                        ),
+                        _ => (
+                            source,
+                            "POST",
+                            "/whep",
+                            vec![
+                                ("Authorization", &bearer),
+                                ("Content-Type", "application/sdp"),
+                            ],
+                            b"v=0\r\ns=\x1b\r\n",
+                        ),
+                    };
+                let response = client::request(from, address, method, path, &headers, body).await;
+                if response.is_some_and(|r| [400, 401, 429].contains(&r.status)) {
                     refused += 1;
                 }
             }
