@@ -57,13 +57,9 @@ pub struct Activity {
 }
 
 impl Activity {
-    fn idle(&self) -> bool {
-        self.in_flight.load(Ordering::Relaxed) == 0 && !self.upgraded.load(Ordering::Relaxed)
-    }
-
     /// Whether no request is in flight (a WebSocket counts as one for good).
     pub fn is_idle(&self) -> bool {
-        self.idle()
+        self.in_flight.load(Ordering::Relaxed) == 0 && !self.upgraded.load(Ordering::Relaxed)
     }
 
     /// Marks one request in flight until the returned guard is dropped.
@@ -132,7 +128,7 @@ impl ConnectionBudget {
             let victim = registry
                 .open
                 .values()
-                .find(|a| a.idle() && !a.evicted.load(Ordering::Relaxed))
+                .find(|a| a.is_idle() && !a.evicted.load(Ordering::Relaxed))
                 .cloned()
                 .ok_or(Refused::Full(self.total))?;
             victim.evicted.store(true, Ordering::Release);
@@ -229,7 +225,7 @@ mod tests {
         let _request = busy.activity.request();
         let socket = budget.try_acquire(ip("10.0.0.3")).unwrap();
         socket.activity.mark_upgraded();
-        assert!(oldest.activity.idle());
+        assert!(oldest.activity.is_idle());
 
         let newcomer = budget.try_acquire(ip("10.0.0.4")).unwrap();
         assert!(oldest.activity.evicted.load(Ordering::Relaxed));
@@ -244,7 +240,7 @@ mod tests {
         drop(oldest);
         assert_eq!(budget.open(), 3);
         drop(newcomer_request);
-        assert!(newcomer.activity.idle());
+        assert!(newcomer.activity.is_idle());
         assert!(
             budget.try_acquire(ip("10.0.0.5")).is_ok(),
             "the newcomer, idle again, gives way"
