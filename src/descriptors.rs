@@ -19,7 +19,7 @@ pub const PIPELINE_RESERVE: usize = 96;
 /// 512 MiB board under 8 MB.
 const MAX_CONNECTIONS: usize = 512;
 /// The highest the soft limit is raised to, even when the hard limit is higher.
-const RAISE_AT_MOST: u64 = 65_536;
+const RAISE_AT_MOST: libc::rlim_t = 65_536;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error(
@@ -46,7 +46,8 @@ pub fn raise_limit() -> usize {
     }
 }
 
-fn to_usize(value: u64) -> usize {
+/// `rlim_t` is 64 bits on aarch64 and x86_64, 32 on armv7.
+fn to_usize(value: libc::rlim_t) -> usize {
     usize::try_from(value).unwrap_or(usize::MAX)
 }
 
