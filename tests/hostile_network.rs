@@ -381,6 +381,7 @@ async fn a_flood_of_bad_tokens_and_wrong_passwords_costs_a_few_lines_of_log() {
 async fn fifty_snapshots_at_once_all_get_a_picture() {
     let daemon = Daemon::start_with("snapshots", SMALL);
     let address = server(&daemon);
+    let started = Instant::now();
     let requests: Vec<_> = (0..50)
         .map(|_| {
             tokio::spawn(async move {
@@ -404,6 +405,10 @@ async fn fifty_snapshots_at_once_all_get_a_picture() {
         pictures += 1;
     }
     assert_eq!(pictures, 50);
+    eprintln!(
+        "50 snapshots at once: all answered after {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
