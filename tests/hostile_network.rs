@@ -631,27 +631,21 @@ async fn logging_out_ends_the_session_and_what_it_opened() {
         "{bye}"
     );
     assert!(closes(&mut socket).await);
-    let refused = client::request(
-        LOOPBACK,
-        address,
-        "GET",
-        "/api/ice-servers",
-        &[("Cookie", &cookie)],
-        b"",
-    )
-    .await
-    .expect("an answer");
+    let ice_servers_with = |cookie: String| async move {
+        client::request(
+            LOOPBACK,
+            address,
+            "GET",
+            "/api/ice-servers",
+            &[("Cookie", &cookie)],
+            b"",
+        )
+        .await
+        .expect("an answer")
+    };
+    let refused = ice_servers_with(cookie).await;
     assert_eq!(refused.status, 401, "the session ended on the server");
-    let kept = client::request(
-        LOOPBACK,
-        address,
-        "GET",
-        "/api/ice-servers",
-        &[("Cookie", &other)],
-        b"",
-    )
-    .await
-    .expect("an answer");
+    let kept = ice_servers_with(other).await;
     assert_eq!(kept.status, 200, "another session is not affected");
 }
 
