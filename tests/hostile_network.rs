@@ -540,6 +540,25 @@ where
     }
 }
 
+/// A WebSocket with `cookie` that joins the device's room: the socket and its `joined`.
+async fn call_the_device(
+    address: SocketAddr,
+    cookie: &str,
+) -> (
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+    serde_json::Value,
+) {
+    let mut socket = client::websocket(LOOPBACK, address, cookie)
+        .await
+        .expect("WebSocket");
+    socket
+        .send(Message::Text(r#"{"type":"join"}"#.into()))
+        .await
+        .unwrap();
+    let joined = wait_for_type(&mut socket, "joined").await.expect("joined");
+    (socket, joined)
+}
+
 /// Whether the server closes `socket` within 10 s.
 async fn closes<S>(socket: &mut S) -> bool
 where
@@ -559,14 +578,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_password_ends_open_websockets_and_the_call_they_made() {
     let (daemon, address, cookie) = logged_in("password-change").await;
-    let mut caller = client::websocket(LOOPBACK, address, &cookie)
-        .await
-        .expect("WebSocket");
-    caller
-        .send(Message::Text(r#"{"type":"join"}"#.into()))
-        .await
-        .unwrap();
-    assert!(wait_for_type(&mut caller, "joined").await.is_some());
+    let (mut caller, _) = call_the_device(address, &cookie).await;
     let mut idle = client::websocket(LOOPBACK, address, &cookie)
         .await
         .expect("a second WebSocket");
@@ -652,14 +664,7 @@ async fn logging_out_ends_the_session_and_what_it_opened() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resume_token_works_once_and_the_connection_that_lost_the_call_is_told() {
     let (_daemon, address, cookie) = logged_in("resume-takeover").await;
-    let mut first = client::websocket(LOOPBACK, address, &cookie)
-        .await
-        .expect("WebSocket");
-    first
-        .send(Message::Text(r#"{"type":"join"}"#.into()))
-        .await
-        .unwrap();
-    let joined = wait_for_type(&mut first, "joined").await.expect("joined");
+    let (mut first, joined) = call_the_device(address, &cookie).await;
     let token = joined["resume"]
         .as_str()
         .expect("a resume token")
