@@ -297,11 +297,6 @@ impl Auth {
             .collect()
     }
 
-    /// Whether a `Cookie:` header carries a live session made with the current credential.
-    pub fn session_valid(&self, cookie_header: Option<&str>, now: Instant) -> bool {
-        self.session(cookie_header, now).is_some()
-    }
-
     /// Ends the session a `Cookie:` header carries; its id, when there was one.
     pub fn log_out(&self, cookie_header: Option<&str>) -> Option<SessionId> {
         let token = cookie_header.and_then(session_token)?;
@@ -381,17 +376,18 @@ mod tests {
         );
         let token = auth.log_in(HOME, "correct horse", Via::Form, now).unwrap();
         let cookie = format!("other=1; {COOKIE}={token}");
-        assert!(auth.session_valid(Some(&cookie), now));
-        assert!(!auth.session_valid(Some("peercam_session=forged"), now));
-        assert!(!auth.session_valid(None, now));
+        assert!(auth.session(Some(&cookie), now).is_some());
+        assert!(auth.session(Some("peercam_session=forged"), now).is_none());
+        assert!(auth.session(None, now).is_none());
         assert!(
-            !auth.session_valid(Some(&cookie), now + Duration::from_secs(3601)),
+            auth.session(Some(&cookie), now + Duration::from_secs(3601))
+                .is_none(),
             "expired"
         );
         assert_eq!(auth.live_sessions(now).len(), 1);
         set_password(&dir, "battery staple").unwrap();
         assert!(
-            !auth.session_valid(Some(&cookie), now),
+            auth.session(Some(&cookie), now).is_none(),
             "revoked by the new password"
         );
         assert!(auth.live_sessions(now).is_empty());
@@ -414,7 +410,7 @@ mod tests {
         );
         let cookie = format!("{COOKIE}={token}");
         assert!(
-            auth.session_valid(Some(&cookie), now),
+            auth.session(Some(&cookie), now).is_some(),
             "its session lives on"
         );
         let _ = std::fs::remove_dir_all(&dir);
@@ -457,7 +453,7 @@ mod tests {
         let cookie = format!("{COOKIE}={token}");
         let id = auth.session(Some(&cookie), now).unwrap();
         assert_eq!(auth.log_out(Some(&cookie)), Some(id));
-        assert!(!auth.session_valid(Some(&cookie), now));
+        assert!(auth.session(Some(&cookie), now).is_none());
         assert_eq!(auth.log_out(Some(&cookie)), None);
         let _ = std::fs::remove_dir_all(&dir);
     }

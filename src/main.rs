@@ -565,7 +565,7 @@ impl Listeners {
 /// The listeners at work.
 struct Served {
     https: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
-    redirect: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>,
+    redirect: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
     stun: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
@@ -668,10 +668,7 @@ async fn run_until_stopped(
     loop {
         tokio::select! {
             () = &mut served.https => anyhow::bail!("the HTTPS listener stopped"),
-            result = &mut served.redirect => {
-                result.context("the HTTP redirect listener failed")?;
-                anyhow::bail!("the HTTP redirect listener stopped")
-            }
+            () = &mut served.redirect => anyhow::bail!("the HTTP redirect listener stopped"),
             _ = &mut owners.rooms_task => anyhow::bail!("the room owner stopped"),
             _ = &mut owners.media_task => anyhow::bail!("the media owner stopped"),
             () = &mut served.stun => anyhow::bail!("the STUN responder stopped"),

@@ -111,10 +111,6 @@ impl ConnectionBudget {
         })
     }
 
-    pub fn total(&self) -> usize {
-        self.total
-    }
-
     /// A place for one more connection from `address`, taking an idle connection's place when
     /// all are taken.
     pub fn try_acquire(self: &Arc<Self>, address: IpAddr) -> Result<Permit, Refused> {

@@ -205,11 +205,10 @@ pub async fn log_out(
     let cookies = headers.get(header::COOKIE).and_then(|c| c.to_str().ok());
     if let Some(session) = auth.log_out(cookies) {
         log::info!(
-            "session {session} logged out from {}",
+            "session {session} logged out from {}; its calls and viewers end",
             peer.ip().to_canonical()
         );
         access::withdraw(&state, Withdrawn::Session(session), "you logged out").await;
-        log::info!("session {session}: logged out; its calls and viewers ended");
     }
     let mut response = page(StatusCode::OK, "Logged out.");
     if let Ok(value) = auth.expired_cookie().parse() {

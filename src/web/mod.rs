@@ -69,7 +69,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The shared parts that do not depend on the owners: login checks and snapshots.
+    /// The semaphore that bounds concurrent password checks (`login_checks`).
     pub fn login_checks() -> Arc<tokio::sync::Semaphore> {
         Arc::new(tokio::sync::Semaphore::new(login::CONCURRENT_CHECKS))
     }

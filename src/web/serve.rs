@@ -31,7 +31,7 @@ pub struct ConnectionLimits {
     /// How long a client may take to finish the TLS handshake.
     pub handshake_timeout: Duration,
     /// How long a client may take to send a request's headers (against slowloris), and to send
-    /// its first request after connecting (TLS and the protocol sniff included).
+    /// its first request once TLS is done (the protocol sniff and HTTP/2's preface included).
     pub header_read_timeout: Duration,
     /// How long a connection may sit with no request in flight before it is closed.
     pub idle_timeout: Duration,
@@ -232,7 +232,7 @@ pub async fn redirect(
     https_port: u16,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) {
     let app = Router::new().fallback(move |headers: HeaderMap, uri: Uri| async move {
         redirect_target(&headers, &uri, https_port)
     });
@@ -241,7 +241,6 @@ pub async fn redirect(
         async move { serve_http(tcp, peer, app, &limits, permit, false).await }
     };
     accept_loop(listener, &limits, shutdown, serve).await;
-    Ok(())
 }
 
 fn redirect_target(headers: &HeaderMap, uri: &Uri, https_port: u16) -> Response {

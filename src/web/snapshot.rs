@@ -11,9 +11,10 @@
 //! others; at most `WIDTHS_AT_ONCE` pictures are in the making at once.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -33,8 +34,9 @@ const MIN_WIDTH: u32 = 16;
 /// Pictures of different widths in the making at once; more are told to try again.
 const WIDTHS_AT_ONCE: usize = 4;
 
-/// A picture, or the status and message that say why there is none.
-type Outcome = Result<Arc<Vec<u8>>, (StatusCode, String)>;
+/// A picture (shared by reference with every request that waited for it), or the status and
+/// message that say why there is none.
+type Outcome = Result<Bytes, (StatusCode, String)>;
 
 /// The pictures being taken now, by width, each shared by every request that asked for it.
 #[derive(Default)]
@@ -135,7 +137,7 @@ pub async fn jpeg(State(state): State<AppState>, Query(query): Query<SnapshotQue
                 (header::CONTENT_TYPE, "image/jpeg"),
                 (header::CACHE_CONTROL, "no-store"),
             ],
-            jpeg.as_ref().clone(),
+            jpeg,
         )
             .into_response(),
         Err((status, message)) => text(status, message),
@@ -169,7 +171,7 @@ async fn take(state: &AppState, width: Option<u32>) -> Outcome {
         tokio::task::spawn_blocking(move || snapshot::jpeg(&frames, width, FRAME_TIMEOUT)).await;
     let _ = state.media.send(MediaCommand::ReleaseFrames { tap });
     match encoded {
-        Ok(Ok(jpeg)) => Ok(Arc::new(jpeg)),
+        Ok(Ok(jpeg)) => Ok(Bytes::from(jpeg)),
         Ok(Err(e @ SnapshotError::NoFrame(_))) => {
             Err((StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
         }
