@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::turn::TransportPolicy;
+use crate::signaling::TransportPolicy;
 
 /// The whole configuration. Unknown fields are errors, so a typo never silently does nothing.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

@@ -31,6 +31,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod daemon;
 pub mod descriptors;
 pub mod host;
 pub mod logging;

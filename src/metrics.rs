@@ -7,7 +7,55 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::media::send_latency::SendLatency;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Samples kept for the percentiles: about five minutes at 30 fps.
+const SAMPLES_KEPT: usize = 9000;
+
+/// How long video frames spent inside the daemon after the encoder (`media::send_latency`
+/// measures; this keeps the latest samples).
+#[derive(Debug, Default)]
+pub struct SendLatency {
+    samples: Mutex<VecDeque<Duration>>,
+}
+
+/// Percentiles of the samples kept.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LatencySummary {
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+    pub count: usize,
+}
+
+impl SendLatency {
+    pub fn record(&self, sample: Duration) {
+        if let Ok(mut samples) = self.samples.lock() {
+            if samples.len() == SAMPLES_KEPT {
+                samples.pop_front();
+            }
+            samples.push_back(sample);
+        }
+    }
+
+    /// Nearest-rank percentiles; `None` before the first frame was sent.
+    pub fn summary(&self) -> Option<LatencySummary> {
+        let mut sorted: Vec<Duration> = self.samples.lock().ok()?.iter().copied().collect();
+        if sorted.is_empty() {
+            return None;
+        }
+        sorted.sort_unstable();
+        let rank = |p: usize| sorted[(p * sorted.len()).div_ceil(100).clamp(1, sorted.len()) - 1];
+        Some(LatencySummary {
+            p50: rank(50),
+            p99: rank(99),
+            max: sorted[sorted.len() - 1],
+            count: sorted.len(),
+        })
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -216,5 +264,31 @@ mod tests {
         let text = metrics.render(true);
         assert!(text.contains("\npeercam_send_latency_seconds{quantile=\"0.99\"} 0.001500\n"));
         assert!(text.contains("\npeercam_send_latency_seconds_count 1\n"));
+    }
+
+    #[test]
+    fn percentiles_of_the_kept_samples() {
+        let latency = SendLatency::default();
+        assert_eq!(latency.summary(), None);
+        for ms in 1..=100 {
+            latency.record(Duration::from_millis(ms));
+        }
+        let summary = latency.summary().unwrap();
+        assert_eq!(summary.p50, Duration::from_millis(50));
+        assert_eq!(summary.p99, Duration::from_millis(99));
+        assert_eq!(summary.max, Duration::from_millis(100));
+        assert_eq!(summary.count, 100);
+    }
+
+    #[test]
+    fn keeps_only_the_latest_samples() {
+        let latency = SendLatency::default();
+        for _ in 0..SAMPLES_KEPT {
+            latency.record(Duration::from_secs(1));
+        }
+        latency.record(Duration::from_millis(1));
+        let summary = latency.summary().unwrap();
+        assert_eq!(summary.count, SAMPLES_KEPT);
+        assert_eq!(summary.p50, Duration::from_secs(1));
     }
 }

@@ -8,7 +8,24 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use crate::turn::BrowserIce;
+/// Whether ICE may use every candidate or only relayed ones (`relay`: all media through TURN,
+/// for privacy or testing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportPolicy {
+    #[default]
+    All,
+    Relay,
+}
+
+/// The ICE part of a `joined`/`created` message and of `/api/ice-servers`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BrowserIce {
+    #[serde(rename = "iceServers")]
+    pub ice_servers: Vec<IceServer>,
+    #[serde(rename = "iceTransportPolicy")]
+    pub transport_policy: TransportPolicy,
+}
 
 /// The name of the device's own room: the device is one member, one caller the other.
 pub const DEVICE_ROOM: &str = "device";
@@ -372,7 +389,7 @@ mod tests {
                     username: None,
                     credential: None,
                 }],
-                transport_policy: crate::turn::TransportPolicy::All,
+                transport_policy: TransportPolicy::All,
             },
             resume: Some("t0ken".into()),
         };

@@ -2,11 +2,36 @@
 //! given mode, are synced, and the staged file is renamed over the old one. A crash or a full
 //! disk leaves the old file or the new one, never half of one (the password's hash, the viewer
 //! tokens, the certificate and its key). A file replaced keeps its owner when the writer may
-//! give it (root running `set-password` for the daemon's user).
+//! give it (root running `set-password` for the daemon's user). Also where the state directory
+//! is when nothing names one.
 
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Where the state directory is on the board, when it is writable.
+const SYSTEM_STATE_DIR: &str = "/var/lib/peercam";
+
+/// `/var/lib/peercam` when it exists or can be made and is writable, else a per-user directory
+/// (`$XDG_STATE_HOME/peercam`, `~/.local/state/peercam`, or under the temporary directory).
+pub fn default_dir() -> PathBuf {
+    let system = PathBuf::from(SYSTEM_STATE_DIR);
+    if std::fs::create_dir_all(&system).is_ok() && is_writable(&system) {
+        return system;
+    }
+    std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("peercam")
+}
+
+fn is_writable(dir: &Path) -> bool {
+    let probe = dir.join(".write-test");
+    let writable = std::fs::write(&probe, b"").is_ok();
+    let _ = std::fs::remove_file(probe);
+    writable
+}
 
 /// Mode for secrets: readable and writable by the daemon's user only.
 pub const PRIVATE: u32 = 0o600;

@@ -1,5 +1,6 @@
 //! systemd integration: the `sd_notify` protocol over `$NOTIFY_SOCKET` (READY, STATUS,
-//! WATCHDOG, STOPPING) and the watchdog interval systemd asks for.
+//! WATCHDOG, STOPPING), the watchdog interval systemd asks for, and the `Watchdog` that decides
+//! when the daemon is healthy enough to pet it.
 //!
 //! Best effort by design: without systemd (run by hand, in tests) there is no socket and every
 //! call does nothing; a failed send is logged at debug level and never stops the daemon.
@@ -73,6 +74,41 @@ pub fn watchdog_interval() -> Option<Duration> {
     (usec > 0).then(|| Duration::from_micros(usec / 2))
 }
 
+/// Pets systemd's watchdog from the daemon's main loop, and while media is connected only while
+/// video flows.
+pub struct Watchdog {
+    interval: Option<tokio::time::Interval>,
+    last_packets: u64,
+}
+
+impl Watchdog {
+    /// A watchdog ticking every `period`; without one (no systemd watchdog) it never ticks.
+    pub fn new(period: Option<Duration>) -> Self {
+        Self {
+            interval: period.map(tokio::time::interval),
+            last_packets: 0,
+        }
+    }
+
+    /// Waits for the next time to pet the watchdog.
+    pub async fn tick(&mut self) {
+        match &mut self.interval {
+            Some(interval) => {
+                interval.tick().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Alive when no peer's media is connected, or with video packets sent since the last
+    /// tick.
+    pub fn healthy(&mut self, connected: bool, packets: u64) -> bool {
+        let flowing = packets != self.last_packets;
+        self.last_packets = packets;
+        !connected || flowing
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +134,15 @@ mod tests {
         let n = listener.recv(&mut buffer).unwrap();
         assert_eq!(&buffer[..n], b"STATUS=In a call with 10.0.0.2");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_connected_call_must_send_video_to_be_healthy() {
+        let mut watchdog = Watchdog::new(None);
+        assert!(watchdog.healthy(false, 0), "idle is healthy");
+        assert!(watchdog.healthy(true, 10), "video sent since the last tick");
+        assert!(!watchdog.healthy(true, 10), "connected, nothing sent");
+        assert!(watchdog.healthy(false, 10), "no call, nothing to send");
     }
 
     #[test]

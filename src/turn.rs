@@ -11,20 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use serde::Serialize;
 use sha1::Sha1;
 
-use crate::signaling::IceServer;
-
-/// Whether ICE may use every candidate or only relayed ones (`relay`: all media through TURN,
-/// for privacy or testing).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum TransportPolicy {
-    #[default]
-    All,
-    Relay,
-}
+use crate::signaling::{BrowserIce, IceServer, TransportPolicy};
 
 /// coturn's `use-auth-secret` REST-API credentials.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,15 +21,6 @@ pub struct SharedSecret {
     pub urls: Vec<String>,
     pub secret: String,
     pub lifetime: Duration,
-}
-
-/// The ICE part of a `joined`/`created` message and of `/api/ice-servers`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct BrowserIce {
-    #[serde(rename = "iceServers")]
-    pub ice_servers: Vec<IceServer>,
-    #[serde(rename = "iceTransportPolicy")]
-    pub transport_policy: TransportPolicy,
 }
 
 /// What the device's webrtcbin is given.

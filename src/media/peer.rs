@@ -34,7 +34,8 @@ use super::{MediaError, MediaSettings, bitrate, link_stats, send_latency, talkba
 use crate::media_link::CallId;
 use crate::metrics::Metrics;
 use crate::signaling::IceCandidate;
-use crate::turn::{DeviceIce, TransportPolicy};
+use crate::signaling::TransportPolicy;
+use crate::turn::DeviceIce;
 
 /// The longest webrtcbin may take to answer an offer, an answer or a description: it answers
 /// in milliseconds, but a starved board must not hold the media owner (or the start) forever.

@@ -3,12 +3,12 @@
 //! caller's socket (the sink pad of webrtcbin's `nicesink`, after the hand-over to the caller's
 //! pipeline, RTP session handling and SRTP). Pad probes stamp each frame once, at the source;
 //! the RTP header, which SRTP leaves in clear, ties packets back to frames. Frames that waited
-//! for the call to connect are left out. The last samples are kept and served at `/metrics` as a
-//! summary (p50, p99), for benchmarks.
+//! for the call to connect are left out. The samples go to `metrics::SendLatency`, served at
+//! `/metrics` as a summary (p50, p99), for benchmarks.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -18,51 +18,6 @@ use crate::metrics::Metrics;
 /// Frames remembered between the payloader and the socket; more are in flight only if the
 /// socket is stuck, and then old entries are dropped.
 const FRAMES_IN_FLIGHT: usize = 64;
-/// Samples kept for the percentiles: about five minutes at 30 fps.
-const SAMPLES_KEPT: usize = 9000;
-
-/// The latency samples of the calls so far.
-#[derive(Debug, Default)]
-pub struct SendLatency {
-    samples: Mutex<VecDeque<Duration>>,
-}
-
-/// Percentiles of the samples kept.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LatencySummary {
-    pub p50: Duration,
-    pub p99: Duration,
-    pub max: Duration,
-    pub count: usize,
-}
-
-impl SendLatency {
-    pub fn record(&self, sample: Duration) {
-        if let Ok(mut samples) = self.samples.lock() {
-            if samples.len() == SAMPLES_KEPT {
-                samples.pop_front();
-            }
-            samples.push_back(sample);
-        }
-    }
-
-    /// Nearest-rank percentiles; `None` before the first frame was sent.
-    pub fn summary(&self) -> Option<LatencySummary> {
-        let mut sorted: Vec<Duration> = self.samples.lock().ok()?.iter().copied().collect();
-        if sorted.is_empty() {
-            return None;
-        }
-        sorted.sort_unstable();
-        let rank = |p: usize| sorted[(p * sorted.len()).div_ceil(100).clamp(1, sorted.len()) - 1];
-        Some(LatencySummary {
-            p50: rank(50),
-            p99: rank(99),
-            max: sorted[sorted.len() - 1],
-            count: sorted.len(),
-        })
-    }
-}
-
 /// Frames on their way from the shared payloader to the peers' sockets.
 #[derive(Debug, Default)]
 struct InFlight {
@@ -257,31 +212,5 @@ mod tests {
         assert_eq!(rtp_header(&rtcp), None);
         assert_eq!(rtp_header(&rtp[..8]), None);
         assert_eq!(rtp_header(&[0u8; 12]), None);
-    }
-
-    #[test]
-    fn percentiles_of_the_kept_samples() {
-        let latency = SendLatency::default();
-        assert_eq!(latency.summary(), None);
-        for ms in 1..=100 {
-            latency.record(Duration::from_millis(ms));
-        }
-        let summary = latency.summary().unwrap();
-        assert_eq!(summary.p50, Duration::from_millis(50));
-        assert_eq!(summary.p99, Duration::from_millis(99));
-        assert_eq!(summary.max, Duration::from_millis(100));
-        assert_eq!(summary.count, 100);
-    }
-
-    #[test]
-    fn keeps_only_the_latest_samples() {
-        let latency = SendLatency::default();
-        for _ in 0..SAMPLES_KEPT {
-            latency.record(Duration::from_secs(1));
-        }
-        latency.record(Duration::from_millis(1));
-        let summary = latency.summary().unwrap();
-        assert_eq!(summary.count, SAMPLES_KEPT);
-        assert_eq!(summary.p50, Duration::from_secs(1));
     }
 }

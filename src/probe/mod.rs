@@ -12,6 +12,7 @@
 //! - [`stream_stats`]: what one RTP stream's packets say (pure).
 
 pub mod call;
+pub mod cli;
 pub mod client;
 pub mod device;
 pub mod far_end;

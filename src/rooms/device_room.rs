@@ -340,7 +340,7 @@ mod tests {
     fn no_ice() -> BrowserIce {
         BrowserIce {
             ice_servers: vec![],
-            transport_policy: crate::turn::TransportPolicy::All,
+            transport_policy: crate::signaling::TransportPolicy::All,
         }
     }
 
@@ -720,7 +720,7 @@ mod properties {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::turn::TransportPolicy;
+    use crate::signaling::TransportPolicy;
 
     #[derive(Debug, Clone)]
     enum Step {

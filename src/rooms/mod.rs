@@ -20,9 +20,10 @@ pub use named_rooms::{MAX_ROOM_NAME, NamedInput, NamedRooms, RoomLimits, validat
 
 use crate::media_link::{Grant, MediaCommand, MediaHealth, PeerReport, Withdrawn};
 use crate::metrics::Metrics;
+use crate::signaling::BrowserIce;
 use crate::signaling::{ClientMessage, DEVICE_ROOM, ServerMessage};
 use crate::system::Notifier;
-use crate::turn::{BrowserIce, SharedIcePlan};
+use crate::turn::SharedIcePlan;
 
 /// How many messages may wait for a slow browser before its connection is dropped.
 pub const OUTBOX_CAPACITY: usize = 64;

@@ -276,7 +276,7 @@ mod tests {
             room: room.into(),
             ice: BrowserIce {
                 ice_servers: vec![],
-                transport_policy: crate::turn::TransportPolicy::All,
+                transport_policy: crate::signaling::TransportPolicy::All,
             },
         }
     }
@@ -479,7 +479,7 @@ mod properties {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::turn::TransportPolicy;
+    use crate::signaling::TransportPolicy;
 
     #[derive(Debug, Clone)]
     enum Step {

@@ -24,8 +24,8 @@ use tokio::sync::oneshot;
 use super::AppState;
 use crate::media::viewer_offer::{MAX_OFFER_BYTES, ice_ufrag};
 use crate::media_link::{Grant, MediaCommand, Trickled, WatchRefused};
+use crate::signaling::BrowserIce;
 use crate::signaling::IceCandidate;
-use crate::turn::BrowserIce;
 
 /// The longest a viewer waits for the device's answer: building its peer and gathering
 /// candidates takes well under two seconds, even on a Pi Zero.
@@ -387,7 +387,7 @@ pub async fn cors(request: Request, next: Next) -> Response {
 mod tests {
     use super::*;
     use crate::signaling::IceServer;
-    use crate::turn::TransportPolicy;
+    use crate::signaling::TransportPolicy;
 
     #[test]
     fn fragments_give_candidates_under_their_mid() {

@@ -1,0 +1,178 @@
+//! The daemon itself: media checked, the certificate and the owner's password loaded, the
+//! owners started, the web side wired to them, the listeners served; then it runs until a part
+//! stops, or a `Command` says stop (after every caller is told) or reload.
+//!
+//! `run` takes listeners already bound (`Listeners::bind`; port 0 works) and a channel of
+//! commands, so the binary feeds it signals (`signals::commands`) and a test can run the whole
+//! daemon in-process.
+//!
+//! - `listeners`: the sockets and the connection budget they share.
+//! - `owners`: the room and media owners, their channels, their orderly stop.
+//! - `reload`: what SIGHUP may change while running.
+//! - `announce`: where to point a browser, the pairing link.
+//! - `control`: the commands the daemon takes, how it stopped, why it failed.
+//! - `signals`: SIGHUP, SIGTERM and SIGINT as commands.
+//!
+//! A new listener (port mapping, an RTSP server) is bound in `listeners` and served beside the
+//! others; a new owner is started in `owners` and reached through a handle in `AppState`.
+
+mod announce;
+mod control;
+mod listeners;
+mod owners;
+mod reload;
+pub mod signals;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+pub use control::{Command, DaemonError, Stop};
+pub use listeners::Listeners;
+
+use crate::auth::{Auth, AuthSettings};
+use crate::config::{AuthMode, Config};
+use crate::host;
+use crate::media::{self, MediaSettings, Strictness};
+use crate::metrics::Metrics;
+use crate::system::{self, Notifier, Watchdog};
+use crate::tls;
+use crate::tokens::ViewerTokens;
+use crate::turn::{IcePlan, SharedIcePlan};
+use crate::web::{self, AppState};
+
+/// Runs the daemon on `listeners` until a part stops (an error) or `commands` says stop (or
+/// closes). `state_dir` holds the certificate, the password's hash and the viewer tokens.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    state_dir: PathBuf,
+    mut commands: mpsc::Receiver<Command>,
+) -> Result<Stop, DaemonError> {
+    media::init()?;
+    media::validate_launch_lines(&config.media, Strictness::Elements)?;
+    let settings = MediaSettings::resolve(&config.media, &config.ice);
+    let metrics = Arc::new(Metrics::default());
+
+    let host_name = host::host_name();
+    let addresses = host::addresses();
+    let certificates = tls::CertificateStore {
+        state_dir,
+        host_name: host_name.clone(),
+        addresses: addresses.clone(),
+    };
+    let certificate = certificates.load(&config.http)?;
+    log::info!("certificate: {}", certificate.origin);
+    log::info!(
+        "certificate SHA-256 fingerprint: {}",
+        certificate.fingerprint
+    );
+    let auth = authentication(&config, &certificates.state_dir)?;
+    let tls = Arc::new(tls::SharedTls::new(certificate.config));
+    let https_port = listeners.https_port();
+    let stun_port = listeners.stun_port();
+    let ice = Arc::new(SharedIcePlan::new(Arc::new(IcePlan::from_config(
+        &config, stun_port,
+    ))));
+    let notifier = Arc::new(Notifier::from_env());
+    let (owners, warmed_up) = owners::Owners::start(
+        &config,
+        settings,
+        &owners::Shared {
+            ice: &ice,
+            metrics: &metrics,
+            notifier: &notifier,
+        },
+    );
+
+    let state = AppState {
+        rooms: owners.rooms.clone(),
+        metrics: Arc::clone(&metrics),
+        status: Arc::clone(&owners.status),
+        max_message_bytes: config.signaling.max_message_bytes,
+        next_conn: Arc::default(),
+        ice: Arc::clone(&ice),
+        websocket_idle_timeout: Duration::from_secs(config.http.websocket_idle_timeout_seconds),
+        auth: auth.clone(),
+        tokens: auth
+            .as_ref()
+            .map(|_| Arc::new(ViewerTokens::new(&certificates.state_dir))),
+        open_rooms: config.login.open_rooms,
+        media: owners.media.clone(),
+        login_checks: AppState::login_checks(),
+        snapshots: Arc::default(),
+    };
+    tokio::spawn(web::access::watch(state.clone(), web::access::PERIOD));
+    let mut served = listeners.serve(&config, web::router(state), Arc::clone(&tls), &metrics)?;
+    owners::wait_for_warm_up(warmed_up).await;
+    announce::ready(&host_name, &addresses, https_port, &certificate.fingerprint);
+    if let Some(code) = auth.as_ref().and_then(|a| a.pairing_code()) {
+        announce::pairing(&host::page_urls(&host_name, &addresses, https_port), code);
+    }
+    notifier.ready();
+
+    let live = reload::Live {
+        ice: &ice,
+        stun_port,
+        tls: &tls,
+        certificates: &certificates,
+    };
+    let mut owners = owners;
+    let mut watchdog = Watchdog::new(system::watchdog_interval());
+    loop {
+        tokio::select! {
+            () = &mut served.https => return Err(DaemonError::PartStopped("HTTPS listener")),
+            () = &mut served.redirect => {
+                return Err(DaemonError::PartStopped("HTTP redirect listener"));
+            }
+            _ = &mut owners.rooms_task => return Err(DaemonError::PartStopped("room owner")),
+            _ = &mut owners.media_task => return Err(DaemonError::PartStopped("media owner")),
+            () = &mut served.stun => return Err(DaemonError::PartStopped("STUN responder")),
+            () = watchdog.tick() => {
+                let connected = metrics.media_connected.load(Ordering::Relaxed);
+                let packets = metrics.video_packets_sent.load(Ordering::Relaxed);
+                if watchdog.healthy(connected, packets) {
+                    notifier.watchdog();
+                } else {
+                    log::warn!("media connected but no video is flowing; not petting the watchdog");
+                }
+            }
+            command = commands.recv() => match command {
+                Some(Command::Reload { from }) => reload::reload(from.as_deref(), &live),
+                Some(Command::Stop { why }) => {
+                    log::info!("{why}: hanging up and shutting down");
+                    break;
+                }
+                None => {
+                    log::info!("told to stop: hanging up and shutting down");
+                    break;
+                }
+            },
+        }
+    }
+    notifier.stopping();
+    Ok(owners.shut_down().await)
+}
+
+/// The owner's password (or pairing code) and sessions; `None` with `auth = "none"`.
+fn authentication(config: &Config, state_dir: &Path) -> Result<Option<Arc<Auth>>, DaemonError> {
+    Ok(match config.auth {
+        AuthMode::None => {
+            log::warn!(
+                "auth = \"none\": anyone who can reach this device can watch and listen; \
+                 use it on a lab bench only"
+            );
+            None
+        }
+        AuthMode::Password => Some(Arc::new(Auth::new(AuthSettings {
+            state_dir: state_dir.to_owned(),
+            session_lifetime: Duration::from_secs(config.login.session_hours * 3600),
+            max_failures: config.login.max_failures,
+            failure_window: Duration::from_secs(config.login.failure_window_seconds),
+            pairing_lifetime: Duration::from_secs(config.login.pairing_minutes * 60),
+        })?)),
+    })
+}
