@@ -16,6 +16,12 @@ use crate::turn::DeviceIce;
 /// torn-down peer can be recognised and dropped.
 pub type CallId = u64;
 
+/// The longest WHEP offer or trickle fragment accepted; a browser's is a few kilobytes.
+pub const MAX_OFFER_BYTES: usize = 64 * 1024;
+
+/// The widths a snapshot may be asked for, in pixels.
+pub const SNAPSHOT_WIDTHS: std::ops::RangeInclusive<u32> = 16..=3840;
+
 /// What the media owner is asked.
 #[derive(Debug)]
 pub enum MediaCommand {
@@ -64,14 +70,12 @@ pub enum MediaCommand {
         session: String,
         reply: oneshot::Sender<bool>,
     },
-    /// The camera's picture is wanted: start the source if nobody watches, and hand out a tap
-    /// on its raw frames. The source runs until every tap is released.
-    Frames {
-        reply: oneshot::Sender<Result<FrameTapGrant, SnapshotRefused>>,
-    },
-    /// A tap handed out by `Frames` is done with.
-    ReleaseFrames {
-        tap: u64,
+    /// A JPEG of the camera's picture, `width` pixels wide (the camera's own width when
+    /// `None`; within `SNAPSHOT_WIDTHS`): the source starts if nobody watches and runs until
+    /// the picture is taken.
+    Snapshot {
+        width: Option<u32>,
+        reply: oneshot::Sender<Result<Vec<u8>, SnapshotRefused>>,
     },
     /// Stop every peer and the source, and answer on `done`.
     Shutdown {
@@ -123,14 +127,6 @@ pub enum Trickled {
     RestartRefused,
 }
 
-/// A tap on the running source's raw frames: an id to release it with, and the sink to pull
-/// from (a GStreamer `appsink`, kept opaque here).
-#[derive(Debug)]
-pub struct FrameTapGrant {
-    pub tap: u64,
-    pub frames: gstreamer::Element,
-}
-
 /// The device's answer to a viewer's offer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchAnswer {
@@ -165,6 +161,12 @@ pub enum SnapshotRefused {
     /// The device cannot start the camera now (short of descriptors); try again later.
     #[error("{0}")]
     Busy(String),
+    /// The camera sent no picture in time.
+    #[error("{0}")]
+    NoPicture(String),
+    /// A picture came but could not be made a JPEG.
+    #[error("{0}")]
+    Encode(String),
 }
 
 /// What the media owner tells the room owner about the caller's peer.

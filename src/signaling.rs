@@ -269,6 +269,13 @@ fn truncate(text: &str, max_chars: usize) -> String {
     text.chars().take(max_chars).collect()
 }
 
+/// The first `a=ice-ufrag` of an SDP offer or fragment, at session or media level.
+pub fn ice_ufrag(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .find_map(|line| line.trim_end_matches('\r').strip_prefix("a=ice-ufrag:"))
+        .map(|ufrag| ufrag.trim().to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -117,7 +117,7 @@ mod tests {
 
     #[test]
     fn the_configured_controls_are_kept() {
-        super::super::init_gstreamer().unwrap();
+        crate::media::init_gstreamer().unwrap();
         let configured: gst::Structure = "controls,repeat_sequence_header=1,video_bitrate=2000000"
             .parse()
             .unwrap();
@@ -129,7 +129,7 @@ mod tests {
 
     #[test]
     fn without_configured_controls_only_the_request_is_set() {
-        super::super::init_gstreamer().unwrap();
+        crate::media::init_gstreamer().unwrap();
         let forced = with_forced_keyframe(None);
         assert_eq!(forced.name(), "controls");
         assert_eq!(forced.n_fields(), 1);
@@ -138,7 +138,7 @@ mod tests {
 
     #[test]
     fn a_new_bitrate_keeps_the_controls_but_not_an_old_keyframe_request() {
-        super::super::init_gstreamer().unwrap();
+        crate::media::init_gstreamer().unwrap();
         let requested = with_forced_keyframe(Some(
             "controls,repeat_sequence_header=1,video_bitrate=2000000"
                 .parse()
@@ -152,7 +152,7 @@ mod tests {
 
     #[test]
     fn the_software_encoders_are_found_and_a_v4l2_source_is_no_encoder() {
-        super::super::init_gstreamer().unwrap();
+        crate::media::init_gstreamer().unwrap();
         for (description, kind) in [
             ("videotestsrc ! x264enc ! fakesink", Some(Kind::X264)),
             ("videotestsrc ! vp8enc ! fakesink", Some(Kind::Vp8)),
@@ -171,7 +171,7 @@ mod tests {
 
     #[test]
     fn bitrate_changes_reach_a_software_encoder() {
-        super::super::init_gstreamer().unwrap();
+        crate::media::init_gstreamer().unwrap();
         let bin =
             gst::parse::bin_from_description("videotestsrc ! x264enc ! fakesink", false).unwrap();
         let control = EncoderControl::find(&bin).unwrap();

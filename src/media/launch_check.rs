@@ -10,7 +10,7 @@ use gstreamer::prelude::*;
 
 use crate::config::{AUTO, MediaConfig, NO_AUDIO, PRE_ENCODED};
 
-use super::MediaError;
+use super::error::MediaError;
 
 /// How much of a launch line must hold on this machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -161,7 +161,7 @@ mod tests {
 
     #[test]
     fn video_and_audio_reports_are_told_apart_by_codec_not_kind() {
-        super::super::init_gstreamer().unwrap();
+        crate::media::init_gstreamer().unwrap();
         let reports = read(&answer());
         assert_eq!(
             reports.video,
@@ -178,7 +178,7 @@ mod tests {
 
     #[test]
     fn each_new_receiver_report_changes_the_mark_even_when_loss_and_round_trip_do_not() {
-        super::super::init_gstreamer().unwrap();
+        crate::media::init_gstreamer().unwrap();
         let (first, again, next) = (read(&answer()), read(&answer()), read(&answer_at(26_990)));
         assert!(first.report_mark.is_some());
         assert_eq!(
@@ -191,7 +191,7 @@ mod tests {
 
     #[test]
     fn no_receiver_report_yet_reads_as_none() {
-        super::super::init_gstreamer().unwrap();
+        crate::media::init_gstreamer().unwrap();
         let empty = gst::Structure::new_empty("application/x-webrtc-stats");
         assert_eq!(read(&empty), LinkReports::default());
     }

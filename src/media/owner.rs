@@ -15,15 +15,17 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::error::MediaError;
 use super::health::{self, SourceHealth};
 use super::peer::{Notice, Peer, PeerEvent, PeerId, Role};
 use super::plan::{self, VideoCodec};
+use super::settings::MediaSettings;
 use super::shared_source::{SharedSource, SourceNotice};
+use super::snapshot;
 use super::viewer_offer;
-use super::{MediaError, MediaSettings};
 use crate::media_link::{
-    CallId, FrameTapGrant, Grant, MediaCommand, MediaHealth, PeerReport, SnapshotRefused, Trickled,
-    WatchAnswer, WatchRefused,
+    CallId, Grant, MediaCommand, MediaHealth, PeerReport, SnapshotRefused, Trickled, WatchAnswer,
+    WatchRefused,
 };
 use crate::metrics::Metrics;
 use crate::signaling::IceCandidate;
@@ -97,6 +99,8 @@ struct Owner {
     next_viewer: u64,
     taps: HashSet<u64>,
     next_tap: u64,
+    /// Where a snapshot's thread says its tap is done with.
+    taps_done: mpsc::UnboundedSender<u64>,
 }
 
 /// Runs until the command channel closes.
@@ -116,13 +120,15 @@ pub async fn run(
     // for it rather than racing it for the camera. The daemon says READY when it ends, or
     // after `main`'s limit however slow it is (an emulated board took over 30 s).
     let rehearsed = settings.clone();
-    if let Err(e) = tokio::task::spawn_blocking(move || super::warm_up(&rehearsed)).await {
+    if let Err(e) = tokio::task::spawn_blocking(move || super::start_up::warm_up(&rehearsed)).await
+    {
         log::warn!("media warm-up did not finish: {e}");
     }
     // Nobody waiting any more (the daemon announced itself after its limit) is fine.
     let _ = warmed_up.send(());
     let (notice_tx, mut notices) = mpsc::unbounded_channel();
     let (source_tx, mut source_notices) = mpsc::unbounded_channel();
+    let (taps_done, mut released_taps) = mpsc::unbounded_channel();
     let mut owner = Owner {
         settings,
         max_viewers,
@@ -138,6 +144,7 @@ pub async fn run(
         next_viewer: 1,
         taps: HashSet::new(),
         next_tap: 1,
+        taps_done,
     };
     let mut stats_timer = tokio::time::interval(Duration::from_secs(1));
     stats_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -160,6 +167,10 @@ pub async fn run(
             Some((id, notice)) = notices.recv() => owner.on_notice(id, notice),
             Some(SourceNotice::Stopped(reason)) = source_notices.recv() => {
                 owner.on_source_stopped(reason);
+            }
+            Some(tap) = released_taps.recv() => {
+                owner.taps.remove(&tap);
+                owner.stop_source_if_unused();
             }
         }
         owner.publish_state();
@@ -240,13 +251,7 @@ impl Owner {
                 let known = self.end_viewer_by(|v| v.session == session, "the viewer left");
                 let _ = reply.send(known);
             }
-            MediaCommand::Frames { reply } => {
-                let _ = reply.send(self.tap_frames());
-            }
-            MediaCommand::ReleaseFrames { tap } => {
-                self.taps.remove(&tap);
-                self.stop_source_if_unused();
-            }
+            MediaCommand::Snapshot { width, reply } => self.snapshot(width, reply),
             MediaCommand::Shutdown { done } => {
                 self.stop_everything();
                 let _ = done.send(());
@@ -493,7 +498,29 @@ impl Owner {
         true
     }
 
-    fn tap_frames(&mut self) -> Result<FrameTapGrant, SnapshotRefused> {
+    /// Takes a picture on a blocking thread with a tap on the source's frames; the tap is
+    /// released (`taps_done`) when the picture is sent, however it went.
+    fn snapshot(
+        &mut self,
+        width: Option<u32>,
+        reply: oneshot::Sender<Result<Vec<u8>, SnapshotRefused>>,
+    ) {
+        let (tap, frames) = match self.tap_frames() {
+            Ok(granted) => granted,
+            Err(refused) => {
+                let _ = reply.send(Err(refused));
+                return;
+            }
+        };
+        let done = self.taps_done.clone();
+        tokio::task::spawn_blocking(move || {
+            let picture = snapshot::jpeg(&frames, width, snapshot::FRAME_TIMEOUT);
+            let _ = reply.send(picture.map_err(SnapshotRefused::from));
+            let _ = done.send(tap);
+        });
+    }
+
+    fn tap_frames(&mut self) -> Result<(u64, gstreamer::Element), SnapshotRefused> {
         if self.settings.video_encoder.as_deref() == Some(crate::config::PRE_ENCODED) {
             return Err(SnapshotRefused::PreEncoded);
         }
@@ -511,7 +538,7 @@ impl Owner {
         let tap = self.next_tap;
         self.next_tap += 1;
         self.taps.insert(tap);
-        Ok(FrameTapGrant { tap, frames })
+        Ok((tap, frames))
     }
 
     fn stop_source_if_unused(&mut self) {

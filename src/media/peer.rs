@@ -25,12 +25,14 @@ use gstreamer_sdp as gst_sdp;
 use gstreamer_webrtc as gst_webrtc;
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::error::MediaError;
 use super::owned_pipeline::OwnedPipeline;
 use super::plan;
 use super::retransmission::RetransmissionBudget;
+use super::settings::MediaSettings;
 use super::shared_source::{Inlet, SendStart, SharedSource};
 use super::viewer_offer::OfferChoice;
-use super::{MediaError, MediaSettings, bitrate, link_stats, send_latency, talkback};
+use super::{bitrate, link_stats, send_latency, talkback};
 use crate::media_link::CallId;
 use crate::metrics::Metrics;
 use crate::signaling::IceCandidate;

@@ -9,7 +9,7 @@ use std::fmt;
 
 use thiserror::Error;
 
-use super::MediaSettings;
+use super::settings::MediaSettings;
 use crate::config::PRE_ENCODED;
 
 /// RTP payload types used in the device's offer (a viewer's offer chooses its own).

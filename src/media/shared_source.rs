@@ -34,9 +34,10 @@ use gstreamer_video as gst_video;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::encoder_control::EncoderControl;
+use super::error::MediaError;
 use super::plan::{self, Encoder, VideoCodec, VideoPlan};
 use super::send_latency::{FrameStamps, read_header};
-use super::{MediaError, MediaSettings};
+use super::settings::MediaSettings;
 use crate::metrics::Metrics;
 use crate::swappable::Swappable;
 

@@ -1,5 +1,6 @@
-//! A JPEG of the camera's latest frame, for `/snapshot.jpg`: the raw frame comes from the
-//! shared source's `frames` appsink (gstreamer-app) and is encoded once, here, only when asked.
+//! A JPEG of the camera's latest frame, for `/snapshot.jpg` (`MediaCommand::Snapshot`): the raw
+//! frame comes from the shared source's `frames` appsink (gstreamer-app) and is encoded once,
+//! here, on a blocking thread, only when asked.
 
 use std::time::Duration;
 
@@ -8,8 +9,10 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use thiserror::Error;
 
-/// The widest snapshot that may be asked for.
-pub const MAX_WIDTH: u32 = 3840;
+use crate::media_link::{SNAPSHOT_WIDTHS, SnapshotRefused};
+
+/// How long a frame may take: a camera that was off needs a moment to start.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Error)]
 pub enum SnapshotError {
@@ -17,6 +20,15 @@ pub enum SnapshotError {
     NoFrame(u128),
     #[error("the picture could not be encoded: {0}")]
     Encode(String),
+}
+
+impl From<SnapshotError> for SnapshotRefused {
+    fn from(e: SnapshotError) -> Self {
+        match e {
+            SnapshotError::NoFrame(_) => Self::NoPicture(e.to_string()),
+            SnapshotError::Encode(_) => Self::Encode(e.to_string()),
+        }
+    }
 }
 
 /// Pulls the latest raw frame from `frames` (waiting up to `timeout` for one) and encodes it
@@ -56,9 +68,12 @@ pub fn jpeg(
 }
 
 /// The size of a snapshot `width` wide of a `frame_width`×`frame_height` frame: the aspect kept,
-/// both even, at least 16 wide and at most `MAX_WIDTH`.
+/// both even, and within `SNAPSHOT_WIDTHS`.
 pub fn scaled(frame_width: u32, frame_height: u32, width: Option<u32>) -> (u32, u32) {
-    let w = width.unwrap_or(frame_width).clamp(16, MAX_WIDTH) & !1;
+    let w = width
+        .unwrap_or(frame_width)
+        .clamp(*SNAPSHOT_WIDTHS.start(), *SNAPSHOT_WIDTHS.end())
+        & !1;
     let h = (u64::from(frame_height) * u64::from(w) / u64::from(frame_width.max(1))) as u32;
     (w, (h & !1).max(2))
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
-use super::MediaError;
+use super::error::MediaError;
 use crate::metrics::Metrics;
 
 /// Links a new webrtcbin source pad to the talkback sink `sink` (or, without one, or for what is

@@ -10,10 +10,8 @@
 use thiserror::Error;
 
 use super::plan::VideoCodec;
-use crate::signaling::IceCandidate;
-
-/// The longest offer accepted; a browser's is a few kilobytes.
-pub const MAX_OFFER_BYTES: usize = 64 * 1024;
+use crate::media_link::MAX_OFFER_BYTES;
+use crate::signaling::{IceCandidate, ice_ufrag};
 
 /// What the answer will send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,13 +163,6 @@ pub fn asks_for_ice_restart(
         || candidates
             .iter()
             .any(|c| differs(c.username_fragment.as_deref()))
-}
-
-/// The first `a=ice-ufrag` of an SDP offer or fragment, at session or media level.
-pub fn ice_ufrag(sdp: &str) -> Option<String> {
-    sdp.lines()
-        .find_map(|line| line.trim_end_matches('\r').strip_prefix("a=ice-ufrag:"))
-        .map(|ufrag| ufrag.trim().to_owned())
 }
 
 /// The H.264 payload type to send: Constrained Baseline, packetization mode 1; `42e01f` first.

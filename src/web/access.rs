@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::AppState;
+use super::state::AppState;
 use crate::media_link::{MediaCommand, Withdrawn};
 use crate::rooms::ConnectionEvent;
 

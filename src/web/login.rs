@@ -5,7 +5,7 @@
 //! A login or logout from another site (its `Origin` or `Sec-Fetch-Site` says so) is refused
 //! before the password is looked at, so a page elsewhere cannot lock the owner out by sending
 //! wrong passwords from the owner's own browser. The argon2 check runs on a blocking thread, at
-//! most `CONCURRENT_CHECKS` at once.
+//! most `state::CONCURRENT_LOGIN_CHECKS` at once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +17,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::{AppState, access, whep};
+use super::state::{AppState, check_origin};
+use super::{access, whep};
 use crate::auth::{LoginError, SessionId, Via};
 use crate::media_link::{Grant, Withdrawn};
 use crate::refusals::{self, Kind};
@@ -26,8 +27,7 @@ const PAGE: &str = include_str!("../../web/login.html");
 
 /// Paths anyone may load: the login page and what it needs, and logging out.
 const PUBLIC: [&str; 4] = ["/login", "/logout", "/style.css", "/favicon.svg"];
-/// Password checks running at once; more wait, up to `CHECK_WAIT`.
-pub const CONCURRENT_CHECKS: usize = 2;
+/// How long a password check waits for its turn (`AppState::login_checks`).
 const CHECK_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Deserialize)]
@@ -70,7 +70,7 @@ fn cross_site(headers: &HeaderMap, uri: &axum::http::Uri) -> Option<String> {
             "Sec-Fetch-Site is `{}`",
             site.unwrap_or("unreadable")
         )),
-        None => super::check_origin(headers, uri).err(),
+        None => check_origin(headers, uri).err(),
     }
 }
 

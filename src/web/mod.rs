@@ -10,13 +10,16 @@ pub mod access;
 mod headers;
 pub mod limits;
 mod login;
+mod pictures;
 pub mod serve;
 mod session;
 mod snapshot;
+mod state;
 pub mod whep;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+pub use state::AppState;
+
+use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
@@ -24,11 +27,7 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch};
 
-use crate::media_link::MediaCommand;
-use crate::metrics::Metrics;
-use crate::rooms::{RoomStatus, RoomsHandle};
-use crate::tokens::ViewerTokens;
-use crate::turn::SharedIcePlan;
+use state::{check_origin, request_host};
 
 /// Messages larger than this close the connection with 1009 and a reason; anything up to it is
 /// read and, if over the configured limit, answered with `error`.
@@ -42,38 +41,6 @@ const READ_LIMIT: usize = 2 * HARD_FRAME_LIMIT;
 
 /// Read buffer of each WebSocket; it grows for the rare large message.
 const SOCKET_BUFFER: usize = 4096;
-
-/// What every request handler may use. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub rooms: RoomsHandle,
-    pub metrics: Arc<Metrics>,
-    pub status: Arc<RoomStatus>,
-    pub max_message_bytes: usize,
-    pub next_conn: Arc<AtomicU64>,
-    pub ice: Arc<SharedIcePlan>,
-    /// A WebSocket silent this long (no answer to pings) is closed.
-    pub websocket_idle_timeout: std::time::Duration,
-    /// `None` with `auth = "none"`.
-    pub auth: Option<Arc<crate::auth::Auth>>,
-    /// Viewer tokens (WHEP, snapshots); `None` with `auth = "none"`.
-    pub tokens: Option<Arc<ViewerTokens>>,
-    /// Whether browsers without a session may use the named rooms.
-    pub open_rooms: bool,
-    /// The media owner, for WHEP viewers and snapshots.
-    pub media: tokio::sync::mpsc::UnboundedSender<MediaCommand>,
-    /// Password checks (argon2) allowed at once.
-    pub login_checks: Arc<tokio::sync::Semaphore>,
-    /// Concurrent snapshot requests share one picture.
-    pub snapshots: Arc<snapshot::Snapshots>,
-}
-
-impl AppState {
-    /// The semaphore that bounds concurrent password checks (`login_checks`).
-    pub fn login_checks() -> Arc<tokio::sync::Semaphore> {
-        Arc::new(tokio::sync::Semaphore::new(login::CONCURRENT_CHECKS))
-    }
-}
 
 /// One file of `web/`, embedded: (URL path, content type, body).
 macro_rules! web_file {
@@ -164,22 +131,6 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// The host the browser used to reach us, without the port: the Host header (HTTP/1.1) or the
-/// request's authority (HTTP/2).
-fn request_host(headers: &HeaderMap, uri: &Uri) -> Option<String> {
-    request_authority(headers, uri)
-        .and_then(crate::host::host_without_port)
-        .map(str::to_owned)
-}
-
-/// Host and port the request went to: the Host header, or the authority under HTTP/2.
-fn request_authority<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<&'a str> {
-    headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| uri.authority().map(|a| a.as_str()))
-}
-
 /// The ICE configuration a browser would get when joining now (for the `/check` page and the
 /// page's Watch, which makes its WHEP offer with it).
 async fn ice_servers(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
@@ -189,27 +140,6 @@ async fn ice_servers(State(state): State<AppState>, headers: HeaderMap, uri: Uri
         "check",
     );
     ([(header::CACHE_CONTROL, "no-store")], axum::Json(ice)).into_response()
-}
-
-/// A browser's WebSocket must come from a page this device served: its Origin must name the
-/// same host and port the request went to. Clients that send no Origin (not browsers) pass.
-fn check_origin(headers: &HeaderMap, uri: &Uri) -> Result<(), String> {
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return Ok(());
-    };
-    let origin = origin
-        .to_str()
-        .map_err(|_| "unreadable Origin header".to_owned())?;
-    let target = request_authority(headers, uri).ok_or_else(|| "no Host header".to_owned())?;
-    let origin_authority = origin
-        .strip_prefix("https://")
-        .ok_or_else(|| format!("Origin `{origin}` is not an https page"))?;
-    let normalise = |authority: &str| authority.trim_end_matches(":443").to_ascii_lowercase();
-    if normalise(origin_authority) == normalise(target) {
-        Ok(())
-    } else {
-        Err(format!("Origin `{origin}` is not this device ({target})"))
-    }
 }
 
 async fn websocket(
@@ -261,9 +191,11 @@ async fn websocket(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::turn::IcePlan;
+    use crate::rooms::RoomsHandle;
+    use crate::turn::{IcePlan, SharedIcePlan};
     use axum::body::Body;
     use axum::http::Request;
+    use std::sync::Arc;
     use tower::ServiceExt;
 
     fn state() -> AppState {
@@ -329,23 +261,6 @@ mod tests {
             String::from_utf8_lossy(&body),
             r#"{"iceServers":[{"urls":["stun:cam.local:3478"]}],"iceTransportPolicy":"all"}"#
         );
-    }
-
-    #[test]
-    fn origins_must_match_the_host() {
-        let check = |origin: &str, host: &str| {
-            let mut headers = HeaderMap::new();
-            headers.insert(header::ORIGIN, origin.parse().unwrap());
-            headers.insert(header::HOST, host.parse().unwrap());
-            check_origin(&headers, &Uri::from_static("/ws"))
-        };
-        assert!(check("https://cam.local:8443", "cam.local:8443").is_ok());
-        assert!(check("https://CAM.local", "cam.local:443").is_ok());
-        assert!(check("https://evil.example", "cam.local:8443").is_err());
-        assert!(check("https://cam.local:9999", "cam.local:8443").is_err());
-        assert!(check("http://cam.local:8443", "cam.local:8443").is_err());
-        assert!(check("null", "cam.local:8443").is_err());
-        assert!(check_origin(&HeaderMap::new(), &Uri::from_static("/ws")).is_ok());
     }
 
     #[tokio::test]

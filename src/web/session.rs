@@ -16,7 +16,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
-use super::AppState;
+use super::state::AppState;
 use crate::metrics::Metrics;
 use crate::rooms::{ConnectionEvent, OUTBOX_CAPACITY};
 use crate::signaling::{ClientMessage, ErrorCode, ServerMessage};

@@ -21,9 +21,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::oneshot;
 
-use super::AppState;
-use crate::media::viewer_offer::{MAX_OFFER_BYTES, ice_ufrag};
-use crate::media_link::{Grant, MediaCommand, Trickled, WatchRefused};
+use super::state::AppState;
+use crate::media_link::{Grant, MAX_OFFER_BYTES, MediaCommand, Trickled, WatchRefused};
 use crate::signaling::BrowserIce;
 use crate::signaling::IceCandidate;
 
@@ -116,7 +115,7 @@ pub async fn offer(
     );
     let ice = plan.for_device(now, &label);
     let links = link_headers(&plan.for_browser(
-        super::request_host(&headers, &uri).as_deref(),
+        super::state::request_host(&headers, &uri).as_deref(),
         now,
         &label,
     ));
@@ -211,7 +210,7 @@ pub async fn trickle(
         Ok(parsed) => parsed,
         Err(reason) => return text(StatusCode::BAD_REQUEST, reason),
     };
-    let ufrag = ice_ufrag(fragment);
+    let ufrag = crate::signaling::ice_ufrag(fragment);
     let trickled = ask(&state, |reply| MediaCommand::WatchCandidates {
         session,
         ufrag,

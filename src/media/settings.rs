@@ -1,0 +1,87 @@
+//! The media settings a running daemon uses: the config's `[media]` and `[ice]` with every
+//! `auto` resolved to a concrete GStreamer description (by asking GStreamer which devices
+//! exist), and the built-in test pattern.
+
+use std::net::IpAddr;
+
+use super::{bitrate, devices};
+use crate::config::{AUTO, IceConfig, MediaConfig};
+
+/// Media settings with every `auto` resolved to a concrete GStreamer description.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaSettings {
+    pub video_source: String,
+    /// The microphone; `None` when the device has none (video-only calls).
+    pub audio_source: Option<String>,
+    pub audio_sink: String,
+    /// A configured encoder launch line; `None` means probe for one.
+    pub video_encoder: Option<String>,
+    pub width: u32,
+    pub height: u32,
+    pub framerate: u32,
+    /// The adaptive bitrate's bounds (see `bitrate`).
+    pub video_bitrate: bitrate::Bounds,
+    pub audio_bitrate_kbps: u32,
+    pub keyframe_interval: u32,
+    /// Local addresses for the ICE agent, besides those of the network interfaces.
+    pub extra_ice_addresses: Vec<IpAddr>,
+    /// How long a call may take to connect before it is given up.
+    pub connect_timeout: std::time::Duration,
+}
+
+impl MediaSettings {
+    /// Resolves `auto` sources and sinks by asking GStreamer which devices exist.
+    pub fn resolve(media: &MediaConfig, ice: &IceConfig) -> Self {
+        let video_source = devices::resolve_video_source(&media.video_source);
+        let audio_source = devices::resolve_audio_source(&media.audio_source);
+        let audio_sink = devices::resolve_audio_sink(&media.audio_sink);
+        for (what, choice) in [
+            ("video source", Some(&video_source)),
+            ("audio source", audio_source.as_ref()),
+            ("talkback sink", Some(&audio_sink)),
+        ] {
+            match choice {
+                Some(choice) => log::info!("{what}: {} ({})", choice.description, choice.reason),
+                None => log::info!("{what}: none (media.audio_source = \"none\"): video only"),
+            }
+        }
+        Self {
+            video_source: video_source.description,
+            audio_source: audio_source.map(|choice| choice.description),
+            audio_sink: audio_sink.description,
+            video_encoder: (media.video_encoder != AUTO).then(|| media.video_encoder.clone()),
+            width: media.width,
+            height: media.height,
+            framerate: media.framerate,
+            video_bitrate: bitrate::Bounds {
+                min_kbps: media.min_video_bitrate_kbps,
+                max_kbps: media.video_bitrate_kbps,
+            },
+            audio_bitrate_kbps: media.audio_bitrate_kbps,
+            keyframe_interval: media.keyframe_interval,
+            extra_ice_addresses: ice.local_addresses.clone(),
+            connect_timeout: std::time::Duration::from_secs(ice.connect_timeout_seconds),
+        }
+    }
+
+    /// The built-in test pattern and tone at 720p30, with the caller's audio discarded.
+    pub fn test_pattern() -> Self {
+        Self {
+            video_source: devices::TEST_VIDEO_SOURCE.into(),
+            audio_source: Some(devices::TEST_AUDIO_SOURCE.into()),
+            audio_sink: "fakesink".into(),
+            video_encoder: None,
+            width: 1280,
+            height: 720,
+            framerate: 30,
+            video_bitrate: bitrate::Bounds {
+                min_kbps: 150,
+                max_kbps: 2000,
+            },
+            audio_bitrate_kbps: 48,
+            keyframe_interval: 60,
+            extra_ice_addresses: vec![],
+            connect_timeout: std::time::Duration::from_secs(15),
+        }
+    }
+}
