@@ -31,8 +31,9 @@ use webrtc::peer_connection::{
     RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder, StatsSelector,
 };
 
-use super::ProbeError;
-use super::far_end::{FarEnd, IceConfiguration, Signal, Target};
+use super::error::ProbeError;
+use super::far_end::{FarEnd, Target};
+use super::signal::{CallPlan, IceConfiguration, Signal, SrtpOffer};
 use super::stream_stats::{Packet, PayloadKind, Second, StreamStats, StreamSummary};
 use super::whep::WhepSession;
 
@@ -43,35 +44,6 @@ const ICE_PAIR_PATIENCE: Duration = Duration::from_millis(1400);
 
 /// How often a keyframe is asked for while one is needed, as browsers do.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(250);
-
-/// What one call is asked to do.
-#[derive(Debug, Clone)]
-pub struct CallPlan {
-    /// How long to receive after the first keyframe.
-    pub duration: Duration,
-    /// How long the device has to get the first keyframe to us.
-    pub timeout: Duration,
-    /// Video codecs to offer to receive, as a browser lists them in `join`.
-    pub codecs: Vec<String>,
-    /// The session cookie, when the device asked for a login.
-    pub cookie: Option<String>,
-    /// The SRTP protection profiles offered in the DTLS handshake.
-    pub srtp: SrtpOffer,
-    /// Take video only: a device's audio is answered inactive, and a WHEP offer has none.
-    pub video_only: bool,
-}
-
-/// Which SRTP protection profiles the probe offers in its DTLS handshake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum SrtpOffer {
-    /// As browsers offer them: AES-GCM first, then AES-CM with HMAC-SHA1; the far end picks.
-    #[default]
-    Browser,
-    /// Only AES-CM with an 80-bit HMAC-SHA1 tag: the one profile GStreamer's DTLS element
-    /// (and so webrtcbin) negotiates, for comparing servers on the same cipher.
-    #[value(name = "aes-cm")]
-    AesCmOnly,
-}
 
 impl SrtpOffer {
     /// The profiles, in the order they are offered.

@@ -17,7 +17,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, header};
 
-use super::ProbeError;
+use super::error::ProbeError;
 
 /// The signaling socket to a device.
 pub type Signaling = WebSocketStream<TlsStream<TcpStream>>;

@@ -7,10 +7,9 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use webrtc::peer_connection::{RTCIceCandidateInit, RTCIceServer};
 
-use super::ProbeError;
-use super::call::CallPlan;
 use super::client::{Connector, Signaling};
-use super::far_end::{IceConfiguration, Signal, candidate_from_json, candidate_json};
+use super::error::ProbeError;
+use super::signal::{CallPlan, IceConfiguration, Signal, candidate_from_json, candidate_json};
 
 /// A call in the device's room.
 pub struct DeviceSignaling {

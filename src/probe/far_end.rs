@@ -5,13 +5,13 @@
 
 use std::net::SocketAddr;
 
-use webrtc::peer_connection::{RTCIceCandidateInit, RTCIceServer};
+use webrtc::peer_connection::RTCIceCandidateInit;
 
-use super::ProbeError;
-use super::call::CallPlan;
 use super::client::Connector;
 use super::device::DeviceSignaling;
+use super::error::ProbeError;
 use super::janus::{Janus, JanusSignaling};
+use super::signal::{CallPlan, IceConfiguration, Signal};
 use super::whep::{WhepSession, WhepTarget};
 
 /// What the probe calls.
@@ -32,21 +32,6 @@ impl Target {
             Self::Whep(whep) => whep.connector.device().address,
         }
     }
-}
-
-/// How the far end wants ICE done.
-#[derive(Debug, Clone, Default)]
-pub struct IceConfiguration {
-    pub servers: Vec<RTCIceServer>,
-    pub relay_only: bool,
-}
-
-/// What the far end says during a call.
-#[derive(Debug)]
-pub enum Signal {
-    Offer(String),
-    Candidate(RTCIceCandidateInit),
-    Bye(String),
 }
 
 /// A joined call's signaling.
@@ -113,54 +98,5 @@ impl FarEnd {
             Self::Janus(janus) => janus.hang_up().await,
             Self::Whep(whep) => whep.hang_up().await,
         }
-    }
-}
-
-/// A trickled candidate as JSON, in the shape of `RTCIceCandidateInit` (both peercam and Janus
-/// take it). All media is bundled on the first m-line.
-pub fn candidate_json(candidate: &RTCIceCandidateInit) -> serde_json::Value {
-    serde_json::json!({
-        "candidate": candidate.candidate,
-        "sdpMLineIndex": candidate.sdp_mline_index.unwrap_or(0),
-    })
-}
-
-/// A candidate from JSON in the shape of `RTCIceCandidateInit`; `None` for the empty
-/// end-of-candidates marker.
-pub fn candidate_from_json(value: &serde_json::Value) -> Option<RTCIceCandidateInit> {
-    let candidate = value.get("candidate")?.as_str()?;
-    if candidate.is_empty() {
-        return None;
-    }
-    Some(RTCIceCandidateInit {
-        candidate: candidate.to_owned(),
-        sdp_mid: value
-            .get("sdpMid")
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_owned),
-        sdp_mline_index: value
-            .get("sdpMLineIndex")
-            .and_then(serde_json::Value::as_u64)
-            .and_then(|i| u16::try_from(i).ok()),
-        ..RTCIceCandidateInit::default()
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn candidates_round_trip_and_the_end_marker_is_skipped() {
-        let init = candidate_from_json(&serde_json::json!({
-            "candidate": "candidate:1 1 udp 2130706431 10.99.0.1 5000 typ host",
-            "sdpMid": "0",
-            "sdpMLineIndex": 0,
-        }))
-        .unwrap();
-        assert_eq!(init.sdp_mid.as_deref(), Some("0"));
-        assert_eq!(candidate_json(&init)["candidate"], init.candidate.as_str());
-        assert!(candidate_from_json(&serde_json::json!({"candidate": ""})).is_none());
-        assert!(candidate_from_json(&serde_json::json!({"candidate": 5})).is_none());
     }
 }

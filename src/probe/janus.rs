@@ -14,9 +14,9 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use webrtc::peer_connection::RTCIceCandidateInit;
 
-use super::ProbeError;
 use super::client::Endpoint;
-use super::far_end::{Signal, candidate_from_json, candidate_json};
+use super::error::ProbeError;
+use super::signal::{Signal, candidate_from_json, candidate_json};
 
 /// A Janus server's HTTP API and the mountpoint to watch.
 #[derive(Debug, Clone)]

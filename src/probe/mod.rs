@@ -4,20 +4,27 @@
 //! row. Non-zero exit when the device does not answer or sends no frames in time, so it serves
 //! as a health check; `--json` for scripts and benchmarks.
 //!
-//! # Layout
+//! # Layout (each file imports only those below it; none imports this one)
+//! - [`cli`]: the command line, printing the report.
+//! - [`signal`]: the shared vocabulary: what a call is asked to do, the far end's ICE servers
+//!   and messages, candidates as JSON. `error`: `ProbeError`.
 //! - [`client`]: URL, TLS with a pinned certificate, login, the signaling socket.
 //! - [`far_end`]: who is called — a peercam device ([`device`]) or, for benchmarks, a Janus
-//!   streaming mountpoint ([`janus`]) — and the signaling a call needs from either.
+//!   streaming mountpoint ([`janus`]), or the device's WHEP ([`whep`]) — and the signaling a
+//!   call needs from each.
 //! - [`call`]: one call over webrtc-rs.
-//! - [`stream_stats`]: what one RTP stream's packets say (pure).
+//! - [`stream_stats`]: what one RTP stream's packets say (pure); [`frames`]: frames out of
+//!   packets (pure).
 
 pub mod call;
 pub mod cli;
 pub mod client;
 pub mod device;
+mod error;
 pub mod far_end;
 pub mod frames;
 pub mod janus;
+pub mod signal;
 pub mod stream_stats;
 pub mod whep;
 
@@ -25,42 +32,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use call::{CallPlan, CallReport, SrtpOffer};
+pub use call::CallReport;
 pub use client::{Connector, Endpoint, Trust};
+pub use error::ProbeError;
 pub use far_end::Target;
-
-/// Why a probe failed: each names what the owner can do about it.
-#[derive(Debug, thiserror::Error)]
-pub enum ProbeError {
-    #[error("`{url}` is not a device address: {why}")]
-    BadUrl { url: String, why: String },
-    #[error("cannot reach {url}: {why}")]
-    Unreachable { url: String, why: String },
-    #[error("TLS with {url} failed: {why}")]
-    Tls { url: String, why: String },
-    #[error("signaling failed: {0}")]
-    Signaling(String),
-    #[error("the device asks for a password: give it in PEERCAM_PASSWORD or with --password-file")]
-    PasswordNeeded,
-    #[error("the device refused the password")]
-    WrongPassword,
-    #[error("the device refuses logins from here for a while after too many wrong passwords")]
-    TooManyLogins,
-    #[error("the device is busy with another caller")]
-    Busy,
-    #[error("the device refused the call: {0}")]
-    Refused(String),
-    #[error("the device hung up: {0}")]
-    HungUp(String),
-    #[error("the device did not answer the call within {0:?}")]
-    NoAnswer(Duration),
-    #[error("no decodable video frame arrived within {0:?} of calling")]
-    NoFrames(Duration),
-    #[error("WebRTC: {0}")]
-    WebRtc(String),
-    #[error("cannot open a local socket: {0}")]
-    Local(std::io::Error),
-}
+pub use signal::{CallPlan, SrtpOffer};
 
 /// What the probe is asked to do.
 #[derive(Debug, Clone)]

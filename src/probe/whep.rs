@@ -4,9 +4,9 @@
 
 use webrtc::peer_connection::RTCIceCandidateInit;
 
-use super::ProbeError;
 use super::client::Connector;
-use super::far_end::Signal;
+use super::error::ProbeError;
+use super::signal::Signal;
 
 /// Where and as whom to watch.
 #[derive(Clone)]
