@@ -2,7 +2,7 @@
 layer, a crate list out of step with Cargo.lock, a kas file that does not parse or pins
 nothing, a user the recipe makes unlike the sysusers file's; and pass on the tree as it is.
 Each test breaks one thing in a copy of the files the layer reads. Run by scripts/test with
-the Python environment of `scripts/setup --yocto`."""
+the Python environment of `scripts/setup --yocto` and scripts/ on PYTHONPATH."""
 
 import shutil
 import sys
@@ -10,9 +10,9 @@ import tempfile
 import unittest
 from pathlib import Path
 
+from peercam_tools import yocto_layer as layer
+
 TOP = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(TOP / "scripts/lib"))
-import yocto_layer as layer  # noqa: E402
 
 OELINT = str(Path(sys.executable).parent / "oelint-adv")
 RECIPE = "yocto/meta-peercam/recipes-peercam/peercam/peercam_0.1.0.bb"

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import {
   callButton, hangUpButton, launchBrowser, median, openPage, startDaemon, waitForFrames, waitUntilIdle,
-} from './harness.mjs';
+} from '../harness.mjs';
 
 const CALLS = Number(process.env.CALLS ?? 5);
 const CPU_SECONDS = Number(process.env.CPU_SECONDS ?? 10);

@@ -9,7 +9,7 @@
 import {
   PHONE_DEVICE_ADDRESS, callButton, degradeLoopback, eventually, hangUpButton, inbound,
   launchBrowser, openPage, startDaemon, twoNetworkPhone, waitForFrames, waitUntilIdle,
-} from './harness.mjs';
+} from '../harness.mjs';
 
 const SECONDS = Number(process.env.SECONDS ?? 30);
 const NETWORKS = [

@@ -1,4 +1,4 @@
-"""What scripts/cross_test.py and scripts/board_test.py share: one printed line per check, a
+"""What cross_test.py and board_test.py share: one printed line per check, a
 stop at the first failure, and a call from this machine's `peercam probe`."""
 
 import json

@@ -1,4 +1,4 @@
-// Headless Chromium as the owner's phone, driven one step at a time by scripts/board_test.py
+// Headless Chromium as the owner's phone, driven one step at a time by scripts/peercam_tools/board_test.py
 // while it works the emulated board between steps: one JSON request per line on standard
 // input, one JSON answer per line on standard output ({ ok, ... } or { ok: false, error }).
 //
@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import {
   callButton, eventually, inbound, launchBrowser, openPage, status, talkButton, writeVoiceWav,
-} from './harness.mjs';
+} from '../harness.mjs';
 
 const microphone = writeVoiceWav(join(mkdtempSync(join(tmpdir(), 'peercam-caller-')), 'voice.wav'));
 

@@ -2,7 +2,7 @@
 """What WHEP viewers cost on the board's own kind of processor, counted in instructions; run by
 `scripts/board-test --bench-viewers` inside its network namespace, as root.
 
-Usage: board_bench.py WORK HOST_PEERCAM (what scripts/board-test made, as for board_test.py)
+Usage: python3 -m peercam_tools.board_bench WORK HOST_PEERCAM (what scripts/board-test made, as for board_test.py)
 
 The test image boots on `-M virt` as one Cortex-A53 (the core of the Pi Zero 2 W and the Pi
 3) under QEMU's `-icount shift=0`: the emulated clock advances one nanosecond per instruction
@@ -23,9 +23,8 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench  # noqa: E402
-from board_test import BOARD, HOST, URL, Board, wait_until_active  # noqa: E402
+from . import bench
+from .board_test import BOARD, HOST, URL, Board, wait_until_active
 
 FEED_PORT = 5004
 SECONDS = int(os.environ.get("SECONDS_PER_COUNT", "40"))

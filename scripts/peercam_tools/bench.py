@@ -4,7 +4,7 @@ inside a network namespace. Nothing here asserts: it prints figures and a Markdo
 
 Each round measures, in one run:
   a. time to first frame over CALLS calls of a freshly started daemon, with `peercam probe` and
-     with headless Chromium (tests/browser/bench_call.mjs);
+     with headless Chromium (tests/browser/drivers/bench_call.mjs);
   b. CPU seconds per minute of a 720p30 ~2 Mbit/s call: peercam with the software encoder, peercam
      fed pre-encoded H.264 RTP through the pipeline override (media.video_encoder = "none",
      and media.audio_source = "none" since Janus's mountpoint carries video only), and Janus's
@@ -37,7 +37,7 @@ import threading
 import time
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PEERCAM = os.path.join(ROOT, "target/release/peercam")
 WORK = os.path.join(ROOT, "target/bench")
 FEED_FILE = os.path.join(WORK, "feed-720p30-2mbit.rtp")
@@ -314,7 +314,7 @@ def first_frames_probe():
 def first_frames_chromium():
     env = {**os.environ, "CALLS": str(CALLS), "CPU_SECONDS": "2",
            "PEERCAM_BIN": PEERCAM}
-    out = subprocess.run(["node", "bench_call.mjs"], cwd=os.path.join(ROOT, "tests/browser"),
+    out = subprocess.run(["node", "drivers/bench_call.mjs"], cwd=os.path.join(ROOT, "tests/browser"),
                          env=env, capture_output=True, text=True, check=True).stdout
     match = re.search(r"first call (\d+) ms, median (\d+) ms, p95 (\d+) ms", out)
     return {"first": float(match.group(1)), "p50": float(match.group(2)),
@@ -322,9 +322,9 @@ def first_frames_chromium():
 
 
 def poor_networks():
-    """Chromium calls through a 1 Mbit/s bottleneck and random loss (bench_networks.mjs)."""
+    """Chromium calls through a 1 Mbit/s bottleneck and random loss (tests/browser/drivers/bench_networks.mjs)."""
     env = {**os.environ, "SECONDS": str(SECONDS), "PEERCAM_BIN": PEERCAM}
-    out = subprocess.run(["node", "bench_networks.mjs"], cwd=os.path.join(ROOT, "tests/browser"),
+    out = subprocess.run(["node", "drivers/bench_networks.mjs"], cwd=os.path.join(ROOT, "tests/browser"),
                          env=env, capture_output=True, text=True, check=True).stdout
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The board binary proves itself under qemu-user; run by scripts/cross-test inside a network
-namespace of its own. Usage: cross_test.py BOARD_BINARY BUILD_ROOT QEMU HOST_BINARY GNU_TRIPLE
+namespace of its own. Usage: python3 -m peercam_tools.cross_test BOARD_BINARY BUILD_ROOT QEMU HOST_BINARY GNU_TRIPLE
 
 Checks, one line each, exit 1 on the first failure:
   1. `peercam --version` runs;
@@ -19,8 +19,7 @@ import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from checks import LIBNICE_ABORT, Checks, describe_call, probe_call  # noqa: E402
+from .checks import LIBNICE_ABORT, Checks, describe_call, probe_call
 
 BOARD, ROOT, QEMU, HOST, TRIPLE = sys.argv[1:6]
 

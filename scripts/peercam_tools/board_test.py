@@ -2,7 +2,7 @@
 """The emulated board, checked as an owner would from the other end of its network; run by
 scripts/board-test inside a network namespace of its own, as root.
 
-Usage: board_test.py WORK HOST_PEERCAM
+Usage: python3 -m peercam_tools.board_test WORK HOST_PEERCAM
   WORK holds what scripts/board-test made: test.img (the board's root with the test's
   additions, the peercam package among them as /root/peercam.deb), vmlinuz and initrd.img (the board's own kernel and initramfs), flash.img (the
   flashable image, unpacked), and raspi/ (the kernel, initrd, device tree and cmdline.txt from
@@ -27,11 +27,10 @@ import urllib.parse
 import urllib.request
 import uuid
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from checks import LIBNICE_ABORT, Checks, describe_call, probe_call  # noqa: E402
+from .checks import LIBNICE_ABORT, Checks, describe_call, probe_call
 
 WORK, HOST = (sys.argv[1:3] + ["", ""])[:2]
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BOARD = "10.98.0.2"
 URL = f"https://{BOARD}/"
 # The password the test left on the boot partition (peercam-firstboot.service sets it), the one
@@ -149,11 +148,11 @@ class Board:
 
 
 class Browser:
-    """tests/browser/board_caller.mjs: headless Chromium as the owner's phone, step by step."""
+    """tests/browser/drivers/board_caller.mjs: headless Chromium as the owner's phone, step by step."""
 
     def __init__(self):
         self.process = subprocess.Popen(
-            ["node", os.path.join(ROOT, "tests/browser/board_caller.mjs")],
+            ["node", os.path.join(ROOT, "tests/browser/drivers/board_caller.mjs")],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
 
     def do(self, step, **args):
@@ -266,7 +265,7 @@ def call_board(board, attempts=3):
         if code == 0 or libnice_aborts(board) == aborts or attempt == attempts:
             return code, report, stderr
         print("note: peercam died of libnice's nomination assertion (upstream; see "
-              "scripts/lib/checks.py); systemd restarts it; calling once more", flush=True)
+              "scripts/peercam_tools/checks.py); systemd restarts it; calling once more", flush=True)
         time.sleep(5)
         wait_until_active(board)
     return code, report, stderr
@@ -551,7 +550,7 @@ def main():
         props = wait_until_active(board) if rebooted is not None else {}
         # An owner calls once the board has finished booting; under emulation the rest of the
         # boot takes both CPUs for a while after peercam is ready, and a call into that is
-        # where libnice's abort (scripts/lib/checks.py) came three times in a row.
+        # where libnice's abort (scripts/peercam_tools/checks.py) came three times in a row.
         if rebooted is not None:
             board.run("systemctl is-system-running --wait", timeout=180)
         check("after a reboot the service comes back by itself",
