@@ -30,3 +30,13 @@ pub enum MediaError {
         reason: String,
     },
 }
+
+impl MediaError {
+    /// Building `what` failed for `reason`.
+    pub fn build(what: &'static str, reason: impl std::fmt::Display) -> Self {
+        Self::Build {
+            what,
+            reason: reason.to_string(),
+        }
+    }
+}

@@ -19,11 +19,14 @@ pub mod bitrate;
 mod devices;
 mod encoder_control;
 mod error;
+mod frame_feed;
 mod health;
 mod launch_check;
 mod link_stats;
+mod outlets;
 mod owned_pipeline;
 mod owner;
+mod payload_types;
 mod peer;
 pub mod plan;
 mod retransmission;
@@ -34,6 +37,8 @@ pub mod snapshot;
 pub mod srtp_encoder;
 mod start_up;
 mod talkback;
+#[cfg(test)]
+mod test_pads;
 pub mod viewer_offer;
 
 pub use error::MediaError;

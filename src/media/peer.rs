@@ -26,11 +26,12 @@ use gstreamer_webrtc as gst_webrtc;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::error::MediaError;
+use super::outlets::{Inlet, SendStart};
 use super::owned_pipeline::OwnedPipeline;
 use super::plan;
 use super::retransmission::RetransmissionBudget;
 use super::settings::MediaSettings;
-use super::shared_source::{Inlet, SendStart, SharedSource};
+use super::shared_source::SharedSource;
 use super::viewer_offer::OfferChoice;
 use super::{bitrate, link_stats, send_latency, talkback};
 use crate::media_link::CallId;
@@ -180,7 +181,7 @@ impl Peer {
             .map_err(|_| MediaError::MissingElement("webrtcbin"))?;
         pipeline
             .add(&webrtc)
-            .map_err(|e| build_error("webrtcbin", e))?;
+            .map_err(|e| MediaError::build("webrtcbin", e))?;
         tune_ice_agent(&webrtc);
         bypass_unused_fec_encoders(&webrtc, id, &metrics);
         add_ice_addresses(&webrtc, &settings.extra_ice_addresses);
@@ -572,7 +573,7 @@ impl Peer {
 
     /// Whether to ask for statistics now: from `STATS_AFTER_CONNECT` after ICE connected. The
     /// controlling agent nominates its pair just after connecting, and libnice 0.1.21's
-    /// nomination can abort on a slow CPU (see scripts/lib/checks.py); nothing is asked of the
+    /// nomination can abort on a slow CPU (see scripts/peercam_tools/checks.py); nothing is asked of the
     /// agent until that is long done (and no receiver report comes before then anyway).
     pub fn wants_stats(&self) -> bool {
         self.connected_at
@@ -725,7 +726,7 @@ fn wait_for(
 fn add_receive_only_audio(webrtc: &gst::Element) -> Result<(), MediaError> {
     let caps = plan::audio_caps(plan::AUDIO_PAYLOAD)
         .parse::<gst::Caps>()
-        .map_err(|e| build_error("audio transceiver", e))?;
+        .map_err(|e| MediaError::build("audio transceiver", e))?;
     webrtc.emit_by_name::<gst_webrtc::WebRTCRTPTransceiver>(
         "add-transceiver",
         &[&WebRTCRTPTransceiverDirection::Recvonly, &caps],
@@ -755,16 +756,17 @@ fn add_branch(
             _ => gst::Pad::query_default(pad, parent, query),
         })
         .build();
-    src.set_active(true).map_err(|e| build_error(what, e))?;
+    src.set_active(true)
+        .map_err(|e| MediaError::build(what, e))?;
     let sink = webrtc
         .request_pad_simple("sink_%u")
-        .ok_or_else(|| build_error(what, "webrtcbin gave no sink pad"))?;
-    src.link(&sink).map_err(|e| build_error(what, e))?;
+        .ok_or_else(|| MediaError::build(what, "webrtcbin gave no sink pad"))?;
+    src.link(&sink).map_err(|e| MediaError::build(what, e))?;
     let transceiver = sink.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver");
     transceiver.set_direction(direction);
     let preferred = format!("{caps},ssrc=(uint){ssrc}")
         .parse::<gst::Caps>()
-        .map_err(|e| build_error(what, e))?;
+        .map_err(|e| MediaError::build(what, e))?;
     transceiver.set_property("codec-preferences", &preferred);
     if preferred
         .structure(0)
@@ -931,13 +933,6 @@ pub fn with_candidates(sdp: &str, candidates: &[(u32, String)]) -> String {
     }
     close(&mut out, section);
     out
-}
-
-fn build_error(what: &'static str, reason: impl std::fmt::Display) -> MediaError {
-    MediaError::Build {
-        what,
-        reason: reason.to_string(),
-    }
 }
 
 /// Gives webrtcbin the call's STUN and TURN servers and its transport policy.
