@@ -11,6 +11,8 @@
 const MMAP_THRESHOLD: i32 = 64 * 1024;
 
 /// Call once at start, before threads allocate.
+// glibc's mallopt: no library wraps it.
+#[allow(unsafe_code)]
 pub fn tune_allocator() {
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only changes allocator parameters; it is called before other threads run.
@@ -20,6 +22,8 @@ pub fn tune_allocator() {
 }
 
 /// Gives memory the heap no longer uses back to the system (after a call ends).
+// glibc's malloc_trim: no library wraps it.
+#[allow(unsafe_code)]
 pub fn release_free_memory() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim is thread-safe and only releases free heap pages.

@@ -4,25 +4,26 @@
 //! registered with no poller, a sent datagram wakes no one (an epoll registration costs a
 //! wake-up on every send, which on loopback was a third of the responder's time).
 //!
-//! The only unsafe code of the responder lives here: the `mmsghdr` arrays point into buffers
-//! this struct owns, and are rebuilt before each call so no pointer outlives its borrow.
+//! The system calls are nix's safe wrappers; the message headers they fill are allocated once
+//! per `Batch` (receiving) or per call (sending) and point only into buffers borrowed for the
+//! call.
 
-use std::io;
-use std::mem::{size_of, zeroed};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::io::{self, IoSlice, IoSliceMut};
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 
-use std::net::UdpSocket;
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
 
 /// Datagrams moved per system call at most.
 pub const BATCH: usize = 32;
 /// Receive buffer per datagram; a longer request is truncated and then rejected by the codec.
 const DATAGRAM_MAX: usize = 2048;
 
-/// Receive buffers and their senders' addresses, reused from batch to batch.
+/// Receive buffers, their message headers and the senders of the last batch, reused from batch
+/// to batch. Lives on the responder's thread (the headers hold pointers, so it is not `Send`).
 pub struct Batch {
     buffers: Box<[[u8; DATAGRAM_MAX]; BATCH]>,
-    addresses: [libc::sockaddr_storage; BATCH],
+    headers: MultiHeaders<SockaddrStorage>,
     /// (buffer index, length, sender) of each datagram of the last batch.
     received: Vec<(usize, usize, SocketAddr)>,
 }
@@ -31,8 +32,7 @@ impl Default for Batch {
     fn default() -> Self {
         Self {
             buffers: Box::new([[0; DATAGRAM_MAX]; BATCH]),
-            // SAFETY: sockaddr_storage is plain data for which all zeroes is a valid value.
-            addresses: unsafe { zeroed() },
+            headers: MultiHeaders::preallocate(BATCH, None),
             received: Vec::with_capacity(BATCH),
         }
     }
@@ -43,42 +43,24 @@ impl Batch {
     /// many arrived (any from a foreign address family are left out of `datagrams`).
     pub fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         self.received.clear();
-        // SAFETY: iovec and mmsghdr are plain data for which all zeroes is a valid value.
-        let mut iovecs: [libc::iovec; BATCH] = unsafe { zeroed() };
-        let mut headers: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-        for ((iovec, header), (buffer, address)) in iovecs
+        let mut slices: Vec<[IoSliceMut<'_>; 1]> = self
+            .buffers
             .iter_mut()
-            .zip(headers.iter_mut())
-            .zip(self.buffers.iter_mut().zip(self.addresses.iter_mut()))
-        {
-            let whole = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            aim(
-                header,
-                iovec,
-                buffer.as_mut_ptr(),
-                DATAGRAM_MAX,
-                address,
-                whole,
-            );
-        }
-        // SAFETY: every header points at one buffer and one address of `self` and at one
-        // iovec of this frame, all alive and exclusively borrowed for the call; the kernel
-        // writes at most the lengths given.
-        let count = unsafe {
-            libc::recvmmsg(
-                socket.as_raw_fd(),
-                headers.as_mut_ptr(),
-                BATCH as libc::c_uint,
-                libc::MSG_WAITFORONE,
-                std::ptr::null_mut(),
-            )
-        };
-        let count = usize::try_from(count).map_err(|_| io::Error::last_os_error())?;
-        for (index, (header, address)) in
-            headers.iter().zip(&self.addresses).take(count).enumerate()
-        {
-            if let Some(source) = socket_address(address, header.msg_hdr.msg_namelen) {
-                self.received.push((index, header.msg_len as usize, source));
+            .map(|buffer| [IoSliceMut::new(buffer)])
+            .collect();
+        let results = recvmmsg(
+            socket.as_raw_fd(),
+            &mut self.headers,
+            slices.iter_mut(),
+            MsgFlags::MSG_WAITFORONE,
+            None,
+        )
+        .map_err(io::Error::from)?;
+        let mut count = 0;
+        for (index, message) in results.enumerate() {
+            count += 1;
+            if let Some(source) = message.address.as_ref().and_then(socket_address) {
+                self.received.push((index, message.bytes, source));
             }
         }
         Ok(count)
@@ -95,9 +77,10 @@ impl Batch {
 /// Sends every `(datagram, destination)`, waiting while the send buffer is full, and returns
 /// how many went; a destination the kernel refuses is logged and skipped, the rest still go.
 pub fn send_all(socket: &UdpSocket, replies: &[(Vec<u8>, SocketAddr)]) -> usize {
+    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
     let (mut rest, mut sent_in_all) = (replies, 0);
     while let Some((_, first_destination)) = rest.first() {
-        match send_now(socket, rest) {
+        match send_now(socket, &mut headers, rest) {
             Ok(sent) => {
                 let sent = sent.clamp(1, rest.len());
                 sent_in_all += sent;
@@ -113,112 +96,41 @@ pub fn send_all(socket: &UdpSocket, replies: &[(Vec<u8>, SocketAddr)]) -> usize 
     sent_in_all
 }
 
-fn send_now(socket: &UdpSocket, replies: &[(Vec<u8>, SocketAddr)]) -> io::Result<usize> {
-    let count = replies.len().min(BATCH);
-    // SAFETY: plain data for which all zeroes is a valid value.
-    let mut iovecs: [libc::iovec; BATCH] = unsafe { zeroed() };
-    let mut addresses: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
-    let mut headers: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-    for (((iovec, address), header), (datagram, destination)) in iovecs
-        .iter_mut()
-        .zip(addresses.iter_mut())
-        .zip(headers.iter_mut())
-        .zip(replies)
-    {
-        let length = write_socket_address(*destination, address);
-        // The kernel only reads a datagram being sent, so the const pointer may be cast.
-        let data = datagram.as_ptr().cast_mut();
-        aim(header, iovec, data, datagram.len(), address, length);
-    }
-    // SAFETY: the first `count` headers point at datagrams borrowed from `replies` (which the
-    // kernel only reads) and at addresses and iovecs of this frame, all alive for the call.
-    let sent = unsafe {
-        libc::sendmmsg(
-            socket.as_raw_fd(),
-            headers.as_mut_ptr(),
-            count as libc::c_uint,
-            0,
-        )
-    };
-    usize::try_from(sent).map_err(|_| io::Error::last_os_error())
+/// One `sendmmsg` of up to `BATCH` of `replies`; how many the kernel took.
+fn send_now(
+    socket: &UdpSocket,
+    headers: &mut MultiHeaders<SockaddrStorage>,
+    replies: &[(Vec<u8>, SocketAddr)],
+) -> io::Result<usize> {
+    let batch = &replies[..replies.len().min(BATCH)];
+    let slices: Vec<[IoSlice<'_>; 1]> = batch
+        .iter()
+        .map(|(datagram, _)| [IoSlice::new(datagram)])
+        .collect();
+    let destinations: Vec<Option<SockaddrStorage>> = batch
+        .iter()
+        .map(|(_, destination)| Some(SockaddrStorage::from(*destination)))
+        .collect();
+    let sent = sendmmsg(
+        socket.as_raw_fd(),
+        headers,
+        &slices,
+        &destinations,
+        [],
+        MsgFlags::empty(),
+    )
+    .map_err(io::Error::from)?;
+    Ok(sent.count())
 }
 
-/// Points one message header at one buffer (through `iovec`) and one socket address.
-fn aim(
-    header: &mut libc::mmsghdr,
-    iovec: &mut libc::iovec,
-    buffer: *mut u8,
-    length: usize,
-    address: &mut libc::sockaddr_storage,
-    address_length: libc::socklen_t,
-) {
-    iovec.iov_base = buffer.cast();
-    iovec.iov_len = length;
-    header.msg_hdr.msg_name = (address as *mut libc::sockaddr_storage).cast();
-    header.msg_hdr.msg_namelen = address_length;
-    header.msg_hdr.msg_iov = iovec;
-    header.msg_hdr.msg_iovlen = 1;
-}
-
-/// The address the kernel wrote into `storage`, if it is IPv4 or IPv6.
-fn socket_address(storage: &libc::sockaddr_storage, length: libc::socklen_t) -> Option<SocketAddr> {
-    let length = length as usize;
-    match i32::from(storage.ss_family) {
-        libc::AF_INET if length >= size_of::<libc::sockaddr_in>() => {
-            // SAFETY: the family says the storage holds a sockaddr_in, and sockaddr_storage is
-            // large and aligned enough for any socket address.
-            let v4 =
-                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr)),
-                u16::from_be(v4.sin_port),
-            )))
-        }
-        libc::AF_INET6 if length >= size_of::<libc::sockaddr_in6>() => {
-            // SAFETY: as above, for sockaddr_in6.
-            let v6 = unsafe {
-                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
-            };
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                Ipv6Addr::from(v6.sin6_addr.s6_addr),
-                u16::from_be(v6.sin6_port),
-                u32::from_be(v6.sin6_flowinfo),
-                v6.sin6_scope_id,
-            )))
-        }
-        _ => None,
+/// The sender's address, if it is IPv4 or IPv6.
+fn socket_address(address: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = address.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
     }
-}
-
-/// Writes `address` into `storage` as the kernel expects it; returns its length.
-fn write_socket_address(
-    address: SocketAddr,
-    storage: &mut libc::sockaddr_storage,
-) -> libc::socklen_t {
-    match address {
-        SocketAddr::V4(v4) => {
-            // SAFETY: sockaddr_storage is large and aligned enough for a sockaddr_in.
-            let out = unsafe {
-                &mut *(storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>()
-            };
-            out.sin_family = libc::AF_INET as libc::sa_family_t;
-            out.sin_port = v4.port().to_be();
-            out.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
-            size_of::<libc::sockaddr_in>() as libc::socklen_t
-        }
-        SocketAddr::V6(v6) => {
-            // SAFETY: as above, for a sockaddr_in6.
-            let out = unsafe {
-                &mut *(storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
-            };
-            out.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            out.sin6_port = v6.port().to_be();
-            out.sin6_flowinfo = v6.flowinfo().to_be();
-            out.sin6_addr.s6_addr = v6.ip().octets();
-            out.sin6_scope_id = v6.scope_id();
-            size_of::<libc::sockaddr_in6>() as libc::socklen_t
-        }
-    }
+    address
+        .as_sockaddr_in6()
+        .map(|v6| SocketAddr::V6((*v6).into()))
 }
 
 #[cfg(test)]
@@ -232,20 +144,20 @@ mod tests {
             "[2001:db8::1]:50000".parse().unwrap(),
             "[fe80::1%3]:9".parse().unwrap(),
         ] {
-            // SAFETY: plain data.
-            let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
-            let length = write_socket_address(address, &mut storage);
-            assert_eq!(socket_address(&storage, length), Some(address));
+            let storage = SockaddrStorage::from(address);
+            assert_eq!(socket_address(&storage), Some(address));
         }
     }
 
     #[test]
-    fn short_or_foreign_addresses_are_refused() {
-        let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
-        let length = write_socket_address("192.0.2.7:1".parse().unwrap(), &mut storage);
-        assert_eq!(socket_address(&storage, length - 1), None);
-        storage.ss_family = libc::AF_UNIX as libc::sa_family_t;
-        assert_eq!(socket_address(&storage, length), None);
+    fn foreign_addresses_are_refused() {
+        let path = std::env::temp_dir().join(format!("peercam-batch-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let unix = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        let storage: SockaddrStorage = nix::sys::socket::getsockname(unix.as_raw_fd()).unwrap();
+        assert!(storage.as_unix_addr().is_some(), "a Unix socket's address");
+        assert_eq!(socket_address(&storage), None);
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]
