@@ -28,6 +28,7 @@ mod owned_pipeline;
 mod owner;
 mod payload_types;
 mod peer;
+mod peer_events;
 pub mod plan;
 mod retransmission;
 pub mod send_latency;
@@ -40,6 +41,7 @@ mod talkback;
 #[cfg(test)]
 mod test_pads;
 pub mod viewer_offer;
+mod webrtc_setup;
 
 pub use error::MediaError;
 pub use health::MediaHealth;

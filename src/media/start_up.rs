@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use super::error::MediaError;
 use super::settings::MediaSettings;
-use super::{peer, plan, shared_source, srtp_encoder};
+use super::{peer, plan, shared_source, srtp_encoder, webrtc_setup};
 use crate::metrics::Metrics;
 use crate::turn::DeviceIce;
 
@@ -23,7 +23,7 @@ pub fn init_gstreamer() -> Result<(), MediaError> {
 /// Initialises GStreamer and checks, once, that the elements every call needs exist.
 pub fn init() -> Result<(), MediaError> {
     init_gstreamer()?;
-    for factory in peer::REQUIRED_ELEMENTS {
+    for factory in webrtc_setup::REQUIRED_ELEMENTS {
         if gstreamer::ElementFactory::find(factory).is_none() {
             return Err(MediaError::MissingElement(factory));
         }

@@ -281,6 +281,32 @@ fn parse_attribute(media: &mut Media, value: &str, line: usize) -> Result<(), Of
     Ok(())
 }
 
+/// `sdp` with `candidates` (m-line index, `candidate:...` text) added to their m-sections and
+/// each section's gathering marked complete.
+pub fn with_candidates(sdp: &str, candidates: &[(u32, String)]) -> String {
+    let mut out = String::with_capacity(sdp.len() + candidates.len() * 100);
+    let mut section: Option<u32> = None;
+    let close = |out: &mut String, section: Option<u32>| {
+        if let Some(index) = section {
+            for (_, candidate) in candidates.iter().filter(|(m, _)| *m == index) {
+                let candidate = candidate.strip_prefix("a=").unwrap_or(candidate);
+                out.push_str(&format!("a={candidate}\r\n"));
+            }
+            out.push_str("a=end-of-candidates\r\n");
+        }
+    };
+    for line in sdp.lines() {
+        if line.starts_with("m=") {
+            close(&mut out, section);
+            section = Some(section.map_or(0, |s| s + 1));
+        }
+        out.push_str(line.trim_end_matches('\r'));
+        out.push_str("\r\n");
+    }
+    close(&mut out, section);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,5 +473,31 @@ mod tests {
         assert!(!is_constrained_baseline("4d001f"));
         assert!(!is_constrained_baseline("42"));
         assert!(!is_constrained_baseline("42zz1f"));
+    }
+
+    #[test]
+    fn gathered_candidates_go_into_their_sections() {
+        let sdp = "v=0\r\ns=-\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:video0\r\n\
+                   m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:audio1\r\n";
+        let out = with_candidates(
+            sdp,
+            &[
+                (
+                    0,
+                    "candidate:1 1 UDP 2015363327 127.0.0.1 40000 typ host".into(),
+                ),
+                (
+                    1,
+                    "a=candidate:2 1 UDP 2015363327 127.0.0.1 40001 typ host".into(),
+                ),
+            ],
+        );
+        assert_eq!(
+            out,
+            "v=0\r\ns=-\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:video0\r\n\
+             a=candidate:1 1 UDP 2015363327 127.0.0.1 40000 typ host\r\na=end-of-candidates\r\n\
+             m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:audio1\r\n\
+             a=candidate:2 1 UDP 2015363327 127.0.0.1 40001 typ host\r\na=end-of-candidates\r\n"
+        );
     }
 }
