@@ -1,10 +1,13 @@
 //! peercam: the firmware daemon of a camera appliance you call from a browser.
 //!
 //! # Layout
+//! - `daemon`: the daemon itself: listeners bound, owners started, the web side wired to them,
+//!   reload and an orderly stop; `run(config, listeners, state_dir, commands)`.
 //! - `auth`: the owner's password or pairing code, sessions, the failed-login cap.
 //! - `tokens`: viewer tokens for WHEP and snapshots, stored hashed.
 //! - `config`: the TOML file, every field optional, errors that name field and line.
-//! - `signaling`: the JSON wire protocol of `/ws` (mirrored by `web/signaling.js`).
+//! - `signaling`: the JSON wire protocol of `/ws` (mirrored by `web/signaling.js`) and what else
+//!   goes on the wire: the browser's ICE configuration, the transport policy.
 //! - `rooms`: the device's room as a pure state machine, and the task that owns it.
 //! - `media_link`: the messages between the room owner, the web handlers and the media owner.
 //! - `media`: the shared camera and encoder and one `webrtcbin` pipeline per peer, owned by
@@ -20,14 +23,17 @@
 //!   a new pipeline needs.
 //! - `refusals`: refusals (wrong passwords, unknown tokens, capped connections) logged so that
 //!   a flood cannot flood the journal.
-//! - `state_file`: files in the state directory written whole, with their mode.
+//! - `state_file`: files in the state directory written whole, with their mode; where the
+//!   state directory is by default.
 //! - `swappable`: values a reload replaces as a whole (ICE plan, TLS configuration).
-//! - `system`: systemd notifications (READY, STATUS, WATCHDOG, STOPPING).
+//! - `system`: systemd notifications (READY, STATUS, WATCHDOG, STOPPING) and the watchdog.
 //! - `memory`: allocator settings that keep RSS flat across calls.
 //! - `probe` (feature `probe`): `peercam probe`, an independent WebRTC caller for health checks
 //!   and benchmarks.
 //!
-//! The binary (`main.rs`) only wires these together: listeners, channels and tasks.
+//! The binary (`main.rs`) is the command line: it binds the daemon's listeners, turns signals
+//! into `daemon::Command`s and runs `daemon::run`, or runs one of the other commands. Which
+//! module may import which: `docs/architecture.md`.
 
 pub mod auth;
 pub mod config;
