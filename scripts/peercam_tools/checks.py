@@ -10,7 +10,7 @@ import sys
 # nomination tick after a valid pair was checked again asserts that every valid pair has
 # succeeded (conncheck.c:987; still so in libnice 0.1.23). Under emulation it came in 3 of 42
 # first calls while the device offered ICE-TCP candidates, and in 0 of 70 since it offers UDP
-# ones only (src/media/peer.rs, ICE_TCP); never on x86. It is upstream's, so the tests name it
+# ones only (src/media/webrtc_setup.rs, ICE_TCP); never on x86. It is upstream's, so the tests name it
 # and call again (the board test up to three calls in all); any other failure fails them.
 LIBNICE_ABORT = "priv_conn_check_tick_stream_nominate: assertion failed"
 
