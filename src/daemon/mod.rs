@@ -50,7 +50,7 @@ pub async fn run(
     config: Config,
     listeners: Listeners,
     state_dir: PathBuf,
-    mut commands: mpsc::Receiver<Command>,
+    commands: mpsc::Receiver<Command>,
 ) -> Result<Stop, DaemonError> {
     media::init()?;
     media::validate_launch_lines(&config.media, Strictness::Elements)?;
@@ -106,7 +106,7 @@ pub async fn run(
         snapshots: Arc::default(),
     };
     tokio::spawn(web::access::watch(state.clone(), web::access::PERIOD));
-    let mut served = listeners.serve(&config, web::router(state), Arc::clone(&tls), &metrics)?;
+    let served = listeners.serve(&config, web::router(state), Arc::clone(&tls), &metrics)?;
     owners::wait_for_warm_up(warmed_up).await;
     announce::ready(&host_name, &addresses, https_port, &certificate.fingerprint);
     if let Some(code) = auth.as_ref().and_then(|a| a.pairing_code()) {
@@ -120,41 +120,74 @@ pub async fn run(
         tls: &tls,
         certificates: &certificates,
     };
-    let mut owners = owners;
-    let mut watchdog = Watchdog::new(system::watchdog_interval());
-    loop {
-        tokio::select! {
-            () = &mut served.https => return Err(DaemonError::PartStopped("HTTPS listener")),
-            () = &mut served.redirect => {
-                return Err(DaemonError::PartStopped("HTTP redirect listener"));
+    let running = Running {
+        served,
+        owners,
+        metrics: &metrics,
+        notifier: &notifier,
+    };
+    running.until_stopped(&live, commands).await
+}
+
+/// The daemon at work: its long-running parts and what the loop reads.
+struct Running<'a> {
+    served: listeners::Served,
+    owners: owners::Owners,
+    metrics: &'a Metrics,
+    notifier: &'a Notifier,
+}
+
+impl Running<'_> {
+    /// Runs until a part stops (an error) or a command says stop (every caller told, the
+    /// media stopped); reloads when told and pets the watchdog meanwhile.
+    async fn until_stopped(
+        self,
+        live: &reload::Live<'_>,
+        mut commands: mpsc::Receiver<Command>,
+    ) -> Result<Stop, DaemonError> {
+        let Self {
+            mut served,
+            mut owners,
+            metrics,
+            notifier,
+        } = self;
+        let mut watchdog = Watchdog::new(system::watchdog_interval());
+        loop {
+            tokio::select! {
+                () = &mut served.https => return Err(DaemonError::PartStopped("HTTPS listener")),
+                () = &mut served.redirect => {
+                    return Err(DaemonError::PartStopped("HTTP redirect listener"));
+                }
+                _ = &mut owners.rooms_task => return Err(DaemonError::PartStopped("room owner")),
+                _ = &mut owners.media_task => return Err(DaemonError::PartStopped("media owner")),
+                () = &mut served.stun => return Err(DaemonError::PartStopped("STUN responder")),
+                () = watchdog.tick() => {
+                    let connected = metrics.media_connected.load(Ordering::Relaxed);
+                    let packets = metrics.video_packets_sent.load(Ordering::Relaxed);
+                    if watchdog.healthy(connected, packets) {
+                        notifier.watchdog();
+                    } else {
+                        log::warn!(
+                            "media connected but no video is flowing; not petting the watchdog"
+                        );
+                    }
+                }
+                command = commands.recv() => match command {
+                    Some(Command::Reload { from }) => reload::reload(from.as_deref(), &live),
+                    Some(Command::Stop { why }) => {
+                        log::info!("{why}: hanging up and shutting down");
+                        break;
+                    }
+                    None => {
+                        log::info!("told to stop: hanging up and shutting down");
+                        break;
+                    }
+                },
             }
-            _ = &mut owners.rooms_task => return Err(DaemonError::PartStopped("room owner")),
-            _ = &mut owners.media_task => return Err(DaemonError::PartStopped("media owner")),
-            () = &mut served.stun => return Err(DaemonError::PartStopped("STUN responder")),
-            () = watchdog.tick() => {
-                let connected = metrics.media_connected.load(Ordering::Relaxed);
-                let packets = metrics.video_packets_sent.load(Ordering::Relaxed);
-                if watchdog.healthy(connected, packets) {
-                    notifier.watchdog();
-                } else {
-                    log::warn!("media connected but no video is flowing; not petting the watchdog");
-                }
-            }
-            command = commands.recv() => match command {
-                Some(Command::Reload { from }) => reload::reload(from.as_deref(), &live),
-                Some(Command::Stop { why }) => {
-                    log::info!("{why}: hanging up and shutting down");
-                    break;
-                }
-                None => {
-                    log::info!("told to stop: hanging up and shutting down");
-                    break;
-                }
-            },
         }
+        notifier.stopping();
+        Ok(owners.shut_down().await)
     }
-    notifier.stopping();
-    Ok(owners.shut_down().await)
 }
 
 /// The owner's password (or pairing code) and sessions; `None` with `auth = "none"`.
