@@ -173,7 +173,7 @@ impl Running<'_> {
                     }
                 }
                 command = commands.recv() => match command {
-                    Some(Command::Reload { from }) => reload::reload(from.as_deref(), &live),
+                    Some(Command::Reload { from }) => reload::reload(from.as_deref(), live),
                     Some(Command::Stop { why }) => {
                         log::info!("{why}: hanging up and shutting down");
                         break;
