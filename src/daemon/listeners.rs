@@ -24,13 +24,13 @@ pub struct Listeners {
 }
 
 /// A part of the daemon that runs until it stops.
-pub(super) type Running = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub(super) type Part = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The listeners at work; each future ends only when its part stops.
 pub(super) struct Served {
-    pub https: Running,
-    pub redirect: Running,
-    pub stun: Running,
+    pub https: Part,
+    pub redirect: Part,
+    pub stun: Part,
 }
 
 impl Listeners {

@@ -84,6 +84,19 @@ impl Viewer {
     }
 }
 
+/// Gives a snapshot's tap back to the owner when dropped, on every path of the thread that held
+/// it.
+struct TapRelease {
+    tap: u64,
+    done: mpsc::UnboundedSender<u64>,
+}
+
+impl Drop for TapRelease {
+    fn drop(&mut self) {
+        let _ = self.done.send(self.tap);
+    }
+}
+
 struct Owner {
     settings: MediaSettings,
     max_viewers: usize,
@@ -499,7 +512,7 @@ impl Owner {
     }
 
     /// Takes a picture on a blocking thread with a tap on the source's frames; the tap is
-    /// released (`taps_done`) when the picture is sent, however it went.
+    /// released (`taps_done`) when the picture is sent, however it went (a panic included).
     fn snapshot(
         &mut self,
         width: Option<u32>,
@@ -512,11 +525,14 @@ impl Owner {
                 return;
             }
         };
-        let done = self.taps_done.clone();
+        let release = TapRelease {
+            tap,
+            done: self.taps_done.clone(),
+        };
         tokio::task::spawn_blocking(move || {
             let picture = snapshot::jpeg(&frames, width, snapshot::FRAME_TIMEOUT);
             let _ = reply.send(picture.map_err(SnapshotRefused::from));
-            let _ = done.send(tap);
+            drop(release);
         });
     }
 
