@@ -4,7 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use peercam::media::plan::VideoCodec;
-use peercam::media::viewer_offer::{self, MAX_OFFER_BYTES};
+use peercam::media::viewer_offer;
+use peercam::media_link::MAX_OFFER_BYTES;
 use peercam::web::whep::parse_fragment;
 
 fuzz_target!(|input: &[u8]| {
