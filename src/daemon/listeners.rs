@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::web::limits::ConnectionBudget;
 use crate::web::serve;
-use crate::{descriptors, refusals, stun, tls};
+use crate::{descriptors, stun, tls};
 
 /// The bound sockets, not yet served.
 pub struct Listeners {
@@ -156,7 +156,6 @@ impl Listeners {
                 None => std::future::pending().await,
             }
         };
-        tokio::spawn(refusals::flush_every(Duration::from_secs(1)));
         Ok(Served {
             https: Box::pin(https),
             redirect: Box::pin(redirect),

@@ -39,10 +39,10 @@ use crate::host;
 use crate::media::{self, MediaSettings, Strictness};
 use crate::metrics::Metrics;
 use crate::system::{self, Notifier, Watchdog};
-use crate::tls;
 use crate::tokens::ViewerTokens;
 use crate::turn::{IcePlan, SharedIcePlan};
 use crate::web::{self, AppState};
+use crate::{refusals, tls};
 
 /// Runs the daemon on `listeners` until a part stops (an error) or `commands` says stop (or
 /// closes). `state_dir` holds the certificate, the password's hash and the viewer tokens.
@@ -105,7 +105,12 @@ pub async fn run(
         login_checks: AppState::login_checks(),
         snapshots: Arc::default(),
     };
-    tokio::spawn(web::access::watch(state.clone(), web::access::PERIOD));
+    // Tasks that end with the daemon: aborted when `run` returns, so a daemon run in-process
+    // leaves none behind.
+    let _background = Background(vec![
+        tokio::spawn(web::access::watch(state.clone(), web::access::PERIOD)),
+        tokio::spawn(refusals::flush_every(Duration::from_secs(1))),
+    ]);
     let served = listeners.serve(&config, web::router(state), Arc::clone(&tls), &metrics)?;
     owners::wait_for_warm_up(warmed_up).await;
     announce::ready(&host_name, &addresses, https_port, &certificate.fingerprint);
@@ -127,6 +132,17 @@ pub async fn run(
         notifier: &notifier,
     };
     running.until_stopped(&live, commands).await
+}
+
+/// Tasks aborted when dropped.
+struct Background(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 /// The daemon at work: its long-running parts and what the loop reads.

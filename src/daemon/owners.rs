@@ -109,6 +109,15 @@ impl Owners {
     }
 }
 
+impl Drop for Owners {
+    /// The owners end with the daemon (after `shut_down`, the media owner has already
+    /// returned; the room owner would wait for the last connection's handle otherwise).
+    fn drop(&mut self) {
+        self.rooms_task.abort();
+        self.media_task.abort();
+    }
+}
+
 /// The longest the daemon waits for the media rehearsal before it says it is ready. The
 /// listeners are up meanwhile (a call waits in the media owner's queue); the limit keeps
 /// READY well inside the unit's 30 s start timeout on a slow board.
