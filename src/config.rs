@@ -33,6 +33,7 @@ pub struct Config {
     pub stun: StunConfig,
     pub turn: TurnConfig,
     pub login: LoginConfig,
+    pub remote: RemoteConfig,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -307,6 +308,65 @@ impl Default for WatchersConfig {
     }
 }
 
+/// Reaching the device from outside the home (README "Calling from outside").
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteConfig {
+    /// Ask the home router (UPnP-IGD, NAT-PMP or PCP) to forward the HTTPS port, the STUN
+    /// port and `media_ports` to the device, with short leases renewed while it runs and
+    /// deleted when it stops. Off by default: it opens the router to the internet.
+    pub port_mapping: bool,
+    /// The UDP ports calls use, `"first-last"` (for a forward made by hand, or by
+    /// `port_mapping`, whose default is `DEFAULT_MEDIA_PORTS`). Unset and without
+    /// `port_mapping`: any free port, as the system gives.
+    pub media_ports: Option<String>,
+}
+
+/// The media ports `port_mapping` forwards when `media_ports` is not set: one per call or
+/// viewer, with room for a resumed call beside the one it replaces.
+pub const DEFAULT_MEDIA_PORTS: std::ops::RangeInclusive<u16> = 50000..=50019;
+
+/// At most this many media ports: each is a mapping asked of the router one by one.
+pub const MAX_MEDIA_PORTS: usize = 100;
+
+impl RemoteConfig {
+    /// The UDP ports calls use, if fixed (`media_ports`, or the default when mapping).
+    pub fn media_port_range(&self) -> Option<std::ops::RangeInclusive<u16>> {
+        match &self.media_ports {
+            Some(text) => parse_port_range(text).ok(),
+            None if self.port_mapping => Some(DEFAULT_MEDIA_PORTS),
+            None => None,
+        }
+    }
+}
+
+/// `"50000-50019"` (or one port, `"50000"`): above 1023, first <= last, at most
+/// `MAX_MEDIA_PORTS` ports.
+fn parse_port_range(text: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    let (first, last) = text.split_once('-').unwrap_or((text, text));
+    let port = |part: &str| {
+        part.trim()
+            .parse::<u16>()
+            .map_err(|_| format!("`{text}` is not a port range such as \"50000-50019\""))
+    };
+    let (first, last) = (port(first)?, port(last)?);
+    if first < 1024 {
+        return Err(format!(
+            "{first} is a privileged port; use ports from 1024 up"
+        ));
+    }
+    if first > last {
+        return Err(format!("the range `{text}` ends before it starts"));
+    }
+    if usize::from(last - first) >= MAX_MEDIA_PORTS {
+        return Err(format!(
+            "{} ports is too many; at most {MAX_MEDIA_PORTS}",
+            usize::from(last - first) + 1
+        ));
+    }
+    Ok(first..=last)
+}
+
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
@@ -537,6 +597,9 @@ impl Config {
         if self.stun.enabled && self.stun.burst == 0 {
             return Err(("stun.burst", "must be at least 1".into()));
         }
+        if let Some(text) = &self.remote.media_ports {
+            parse_port_range(text).map_err(|message| ("remote.media_ports", message))?;
+        }
         Ok(())
     }
 }
@@ -690,5 +753,26 @@ mod tests {
         let (field, line, _) = field_error("[http]\ncertificate = \"/a.pem\"\n");
         assert_eq!(field, "http.certificate");
         assert_eq!(line, Some(2));
+    }
+
+    #[test]
+    fn media_ports_are_a_range_and_default_only_when_mapping() {
+        assert_eq!(Config::default().remote.media_port_range(), None);
+        let mapping = Config::parse("[remote]\nport_mapping = true\n", "x").expect("valid");
+        assert_eq!(mapping.remote.media_port_range(), Some(DEFAULT_MEDIA_PORTS));
+        let set = Config::parse("[remote]\nmedia_ports = \"40000-40004\"\n", "x").expect("valid");
+        assert_eq!(set.remote.media_port_range(), Some(40000..=40004));
+        for (text, says) in [
+            ("\"80-90\"", "privileged"),
+            ("\"5000-4000\"", "ends before"),
+            ("\"40000-49999\"", "too many"),
+            ("\"forty\"", "not a port range"),
+        ] {
+            let (field, line, message) = field_error(&format!(
+                "[remote]\nport_mapping = true\nmedia_ports = {text}\n"
+            ));
+            assert_eq!((field.as_str(), line), ("remote.media_ports", Some(3)));
+            assert!(message.contains(says), "{message}");
+        }
     }
 }

@@ -13,6 +13,10 @@
 //! - `media`: the shared camera and encoder and one `webrtcbin` pipeline per peer, owned by
 //!   one task.
 //! - `web`: the page, the WebSocket sessions, WHEP, snapshots, the HTTPS and redirect listeners.
+//! - `port_mapping`: the home router's forwards to the device (PCP, NAT-PMP, UPnP-IGD), asked
+//!   for at start, renewed on short leases, deleted at stop (`[remote] port_mapping`).
+//! - `reachability`: how the device is reached from outside (the public URL, or why not) and
+//!   the candidate a call adds for a forwarded media port.
 //! - `stun`: the STUN Binding responder (pure codec and rate limiter, thin UDP loop).
 //! - `turn`: ICE servers handed to callers, with TURN credentials minted per call.
 //! - `tls`: the certificate, configured or self-signed and kept in the state directory.
@@ -45,8 +49,10 @@ pub mod media;
 pub mod media_link;
 pub mod memory;
 pub mod metrics;
+pub mod port_mapping;
 #[cfg(feature = "probe")]
 pub mod probe;
+pub mod reachability;
 pub mod refusals;
 pub mod rooms;
 pub mod signaling;

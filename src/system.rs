@@ -11,6 +11,8 @@ use std::time::Duration;
 #[derive(Debug)]
 pub struct Notifier {
     socket: Option<(UnixDatagram, std::os::unix::net::SocketAddr)>,
+    /// The two parts of STATUS: what the rooms are doing, and how the device is reached.
+    status: std::sync::Mutex<(String, String)>,
 }
 
 impl Notifier {
@@ -26,12 +28,18 @@ impl Notifier {
             };
             Some((UnixDatagram::unbound().ok()?, address))
         });
-        Self { socket }
+        Self {
+            socket,
+            status: std::sync::Mutex::default(),
+        }
     }
 
     /// A notifier that tells nobody anything.
     pub fn disabled() -> Self {
-        Self { socket: None }
+        Self {
+            socket: None,
+            status: std::sync::Mutex::default(),
+        }
     }
 
     fn send(&self, message: &str) {
@@ -47,9 +55,27 @@ impl Notifier {
         self.send("READY=1");
     }
 
-    /// One line of what the daemon is doing, shown by `systemctl status`.
+    /// One line of what the daemon is doing, shown by `systemctl status` (with how it is
+    /// reached from outside, when port mapping said).
     pub fn status(&self, text: &str) {
-        self.send(&format!("STATUS={}", text.replace('\n', " ")));
+        self.update_status(|(rooms, _)| *rooms = text.replace('\n', " "));
+    }
+
+    /// How the device is reached from outside, after the rooms' part of STATUS.
+    pub fn reachability(&self, text: &str) {
+        self.update_status(|(_, reach)| *reach = text.replace('\n', " "));
+    }
+
+    fn update_status(&self, change: impl FnOnce(&mut (String, String))) {
+        let line = {
+            let mut parts = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            change(&mut parts);
+            match (parts.0.as_str(), parts.1.as_str()) {
+                (rooms, "") => rooms.to_owned(),
+                (rooms, reach) => format!("{rooms}; {reach}"),
+            }
+        };
+        self.send(&format!("STATUS={line}"));
     }
 
     pub fn watchdog(&self) {
@@ -125,6 +151,7 @@ mod tests {
                 UnixDatagram::unbound().unwrap(),
                 std::os::unix::net::SocketAddr::from_pathname(&path).unwrap(),
             )),
+            status: std::sync::Mutex::default(),
         };
         notifier.ready();
         notifier.status("In a call\nwith 10.0.0.2");
@@ -133,6 +160,12 @@ mod tests {
         assert_eq!(&buffer[..n], b"READY=1");
         let n = listener.recv(&mut buffer).unwrap();
         assert_eq!(&buffer[..n], b"STATUS=In a call with 10.0.0.2");
+        notifier.reachability("reachable at https://31.77.1.2:8443/");
+        let n = listener.recv(&mut buffer).unwrap();
+        assert_eq!(
+            &buffer[..n],
+            b"STATUS=In a call with 10.0.0.2; reachable at https://31.77.1.2:8443/"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

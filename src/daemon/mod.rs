@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 pub use control::{Command, DaemonError, Stop};
 pub use listeners::Listeners;
@@ -38,6 +38,8 @@ use crate::config::{AuthMode, Config};
 use crate::host;
 use crate::media::{self, MediaSettings, Strictness};
 use crate::metrics::Metrics;
+use crate::port_mapping;
+use crate::reachability::Reachability;
 use crate::system::{self, Notifier, Watchdog};
 use crate::tokens::ViewerTokens;
 use crate::turn::{IcePlan, SharedIcePlan};
@@ -54,7 +56,12 @@ pub async fn run(
 ) -> Result<Stop, DaemonError> {
     media::init()?;
     media::validate_launch_lines(&config.media, Strictness::Elements)?;
-    let settings = MediaSettings::resolve(&config.media, &config.ice);
+    let (reachability, reached) = watch::channel(Reachability {
+        port_mapping: config.remote.port_mapping,
+        ..Reachability::default()
+    });
+    let settings =
+        MediaSettings::resolve(&config.media, &config.ice, &config.remote, reached.clone());
     let metrics = Arc::new(Metrics::default());
 
     let host_name = host::host_name();
@@ -78,6 +85,18 @@ pub async fn run(
         &config, stun_port,
     ))));
     let notifier = Arc::new(Notifier::from_env());
+    let port_mapping = config
+        .remote
+        .media_port_range()
+        .filter(|_| config.remote.port_mapping)
+        .map(|media_ports| owners::PortMapping {
+            plan: port_mapping::Plan {
+                https_port,
+                stun_port,
+                media_ports,
+            },
+            state: reachability,
+        });
     let (owners, warmed_up) = owners::Owners::start(
         &config,
         settings,
@@ -86,6 +105,7 @@ pub async fn run(
             metrics: &metrics,
             notifier: &notifier,
         },
+        port_mapping,
     );
 
     let state = AppState {
@@ -104,6 +124,7 @@ pub async fn run(
         media: owners.media.clone(),
         login_checks: AppState::login_checks(),
         snapshots: Arc::default(),
+        reachability: reached.clone(),
     };
     // Tasks that end with the daemon: aborted when `run` returns, so a daemon run in-process
     // leaves none behind.
@@ -112,8 +133,12 @@ pub async fn run(
         tokio::spawn(refusals::flush_every(Duration::from_secs(1))),
     ]);
     let served = listeners.serve(&config, web::router(state), Arc::clone(&tls), &metrics)?;
-    owners::wait_for_warm_up(warmed_up).await;
+    let ((), outside) = tokio::join!(
+        owners::wait_for_warm_up(warmed_up),
+        announce::first_reachability(reached)
+    );
     announce::ready(&host_name, &addresses, https_port, &certificate.fingerprint);
+    announce::outside(&outside);
     if let Some(code) = auth.as_ref().and_then(|a| a.pairing_code()) {
         announce::pairing(&host::page_urls(&host_name, &addresses, https_port), code);
     }

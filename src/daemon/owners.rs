@@ -1,17 +1,20 @@
-//! The two owners of the daemon's state — the room owner (`rooms::run`) and the media owner
-//! (`media::run`) — started with the channels between them, the handles the web side uses to
-//! reach them, and their orderly stop.
+//! The owners of the daemon's state — the room owner (`rooms::run`), the media owner
+//! (`media::run`) and, with `[remote] port_mapping`, the keeper of the router's forwards
+//! (`port_mapping::run`) — started with the channels between them, the handles the web side
+//! uses to reach them, and their orderly stop.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::control::Stop;
 use crate::config::Config;
 use crate::media::{self, MediaSettings};
 use crate::media_link::MediaCommand;
 use crate::metrics::Metrics;
+use crate::port_mapping;
+use crate::reachability::Reachability;
 use crate::rooms::{self, RoomLimits, RoomStatus, RoomsHandle};
 use crate::system::Notifier;
 use crate::turn::SharedIcePlan;
@@ -23,7 +26,19 @@ pub(super) struct Owners {
     pub rooms: RoomsHandle,
     pub media: mpsc::UnboundedSender<MediaCommand>,
     pub status: Arc<RoomStatus>,
+    /// The keeper of the router's forwards and how to tell it to stop, with port mapping on.
+    port_mapping: Option<(tokio::task::JoinHandle<()>, oneshot::Sender<()>)>,
 }
+
+/// Port mapping, when `[remote] port_mapping` asks for it: what to forward, and where the
+/// keeper says how the device is reached.
+pub(super) struct PortMapping {
+    pub plan: port_mapping::Plan,
+    pub state: watch::Sender<Reachability>,
+}
+
+/// At stop, the keeper may take this long to delete the router's forwards.
+const PORT_MAPPING_STOP: Duration = Duration::from_secs(4);
 
 /// What both owners share with the rest of the daemon.
 pub(super) struct Shared<'a> {
@@ -39,6 +54,7 @@ impl Owners {
         config: &Config,
         settings: MediaSettings,
         shared: &Shared<'_>,
+        mapping: Option<PortMapping>,
     ) -> (Self, oneshot::Receiver<()>) {
         let (connections_tx, connections_rx) = mpsc::channel(256);
         let (warmed_up_tx, warmed_up) = oneshot::channel();
@@ -82,13 +98,28 @@ impl Owners {
             },
             media: media_tx,
             status,
+            port_mapping: mapping.map(|PortMapping { plan, state }| {
+                let (stop_tx, stop) = oneshot::channel();
+                let keeper = port_mapping::Keeper {
+                    plan,
+                    state,
+                    notifier: Arc::clone(shared.notifier),
+                    stop,
+                };
+                (tokio::spawn(port_mapping::run(keeper)), stop_tx)
+            }),
         };
         (owners, warmed_up)
     }
 
-    /// Says bye to every caller, stops the pipeline, and gives the sockets a moment to
-    /// deliver the goodbyes; all within well under systemd's stop timeout.
-    pub async fn shut_down(&self) -> Stop {
+    /// Says bye to every caller, stops the pipeline, gives the sockets a moment to deliver
+    /// the goodbyes, and has the router's forwards deleted; all within well under systemd's
+    /// stop timeout.
+    pub async fn shut_down(&mut self) -> Stop {
+        let forwards_deleted = self.port_mapping.take().map(|(task, stop)| {
+            let _ = stop.send(());
+            tokio::time::timeout(PORT_MAPPING_STOP, task)
+        });
         let (done, stopped) = oneshot::channel();
         let mut stop = Stop::Clean;
         if self
@@ -105,6 +136,11 @@ impl Owners {
             stop = Stop::MediaStillStopping;
         }
         tokio::time::sleep(Duration::from_millis(150)).await;
+        if let Some(deleted) = forwards_deleted
+            && deleted.await.is_err()
+        {
+            log::warn!("the router's forwards were not deleted in time; their leases end them");
+        }
         stop
     }
 }
@@ -115,6 +151,9 @@ impl Drop for Owners {
     fn drop(&mut self) {
         self.rooms_task.abort();
         self.media_task.abort();
+        if let Some((task, _)) = &self.port_mapping {
+            task.abort();
+        }
     }
 }
 

@@ -38,6 +38,7 @@ use super::webrtc_setup::{
 };
 use super::{bitrate, link_stats, send_latency, talkback};
 use crate::metrics::Metrics;
+use crate::reachability::{Reachability, forwarded_candidate};
 use crate::signaling::IceCandidate;
 use crate::turn::DeviceIce;
 
@@ -74,6 +75,8 @@ pub struct Peer {
     video_sent: Option<(u64, Instant)>,
     /// A viewer's candidates, gathered for its answer.
     gathered: Vec<(u32, String)>,
+    /// The router's forwards of the media ports (`MediaSettings::forwards`).
+    forwards: tokio::sync::watch::Receiver<Reachability>,
     /// Starts what the shared source sends this peer (once connected).
     send_start: Option<SendStart>,
 }
@@ -102,7 +105,7 @@ impl Peer {
         pipeline
             .add(&webrtc)
             .map_err(|e| MediaError::build("webrtcbin", e))?;
-        tune_ice_agent(&webrtc);
+        tune_ice_agent(&webrtc, settings.media_ports.as_ref());
         bypass_unused_fec_encoders(&webrtc, id, &metrics);
         add_ice_addresses(&webrtc, &settings.extra_ice_addresses);
         use_ice_servers(&webrtc, ice);
@@ -156,6 +159,7 @@ impl Peer {
             heard_at: None,
             video_sent: None,
             gathered: Vec::new(),
+            forwards: settings.forwards.clone(),
             send_start: None,
         };
         peer.watch_video(source, matches!(role, Role::Caller));
@@ -368,18 +372,28 @@ impl Peer {
                     "webrtcbin made no offer: {reason}"
                 ))]
             }
-            Notice::IceCandidate { mline, candidate } => match self.id {
-                PeerId::Viewer(_) => {
-                    self.gathered.push((mline, candidate));
-                    vec![]
+            Notice::IceCandidate { mline, candidate } => {
+                // A host candidate on a port the router forwards is also reached at the
+                // router's external address.
+                let forwarded = forwarded_candidate(&candidate, &self.forwards.borrow().media);
+                let candidates = std::iter::once(candidate).chain(forwarded);
+                match self.id {
+                    PeerId::Viewer(_) => {
+                        self.gathered.extend(candidates.map(|c| (mline, c)));
+                        vec![]
+                    }
+                    PeerId::Caller(_) => candidates
+                        .map(|candidate| {
+                            PeerEvent::Candidate(IceCandidate {
+                                candidate,
+                                sdp_m_line_index: mline,
+                                sdp_mid: None,
+                                username_fragment: None,
+                            })
+                        })
+                        .collect(),
                 }
-                PeerId::Caller(_) => vec![PeerEvent::Candidate(IceCandidate {
-                    candidate,
-                    sdp_m_line_index: mline,
-                    sdp_mid: None,
-                    username_fragment: None,
-                })],
-            },
+            }
             Notice::IceState(state) => self.on_ice_state(state),
             Notice::Error(reason) => vec![PeerEvent::Failed(reason)],
             Notice::Stats(stats) => {

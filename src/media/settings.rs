@@ -3,12 +3,16 @@
 //! exist), and the built-in test pattern.
 
 use std::net::IpAddr;
+use std::ops::RangeInclusive;
+
+use tokio::sync::watch;
 
 use super::{bitrate, devices};
-use crate::config::{AUTO, IceConfig, MediaConfig};
+use crate::config::{AUTO, IceConfig, MediaConfig, RemoteConfig};
+use crate::reachability::Reachability;
 
 /// Media settings with every `auto` resolved to a concrete GStreamer description.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct MediaSettings {
     pub video_source: String,
     /// The microphone; `None` when the device has none (video-only calls).
@@ -27,11 +31,21 @@ pub struct MediaSettings {
     pub extra_ice_addresses: Vec<IpAddr>,
     /// How long a call may take to connect before it is given up.
     pub connect_timeout: std::time::Duration,
+    /// The UDP ports calls use (`[remote] media_ports`); `None`: any.
+    pub media_ports: Option<RangeInclusive<u16>>,
+    /// The router's forwards of those ports, as port mapping last made them: each forwarded
+    /// host candidate gets a server-reflexive twin at the router's external address.
+    pub forwards: watch::Receiver<Reachability>,
 }
 
 impl MediaSettings {
     /// Resolves `auto` sources and sinks by asking GStreamer which devices exist.
-    pub fn resolve(media: &MediaConfig, ice: &IceConfig) -> Self {
+    pub fn resolve(
+        media: &MediaConfig,
+        ice: &IceConfig,
+        remote: &RemoteConfig,
+        forwards: watch::Receiver<Reachability>,
+    ) -> Self {
         let video_source = devices::resolve_video_source(&media.video_source);
         let audio_source = devices::resolve_audio_source(&media.audio_source);
         let audio_sink = devices::resolve_audio_sink(&media.audio_sink);
@@ -61,6 +75,8 @@ impl MediaSettings {
             keyframe_interval: media.keyframe_interval,
             extra_ice_addresses: ice.local_addresses.clone(),
             connect_timeout: std::time::Duration::from_secs(ice.connect_timeout_seconds),
+            media_ports: remote.media_port_range(),
+            forwards,
         }
     }
 
@@ -82,6 +98,8 @@ impl MediaSettings {
             keyframe_interval: 60,
             extra_ice_addresses: vec![],
             connect_timeout: std::time::Duration::from_secs(15),
+            media_ports: None,
+            forwards: watch::channel(Reachability::default()).1,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! started once connected on the streams the far end receives, and actions awaited on a
 //! promise.
 
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -308,11 +309,26 @@ const ICE_TCP: bool = false;
 /// works, so one transmission fewer costs little on a lossy path.
 const STUN_TRANSMISSIONS: u32 = 2;
 
+/// libnice's own UPnP-IGD: off. Debian builds libnice with it and it is on by default: every
+/// call asked the router for a 7-day forward, raced against a 200 ms timeout, unasked and
+/// unsaid. Port mapping is the daemon's (`port_mapping`, `[remote] port_mapping`): made once at
+/// start for a fixed port range, on short leases, and each call's forwarded host candidate gets
+/// its reflexive twin from `reachability::forwarded_candidate`.
+const LIBNICE_UPNP: bool = false;
+
 /// Paces libnice's connectivity checks every `ICE_CHECK_PACING_MS`, and gathers UDP host
 /// candidates only: no ICE-TCP (see `ICE_TCP`); gives up on a STUN request after
-/// `STUN_TRANSMISSIONS`.
-pub(super) fn tune_ice_agent(webrtc: &gst::Element) {
+/// `STUN_TRANSMISSIONS`; no UPnP of its own (`LIBNICE_UPNP`); binds its sockets within
+/// `ports` when given (`[remote] media_ports`).
+pub(super) fn tune_ice_agent(webrtc: &gst::Element, ports: Option<&RangeInclusive<u16>>) {
     let ice = webrtc.property::<gst::glib::Object>("ice-agent");
+    if let Some(ports) = ports
+        && ice.find_property("min-rtp-port").is_some()
+    {
+        // Set the maximum first: the element refuses a minimum above the current maximum.
+        ice.set_property("max-rtp-port", u32::from(*ports.end()));
+        ice.set_property("min-rtp-port", u32::from(*ports.start()));
+    }
     let Some(agent) = ice
         .find_property("agent")
         .map(|_| ice.property::<gst::glib::Object>("agent"))
@@ -327,6 +343,9 @@ pub(super) fn tune_ice_agent(webrtc: &gst::Element) {
     }
     if agent.find_property("stun-max-retransmissions").is_some() {
         agent.set_property("stun-max-retransmissions", STUN_TRANSMISSIONS);
+    }
+    if agent.find_property("upnp").is_some() {
+        agent.set_property("upnp", LIBNICE_UPNP);
     }
 }
 

@@ -80,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(websocket))
         .route("/metrics", get(metrics))
         .route("/api/ice-servers", get(ice_servers))
+        .route("/api/remote", get(remote))
         .route("/login", get(login::show).post(login::submit))
         .route("/logout", axum::routing::post(login::log_out))
         .route(
@@ -140,6 +141,13 @@ async fn ice_servers(State(state): State<AppState>, headers: HeaderMap, uri: Uri
         "check",
     );
     ([(header::CACHE_CONTROL, "no-store")], axum::Json(ice)).into_response()
+}
+
+/// How the device is reached from outside the home (port mapping's public URL, or why not),
+/// for the page's debug view and `/check`.
+async fn remote(State(state): State<AppState>) -> Response {
+    let now = state.reachability.borrow().clone();
+    ([(header::CACHE_CONTROL, "no-store")], axum::Json(now)).into_response()
 }
 
 async fn websocket(
@@ -218,6 +226,7 @@ mod tests {
             open_rooms: false,
             login_checks: AppState::login_checks(),
             snapshots: Arc::default(),
+            reachability: tokio::sync::watch::channel(Default::default()).1,
         }
     }
 

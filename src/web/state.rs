@@ -41,6 +41,8 @@ pub struct AppState {
     pub login_checks: Arc<tokio::sync::Semaphore>,
     /// Concurrent snapshot requests share one picture.
     pub snapshots: Arc<Snapshots>,
+    /// How the device is reached from outside (port mapping), for `/api/remote`.
+    pub reachability: tokio::sync::watch::Receiver<crate::reachability::Reachability>,
 }
 
 impl AppState {

@@ -1,0 +1,270 @@
+//! The router's side of port mapping, whichever protocol it speaks: PCP or NAT-PMP (through
+//! `crab_nat`, which asks in PCP first and falls back to NAT-PMP as RFC 6887 says) or UPnP-IGD
+//! v1 and v2 (through `igd-next`: SSDP discovery, then SOAP `AddPortMapping` on the
+//! `WANIPConnection` service of either version).
+//!
+//! PCP and NAT-PMP are asked first: one UDP round trip to the gateway each, no multicast, and
+//! the answer carries the external address. UPnP-IGD is the fallback most home routers speak.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroU16;
+use std::time::Duration;
+
+use crab_nat::{InternetProtocol, PortMapping, PortMappingOptions, PortMappingType, TimeoutConfig};
+use igd_next::PortMappingProtocol;
+use igd_next::aio::Gateway;
+use igd_next::aio::tokio::Tokio;
+
+use crate::reachability::MappingProtocol;
+
+/// What the forwards are labelled with in the router's table (UPnP shows it).
+const DESCRIPTION: &str = "peercam";
+
+/// How long the whole UPnP search may take (miniupnpd answers in milliseconds).
+const UPNP_SEARCH: Duration = Duration::from_secs(3);
+
+/// PCP and NAT-PMP: the first try waits this long, doubling, for `PCP_RETRIES` retries.
+const PCP_TIMEOUT: TimeoutConfig = TimeoutConfig {
+    initial_timeout: Duration::from_millis(250),
+    max_retries: 2,
+    max_retry_timeout: Some(Duration::from_secs(1)),
+};
+
+/// TCP (the page) or UDP (STUN, media).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error("no router answered in PCP or NAT-PMP ({pcp}) or UPnP-IGD ({upnp})")]
+    NoneAnswered { pcp: String, upnp: String },
+    #[error("the router refused to forward {port}/{transport}: {reason}")]
+    Refused {
+        port: u16,
+        transport: Transport,
+        reason: String,
+    },
+    #[error("the router did not say its external address: {0}")]
+    NoExternalAddress(String),
+}
+
+/// A router that answered, and the forwards asked of it.
+pub enum Router {
+    Pcp {
+        gateway: Ipv4Addr,
+        client: IpAddr,
+        /// Each forward's state (PCP's nonce, NAT-PMP's epoch), by transport and internal port.
+        mappings: HashMap<(Transport, u16), PortMapping>,
+        /// Whether the router answered in NAT-PMP (it speaks no PCP).
+        nat_pmp: bool,
+    },
+    Upnp {
+        gateway: Gateway<Tokio>,
+        client: IpAddr,
+        /// External port by transport and internal port.
+        mappings: HashMap<(Transport, u16), u16>,
+    },
+}
+
+impl Router {
+    /// Finds the router at `gateway` that answers; `probe` is a forward to ask for right away
+    /// (PCP and NAT-PMP are only known to work once a mapping is made). Returns the router and
+    /// the external port `probe` got.
+    pub async fn find(
+        gateway: Ipv4Addr,
+        client: IpAddr,
+        probe: (Transport, u16),
+        lease: Duration,
+    ) -> Result<(Self, u16), RouterError> {
+        let pcp_error = match pcp_map(gateway, client, probe, None, lease).await {
+            Ok(mapping) => {
+                let external = mapping.external_port().get();
+                let nat_pmp = matches!(mapping.mapping_type(), PortMappingType::NatPmp);
+                let router = Self::Pcp {
+                    gateway,
+                    client,
+                    mappings: HashMap::from([(probe, mapping)]),
+                    nat_pmp,
+                };
+                return Ok((router, external));
+            }
+            Err(e) => e,
+        };
+        let mut options = igd_next::SearchOptions::default();
+        options.bind_addr = SocketAddr::new(client, 0);
+        options.timeout = Some(UPNP_SEARCH);
+        options.single_search_timeout = Some(UPNP_SEARCH);
+        let found = igd_next::aio::tokio::search_gateway(options).await;
+        let gateway = found.map_err(|e| RouterError::NoneAnswered {
+            pcp: pcp_error,
+            upnp: e.to_string(),
+        })?;
+        let mut router = Self::Upnp {
+            gateway,
+            client,
+            mappings: HashMap::new(),
+        };
+        let external = router.forward(probe, lease).await?;
+        Ok((router, external))
+    }
+
+    pub fn protocol(&self) -> MappingProtocol {
+        match self {
+            Self::Pcp { nat_pmp: true, .. } => MappingProtocol::NatPmp,
+            Self::Pcp { .. } => MappingProtocol::Pcp,
+            Self::Upnp { .. } => MappingProtocol::UpnpIgd,
+        }
+    }
+
+    /// Forwards `port` (the same port outside when the router allows) to the device for
+    /// `lease`, or renews that forward; returns the external port.
+    pub async fn forward(
+        &mut self,
+        (transport, port): (Transport, u16),
+        lease: Duration,
+    ) -> Result<u16, RouterError> {
+        let refused = |reason: String| RouterError::Refused {
+            port,
+            transport,
+            reason,
+        };
+        match self {
+            Self::Pcp {
+                gateway,
+                client,
+                mappings,
+                ..
+            } => {
+                let wanted = mappings.get(&(transport, port)).map(|m| m.external_port());
+                let mapping = pcp_map(*gateway, *client, (transport, port), wanted, lease)
+                    .await
+                    .map_err(refused)?;
+                let external = mapping.external_port().get();
+                mappings.insert((transport, port), mapping);
+                Ok(external)
+            }
+            Self::Upnp {
+                gateway,
+                client,
+                mappings,
+            } => {
+                let local = SocketAddr::new(*client, port);
+                let seconds = lease_seconds(lease);
+                let protocol = upnp_protocol(transport);
+                let wanted = mappings.get(&(transport, port)).copied().unwrap_or(port);
+                let external = match gateway
+                    .add_port(protocol, wanted, local, seconds, DESCRIPTION)
+                    .await
+                {
+                    Ok(()) => wanted,
+                    Err(igd_next::AddPortError::PortInUse) => gateway
+                        .add_any_port(protocol, local, seconds, DESCRIPTION)
+                        .await
+                        .map_err(|e| refused(e.to_string()))?,
+                    Err(e) => return Err(refused(e.to_string())),
+                };
+                mappings.insert((transport, port), external);
+                Ok(external)
+            }
+        }
+    }
+
+    /// The router's external address.
+    pub async fn external_address(&self) -> Result<IpAddr, RouterError> {
+        match self {
+            Self::Pcp {
+                gateway, mappings, ..
+            } => {
+                let from_pcp = mappings.values().find_map(|m| match m.mapping_type() {
+                    PortMappingType::Pcp { external_ip, .. } => Some(external_ip),
+                    PortMappingType::NatPmp => None,
+                });
+                match from_pcp {
+                    Some(ip) => Ok(ip),
+                    None => {
+                        crab_nat::natpmp::external_address((*gateway).into(), Some(PCP_TIMEOUT))
+                            .await
+                            .map(IpAddr::V4)
+                            .map_err(|e| RouterError::NoExternalAddress(e.to_string()))
+                    }
+                }
+            }
+            Self::Upnp { gateway, .. } => gateway
+                .get_external_ip()
+                .await
+                .map_err(|e| RouterError::NoExternalAddress(e.to_string())),
+        }
+    }
+
+    /// Deletes every forward this router was asked for; returns those it would not delete.
+    pub async fn remove_all(self) -> Vec<String> {
+        let mut left = Vec::new();
+        match self {
+            Self::Pcp { mappings, .. } => {
+                for ((transport, port), mapping) in mappings {
+                    if let Err((e, _)) = mapping.try_drop().await {
+                        left.push(format!("{port}/{transport}: {e}"));
+                    }
+                }
+            }
+            Self::Upnp {
+                gateway, mappings, ..
+            } => {
+                for ((transport, port), external) in mappings {
+                    let protocol = upnp_protocol(transport);
+                    if let Err(e) = gateway.remove_port(protocol, external).await {
+                        left.push(format!("{port}/{transport}: {e}"));
+                    }
+                }
+            }
+        }
+        left
+    }
+}
+
+/// A PCP mapping (NAT-PMP when the router speaks only that) of `port`.
+async fn pcp_map(
+    gateway: Ipv4Addr,
+    client: IpAddr,
+    (transport, port): (Transport, u16),
+    wanted: Option<NonZeroU16>,
+    lease: Duration,
+) -> Result<PortMapping, String> {
+    let internal = NonZeroU16::new(port).ok_or("port 0 cannot be forwarded")?;
+    let protocol = match transport {
+        Transport::Tcp => InternetProtocol::Tcp,
+        Transport::Udp => InternetProtocol::Udp,
+    };
+    let options = PortMappingOptions {
+        external_port: Some(wanted.unwrap_or(internal)),
+        lifetime_seconds: Some(lease_seconds(lease)),
+        timeout_config: Some(PCP_TIMEOUT),
+    };
+    PortMapping::new(gateway.into(), client, protocol, internal, options)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn upnp_protocol(transport: Transport) -> PortMappingProtocol {
+    match transport {
+        Transport::Tcp => PortMappingProtocol::TCP,
+        Transport::Udp => PortMappingProtocol::UDP,
+    }
+}
+
+fn lease_seconds(lease: Duration) -> u32 {
+    u32::try_from(lease.as_secs()).unwrap_or(u32::MAX).max(1)
+}
