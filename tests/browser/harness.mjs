@@ -74,15 +74,18 @@ export function mergeConfig(toml) {
 
 /**
  * Starts the daemon with the base config and `toml` merged in. Resolves once the daemon prints
- * its URLs; `stunPort` is the responder's port when it runs.
+ * its URLs; `stunPort` is the responder's port when it runs. `prefix` runs it inside another
+ * namespace (`nsenter ...`, see nat_lab.mjs): the test then cannot reach it on loopback, so it
+ * logs in through a browser instead.
  */
-export async function startDaemon(toml = '', { env = {}, password = true } = {}) {
+export async function startDaemon(toml = '', { env = {}, password = true, prefix = [] } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'peercam-test-'));
   const config = join(dir, 'peercam.toml');
   writeFileSync(config, mergeConfig(toml));
   const auth = !/^auth\s*=\s*"none"/m.test(toml);
   if (auth && password) setPassword(join(dir, 'state'), PASSWORD);
-  const child = spawn(BINARY, ['--config', config, '--state-dir', join(dir, 'state')], {
+  const command = [...prefix, BINARY, '--config', config, '--state-dir', join(dir, 'state')];
+  const child = spawn(command[0], command.slice(1), {
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -109,7 +112,7 @@ export async function startDaemon(toml = '', { env = {}, password = true } = {})
     });
   });
   const stun = output.match(/STUN responder on UDP port (\d+)/);
-  const session = auth && password ? await logIn(port, PASSWORD) : '';
+  const session = auth && password && prefix.length === 0 ? await logIn(port, PASSWORD) : '';
   return {
     port,
     stunPort: stun ? Number(stun[1]) : null,

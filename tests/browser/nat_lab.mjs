@@ -1,0 +1,192 @@
+// A lab of real routers in network namespaces, all made by the test and gone after it: a home
+// LAN with the device behind a home router (nftables masquerade, and Debian's miniupnpd
+// speaking UPnP-IGD, NAT-PMP/PCP, or nothing), a phone behind a carrier's symmetric NAT
+// (`masquerade fully-random`), and the internet between them: the test's own namespace, which
+// routes between the two "public" blocks.
+//
+// miniupnpd refuses private, shared and documentation ranges as its external address, so the
+// public side uses 31.77.0.0/16: an ordinary block, which here exists only inside these
+// namespaces (the test's namespace has no route out).
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { eventually } from './harness.mjs';
+
+/** The home router's external address: what the device's public URL names. */
+export const HOME_PUBLIC_ADDRESS = '31.77.1.2';
+/** The device's address on the home LAN. */
+export const DEVICE_LAN_ADDRESS = '192.168.77.2';
+
+const run = (cmd, ...args) => execFileSync(cmd, args, { stdio: 'pipe' }).toString();
+
+/** A network namespace held open by a sleeping process; `exec` runs a command inside it. */
+async function namespace() {
+  const holder = spawn('unshare', ['-n', 'sleep', 'infinity'], { stdio: 'ignore' });
+  const path = `/proc/${holder.pid}/ns/net`;
+  const own = readlinkSync('/proc/self/ns/net');
+  await eventually(async () => existsSync(path) && readlinkSync(path) !== own, 5_000, 'a namespace');
+  const exec = (...command) => run('nsenter', `--net=${path}`, '--', ...command);
+  exec('ip', 'link', 'set', 'lo', 'up');
+  // No IPv6 anywhere: duplicate-address detection would change addresses under Chromium.
+  exec('sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1');
+  return { holder, path, pid: holder.pid, exec, prefix: ['nsenter', `--net=${path}`, '--'] };
+}
+
+/** A veth pair from namespace `a` (or the test's own, null) to `b`, addressed and up. */
+function link(a, aName, aAddress, b, bName, bAddress) {
+  const where = (ns) => (ns ? ['netns', String(ns.pid)] : []);
+  run('ip', 'link', 'add', `lab${bName}${b.pid}`, 'type', 'veth', 'peer', 'name', `lab${aName}${b.pid}`);
+  const [aTmp, bTmp] = [`lab${aName}${b.pid}`, `lab${bName}${b.pid}`];
+  run('ip', 'link', 'set', bTmp, ...where(b), 'name', bName);
+  if (a) run('ip', 'link', 'set', aTmp, ...where(a), 'name', aName);
+  const inA = a ? a.exec : run;
+  const aDev = a ? aName : aTmp;
+  if (!a) run('sh', '-c', `echo 1 > /proc/sys/net/ipv6/conf/${aTmp}/disable_ipv6`);
+  inA('ip', 'addr', 'add', aAddress, 'dev', aDev);
+  inA('ip', 'link', 'set', aDev, 'up');
+  b.exec('ip', 'addr', 'add', bAddress, 'dev', bName);
+  b.exec('ip', 'link', 'set', bName, 'up');
+  return aDev;
+}
+
+/**
+ * The home router's nftables: forwards from the LAN, replies back in, and whatever miniupnpd
+ * adds to its chains (in one `inet filter` table, as miniupnpd-nftables expects); masquerade
+ * out of the WAN keeps ports (endpoint-independent).
+ */
+const HOME_ROUTER_RULES = `
+table inet filter {
+  chain miniupnpd {
+  }
+  chain prerouting_miniupnpd {
+  }
+  chain postrouting_miniupnpd {
+  }
+  chain forward {
+    type filter hook forward priority 0; policy drop;
+    ct state established,related accept
+    iifname "lan0" accept
+    jump miniupnpd
+  }
+  chain prerouting {
+    type nat hook prerouting priority -100; policy accept;
+    jump prerouting_miniupnpd
+  }
+  chain postrouting {
+    type nat hook postrouting priority 100; policy accept;
+    jump postrouting_miniupnpd
+    oifname "wan0" masquerade
+  }
+}
+`;
+
+/** The carrier's NAT: symmetric (a new port for every destination), as phone networks are. */
+const CARRIER_RULES = `
+table ip carrier {
+  chain prerouting {
+    type nat hook prerouting priority -100; policy accept;
+  }
+  chain postrouting {
+    type nat hook postrouting priority 100; policy accept;
+    oifname "wan0" masquerade fully-random
+  }
+}
+`;
+
+/**
+ * Builds the lab. `router`: which protocols the home router's miniupnpd speaks, `{ upnp,
+ * pcp }` (both false: no miniupnpd, a router with no port mapping). Returns:
+ * - `inHome`: a command prefix that runs a program on the device's LAN (the daemon);
+ * - `phoneChromium`, `homeChromium`: Chromium executables in the phone and on the home LAN;
+ * - `forwards()`: the home router's DNAT rules now (miniupnpd's chain);
+ * - `routerLog`: what miniupnpd said;
+ * - `close()`: everything removed.
+ */
+export async function natLab({ router = { upnp: true, pcp: true } } = {}) {
+  const made = [];
+  const dir = mkdtempSync(join(tmpdir(), 'peercam-lab-'));
+  try {
+    const home = await namespace();
+    made.push(home);
+    const gateway = await namespace();
+    made.push(gateway);
+    const carrier = await namespace();
+    made.push(carrier);
+    const phone = await namespace();
+    made.push(phone);
+    run('sysctl', '-qw', 'net.ipv4.ip_forward=1');
+    for (const ns of [gateway, carrier]) ns.exec('sysctl', '-qw', 'net.ipv4.ip_forward=1');
+
+    link(gateway, 'lan0', '192.168.77.1/24', home, 'eth0', `${DEVICE_LAN_ADDRESS}/24`);
+    home.exec('ip', 'route', 'add', 'default', 'via', '192.168.77.1');
+    const homeWan = link(null, 'wan', '31.77.1.1/24', gateway, 'wan0', `${HOME_PUBLIC_ADDRESS}/24`);
+    gateway.exec('ip', 'route', 'add', 'default', 'via', '31.77.1.1');
+    const carrierWan = link(null, 'wan', '31.77.2.1/24', carrier, 'wan0', '31.77.2.2/24');
+    carrier.exec('ip', 'route', 'add', 'default', 'via', '31.77.2.1');
+    link(carrier, 'lan0', '10.64.0.1/24', phone, 'eth0', '10.64.0.2/24');
+    phone.exec('ip', 'route', 'add', 'default', 'via', '10.64.0.1');
+    gateway.exec('nft', '-f', writeFile(dir, 'home.nft', HOME_ROUTER_RULES));
+    carrier.exec('nft', '-f', writeFile(dir, 'carrier.nft', CARRIER_RULES));
+
+    let miniupnpd = null;
+    let routerLog = '';
+    if (router.upnp || router.pcp) {
+      const config = writeFile(dir, 'miniupnpd.conf', [
+        'ext_ifname=wan0', 'listening_ip=lan0', 'http_port=0',
+        `enable_upnp=${router.upnp ? 'yes' : 'no'}`, `enable_natpmp=${router.pcp ? 'yes' : 'no'}`,
+        'secure_mode=yes', 'system_uptime=yes', 'uuid=3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b',
+        `lease_file=${join(dir, 'leases')}`,
+        'allow 1024-65535 192.168.77.0/24 1024-65535', 'deny 0-65535 0.0.0.0/0 0-65535', '',
+      ].join('\n'));
+      miniupnpd = spawn(...spawnIn(gateway, ['miniupnpd', '-d', '-f', config]), { stdio: ['ignore', 'pipe', 'pipe'] });
+      miniupnpd.stdout.on('data', (c) => { routerLog += c; });
+      miniupnpd.stderr.on('data', (c) => { routerLog += c; });
+      await eventually(async () => /Listening for NAT-PMP|HTTP listening/.test(routerLog) || miniupnpd.exitCode !== null,
+        5_000, 'miniupnpd to start');
+      if (miniupnpd.exitCode !== null) throw new Error(`miniupnpd exited:\n${routerLog}`);
+    }
+    const chromiumIn = (ns, name) => {
+      const executable = join(dir, name);
+      writeFileSync(executable, `#!/bin/sh\nexec ${ns.prefix.join(' ')} /usr/bin/chromium "$@"\n`, { mode: 0o755 });
+      return executable;
+    };
+    return {
+      inHome: home.prefix,
+      phoneChromium: chromiumIn(phone, 'phone-chromium'),
+      homeChromium: chromiumIn(home, 'home-chromium'),
+      forwards: () => gateway.exec('nft', 'list', 'chain', 'inet', 'filter', 'prerouting_miniupnpd')
+        .split('\n').filter((line) => line.includes('dnat')).map((line) => line.trim()),
+      get routerLog() { return routerLog; },
+      async close() {
+        if (miniupnpd && miniupnpd.exitCode === null) {
+          miniupnpd.kill('SIGTERM');
+          await new Promise((r) => { miniupnpd.once('exit', r); setTimeout(r, 3000); });
+        }
+        for (const dev of [homeWan, carrierWan]) {
+          try { run('ip', 'link', 'del', dev); } catch { /* gone with its namespace */ }
+        }
+        cleanUp(made, dir);
+      },
+    };
+  } catch (e) {
+    cleanUp(made, dir);
+    throw e;
+  }
+}
+
+function cleanUp(namespaces, dir) {
+  for (const ns of namespaces) ns.holder.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+}
+
+function writeFile(dir, name, text) {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+}
+
+/** `spawn` arguments that run `command` inside `ns`. */
+function spawnIn(ns, command) {
+  return [ns.prefix[0], [...ns.prefix.slice(1), ...command]];
+}

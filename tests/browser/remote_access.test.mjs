@@ -1,0 +1,118 @@
+// Calling the device from outside the home, in a lab of real routers (nat_lab.mjs): the phone
+// sits behind a carrier's symmetric NAT, the device behind a home router running Debian's
+// miniupnpd, and there is no TURN server. With `[remote] port_mapping = true` the device asks
+// the router for its forwards at start (UPnP-IGD, or PCP/NAT-PMP), the phone opens the public
+// URL the device announced, logs in and calls, and the call runs on the forwarded media port;
+// when the daemon stops, the router's forwards are gone. With port mapping off, nothing is
+// asked of the router, not even by a call (libnice's own UPnP is off).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  callButton, eventually, launchBrowser, logInPage, startDaemon, waitForFrames,
+} from './harness.mjs';
+import { DEVICE_LAN_ADDRESS, HOME_PUBLIC_ADDRESS, natLab } from './nat_lab.mjs';
+
+const MEDIA_PORTS = [50000, 50004];
+const MAPPED = `[remote]
+port_mapping = true
+media_ports = "${MEDIA_PORTS.join('-')}"
+[ice]
+local_addresses = []
+[media]
+width = 640
+height = 360
+`;
+
+/** The remote candidate of the page's selected pair: { type, address, port }. */
+async function remoteOfSelectedPair(page) {
+  return page.evaluate(async () => {
+    const stats = await window.peercam.pc.getStats();
+    for (const s of stats.values()) {
+      if (s.type === 'transport' && s.selectedCandidatePairId) {
+        const pair = stats.get(s.selectedCandidatePairId);
+        const remote = stats.get(pair.remoteCandidateId);
+        return { type: remote.candidateType, address: remote.address, port: remote.port };
+      }
+    }
+    return null;
+  });
+}
+
+/** Starts the lab and the daemon in its home; stops both (daemon first) after the test. */
+async function setUp(t, router, toml) {
+  const lab = await natLab({ router });
+  let daemon;
+  try {
+    daemon = await startDaemon(toml, { prefix: lab.inHome });
+  } catch (e) {
+    await lab.close();
+    throw e;
+  }
+  t.after(async () => {
+    if (process.env.PEERCAM_SHOW_LOG) console.log(daemon.output, lab.routerLog);
+    await daemon.stop();
+    await lab.close();
+  });
+  return { lab, daemon };
+}
+
+/** The phone opens `url`, logs in, calls; returns the page once 30 frames are decoded. */
+async function callFromPhone(browser, url) {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true });
+  const page = await context.newPage();
+  await logInPage(page, url.replace(/\/$/, ''));
+  await callButton(page).click();
+  await waitForFrames(page, 30);
+  return page;
+}
+
+async function mappedCallFromOutside(t, router, protocol) {
+  const { lab, daemon } = await setUp(t, router, MAPPED);
+  const url = `https://${HOME_PUBLIC_ADDRESS}:${daemon.port}/`;
+  const announced = await eventually(async () => daemon.output.match(/From outside the home: (\S+)/)?.[1],
+    10_000, 'the public URL in the banner');
+  assert.equal(announced, url);
+  const forwards = lab.forwards();
+  for (const port of [daemon.port, daemon.stunPort, ...MEDIA_PORTS]) {
+    assert.ok(forwards.some((rule) => rule.includes(`dport ${port} dnat ip to ${DEVICE_LAN_ADDRESS}:${port}`)),
+      `port ${port} forwarded, in ${JSON.stringify(forwards)}`);
+  }
+
+  const browser = await launchBrowser({ executable: lab.phoneChromium });
+  t.after(() => browser.close());
+  const page = await callFromPhone(browser, url);
+  const remote = await remoteOfSelectedPair(page);
+  assert.equal(remote.type, 'srflx', 'the device\'s forwarded candidate carries the call');
+  assert.equal(remote.address, HOME_PUBLIC_ADDRESS);
+  assert.ok(remote.port >= MEDIA_PORTS[0] && remote.port <= MEDIA_PORTS[1], `port ${remote.port}`);
+  const reach = await page.evaluate(async () => (await fetch('/api/remote')).json());
+  assert.equal(reach.publicUrl, url);
+  assert.equal(reach.protocol, protocol);
+  assert.equal(reach.problem, null);
+  await page.context().close();
+
+  await daemon.stop();
+  assert.deepEqual(lab.forwards(), [], 'the forwards are deleted when the daemon stops');
+}
+
+test('a router speaking UPnP-IGD: the phone calls through the forwards the device made', async (t) => {
+  await mappedCallFromOutside(t, { upnp: true, pcp: false }, 'UPnP-IGD');
+});
+
+test('a router speaking NAT-PMP/PCP only: the same, by PCP', async (t) => {
+  await mappedCallFromOutside(t, { upnp: false, pcp: true }, 'PCP');
+});
+
+test('port mapping off: nothing is forwarded, not even during a call on the home LAN', async (t) => {
+  const { lab, daemon } = await setUp(t, { upnp: true, pcp: true }, MAPPED.replace('port_mapping = true', 'port_mapping = false'));
+  assert.match(daemon.output, /From outside the home: port mapping is off/);
+  const browser = await launchBrowser({ executable: lab.homeChromium });
+  t.after(() => browser.close());
+  // Home Wi-Fi: the call connects on the LAN, and its ICE agent asks the router for nothing.
+  const page = await callFromPhone(browser, `https://${DEVICE_LAN_ADDRESS}:${daemon.port}/`);
+  const remote = await remoteOfSelectedPair(page);
+  assert.equal(remote.address, DEVICE_LAN_ADDRESS);
+  assert.ok(remote.port >= MEDIA_PORTS[0] && remote.port <= MEDIA_PORTS[1], 'media_ports hold without mapping');
+  assert.deepEqual(lab.forwards(), []);
+  assert.doesNotMatch(lab.routerLog, /redirecting port|PCP request|AddPortMapping/);
+});
