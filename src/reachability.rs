@@ -149,6 +149,23 @@ pub fn forwarded_candidate(candidate: &str, forwards: &MediaForwards) -> Option<
     ))
 }
 
+/// `sdp` with each forwarded host candidate followed by its reflexive twin
+/// (`forwarded_candidate`).
+pub fn with_forwarded(sdp: &str, forwards: &MediaForwards) -> String {
+    let mut out = String::with_capacity(sdp.len() + 256);
+    for line in sdp.lines() {
+        let line = line.trim_end_matches('\r');
+        out.push_str(line);
+        out.push_str("\r\n");
+        if line.starts_with("a=candidate:")
+            && let Some(twin) = forwarded_candidate(line, forwards)
+        {
+            out.push_str(&format!("a={twin}\r\n"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +189,20 @@ mod tests {
             )
         );
         assert!(forwarded_candidate(&format!("a={host}"), &forwards()).is_some());
+    }
+
+    #[test]
+    fn an_answer_gets_the_twins_beside_their_hosts() {
+        let sdp = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n\
+                   a=candidate:1 1 UDP 2015363327 192.168.1.20 50000 typ host\r\n\
+                   a=candidate:2 1 UDP 2015363327 10.0.0.5 50000 typ host\r\n\
+                   a=end-of-candidates\r\n";
+        let out = with_forwarded(sdp, &forwards());
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 6);
+        assert!(lines[3].starts_with("a=candidate:10 1 udp"));
+        assert!(lines[3].contains("31.77.1.2 50000 typ srflx"));
+        assert_eq!(with_forwarded(sdp, &MediaForwards::default()), sdp);
     }
 
     #[test]

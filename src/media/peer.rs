@@ -38,7 +38,7 @@ use super::webrtc_setup::{
 };
 use super::{bitrate, link_stats, send_latency, talkback};
 use crate::metrics::Metrics;
-use crate::reachability::{Reachability, forwarded_candidate};
+use crate::reachability::{Reachability, forwarded_candidate, with_forwarded};
 use crate::signaling::IceCandidate;
 use crate::turn::DeviceIce;
 
@@ -261,7 +261,7 @@ impl Peer {
             .property::<Option<WebRTCSessionDescription>>("local-description")?;
         let text = answer.sdp().as_text().ok()?;
         Some(if text.contains("a=candidate:") {
-            text
+            with_forwarded(&text, &self.forwards.borrow().media)
         } else {
             with_candidates(&text, &self.gathered)
         })

@@ -543,13 +543,13 @@ export async function joinMany(page, rooms) {
  * configure it: long-term credentials with either a static user (`user`, "name:password") or
  * coturn's shared secret (`secret`, use-auth-secret). Resolves once it answers on its port.
  */
-export async function startCoturn({ port = 3479, secret, user }) {
+export async function startCoturn({ port = 3479, secret, user, relayPorts = [50000, 50999] }) {
   const auth = secret
     ? ['--use-auth-secret', `--static-auth-secret=${secret}`]
     : ['--lt-cred-mech', `--user=${user}`];
   const child = spawn('turnserver', [
     '-n', '--listening-ip=127.0.0.1', `--listening-port=${port}`, '--relay-ip=127.0.0.1',
-    '--min-port=50000', '--max-port=50999', '--realm=peercam.test', '--fingerprint',
+    `--min-port=${relayPorts[0]}`, `--max-port=${relayPorts[1]}`, '--realm=peercam.test', '--fingerprint',
     '--no-tls', '--no-dtls', '--no-cli', '--allow-loopback-peers', '--log-file=stdout',
     '--simple-log', ...auth,
   ], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -561,6 +561,7 @@ export async function startCoturn({ port = 3479, secret, user }) {
   if (child.exitCode !== null) throw new Error(`coturn exited:\n${output}`);
   await new Promise((r) => setTimeout(r, 200));
   return {
+    port,
     url: `turn:127.0.0.1:${port}?transport=udp`,
     get output() { return output; },
     async stop() {

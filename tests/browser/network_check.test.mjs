@@ -13,7 +13,7 @@ async function checkResult(page) {
     const rows = await page.locator('#candidates tr').evaluateAll((trs) => trs.map((tr) =>
       [...tr.cells].map((td) => td.textContent)));
     return { state, text: await page.locator('#verdict').textContent(), rows };
-  }, 15_000, 'the check to finish');
+  }, 30_000, 'the check to finish');
 }
 
 test('Chromium gathers a server-reflexive candidate from the device', async () => {
@@ -34,6 +34,8 @@ test('Chromium gathers a server-reflexive candidate from the device', async () =
   const exposed = result.rows.filter(([type, , address]) => type === 'host' && !address.endsWith('.local'));
   assert.deepEqual(exposed, [], 'host addresses stay hidden behind mDNS names');
   assert.match(result.text, /STUN works/);
+  // A real connection to the device, not only gathering: the path a call takes is named.
+  assert.match(result.text, /A call from this browser connects: directly, on the same network/);
   assert.match(result.text, /TURN: no TURN server configured/);
   assert.equal(result.state, 'ok');
   const metrics = await env.daemon.metrics();

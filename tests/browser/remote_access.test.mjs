@@ -3,7 +3,7 @@
 // miniupnpd, and there is no TURN server. With `[remote] port_mapping = true` the device asks
 // the router for its forwards at start (UPnP-IGD, or PCP/NAT-PMP), the phone opens the public
 // URL the device announced, logs in and calls, and the call runs on the forwarded media port;
-// when the daemon stops, the router's forwards are gone. With port mapping off, nothing is
+// /check names that path; when the daemon stops, the router's forwards are gone. With port mapping off, nothing is
 // asked of the router, not even by a call (libnice's own UPnP is off).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -89,6 +89,15 @@ async function mappedCallFromOutside(t, router, protocol) {
   assert.equal(reach.publicUrl, url);
   assert.equal(reach.protocol, protocol);
   assert.equal(reach.problem, null);
+  // /check, from the phone: a real connection, on the path the call took.
+  await page.goto(`${url}check`);
+  const verdict = await eventually(async () => {
+    const state = await page.locator('#verdict').getAttribute('data-state');
+    return state === 'running' ? null : { state, text: await page.locator('#verdict').textContent() };
+  }, 40_000, 'the check to finish');
+  assert.equal(verdict.state, 'ok', verdict.text);
+  assert.match(verdict.text, new RegExp(`connects: through the home router's port forward \\(port mapping: ${HOME_PUBLIC_ADDRESS.replaceAll('.', '\\.')}:500\\d\\d\\)`));
+  assert.match(verdict.text, /STUN works/, 'the forwarded STUN port answers the phone');
   await page.context().close();
 
   await daemon.stop();

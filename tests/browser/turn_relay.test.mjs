@@ -4,6 +4,7 @@
 // candidate pair is relayed on both ends. Wrong or expired credentials fail cleanly.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import {
   callButton, eventually, launchBrowser, openPage, selectedPair, startCoturn, startDaemon,
@@ -37,11 +38,46 @@ async function relayedCall(daemon) {
 
 const relayOnly = '[ice]\ntransport_policy = "relay"\n[media]\nwidth = 640\nheight = 360\n';
 
+/** The /check page's verdict once it is done: { state, text }. */
+async function checkVerdict(daemon) {
+  const check = await openPage(browser, `${daemon.url}check`);
+  try {
+    return await eventually(async () => {
+      const state = await check.locator('#verdict').getAttribute('data-state');
+      return state === 'running' ? null : { state, text: await check.locator('#verdict').textContent() };
+    }, 40_000, 'the check to finish');
+  } finally {
+    await check.context().close();
+  }
+}
+
 test('shared secret: a relay-only call connects through coturn on both ends', async (t) => {
   const { daemon } = await setUp(t, { secret: 'north-wind' },
     (url) => `${relayOnly}[turn]\nurls = ["${url}"]\nsecret = "north-wind"\nlifetime_seconds = 600\n`);
   const pair = await relayedCall(daemon);
   assert.deepEqual(pair, { local: 'relay', remote: 'relay' });
+  // /check connects for real: a relay-only device is not a failure, and it says so.
+  const verdict = await checkVerdict(daemon);
+  assert.equal(verdict.state, 'ok', verdict.text);
+  assert.match(verdict.text, /A call from this browser connects: relayed by your TURN server over UDP/);
+  assert.match(verdict.text, /TURN over UDP \(turn:127\.0\.0\.1:3479\?transport=udp\) works/);
+});
+
+test('coturn\'s relay ports firewalled: /check says TURN answers but cannot relay', async (t) => {
+  // The classic mistake: the TURN port is open, the relay range is not. Relay ports outside
+  // the ephemeral range, so nothing but relayed media is caught by the rule.
+  const { coturn, daemon } = await setUp(t, { secret: 'ember', relayPorts: [20000, 20099] },
+    (url) => `[turn]\nurls = ["${url}"]\nsecret = "ember"\n`);
+  execFileSync('nft', ['-f', '-'], { input: `table inet closed_relay {
+    chain output { type filter hook output priority 0; policy accept;
+      udp dport 20000-20099 udp sport != ${coturn.port} drop
+    }
+  }\n` });
+  t.after(() => execFileSync('nft', ['delete', 'table', 'inet', 'closed_relay']));
+  const verdict = await checkVerdict(daemon);
+  assert.equal(verdict.state, 'ok', 'a call on this network still connects directly');
+  assert.match(verdict.text, /A call from this browser connects: directly/);
+  assert.match(verdict.text, /TURN does not work: TURN over UDP .* answers and gives a relay address, but media cannot pass it: its relay ports are closed/);
 });
 
 test('static coturn user: a relay-only call connects the same way', async (t) => {
@@ -56,7 +92,7 @@ test('a wrong secret fails cleanly: the caller is told and the device is freed',
     (url) => `${relayOnly.replace("[ice]\n", "[ice]\nconnect_timeout_seconds = 5\n")}[turn]\nurls = ["${url}"]\nsecret = "wrong"\n`);
   const check = await openPage(browser, `${daemon.url}check`);
   await eventually(async () => (await check.locator('#verdict').getAttribute('data-state')) === 'failed',
-    15_000, 'the check page to report TURN failing');
+    40_000, 'the check page to report TURN failing');
   assert.match(await check.locator('#verdict').textContent(), /TURN does not work/);
   await check.context().close();
 
