@@ -78,3 +78,25 @@ fn the_unit_is_a_notify_service_with_a_watchdog_and_its_own_user() {
         );
     }
 }
+
+const TUNNEL_UNIT: &str = include_str!("../remote/peercam-tunnel.service");
+
+#[test]
+fn the_tunnel_unit_verifies_cleanly_and_restarts_always() {
+    let dir = TempDir::new("tunnel-unit-verify");
+    let unit = dir.write("peercam-tunnel.service", TUNNEL_UNIT);
+    let (ok, text) = systemd_analyze(&["verify", unit.to_str().unwrap()]);
+    assert!(ok, "systemd-analyze verify failed:\n{text}");
+    assert!(
+        text.trim().is_empty(),
+        "systemd-analyze verify warned:\n{text}"
+    );
+    for line in [
+        "Restart=always",
+        "User=peercam",
+        "ConditionPathExists=/etc/peercam/tunnel.ssh_config",
+        "ExecStart=/usr/bin/autossh -M 0 -N -F /etc/peercam/tunnel.ssh_config peercam-tunnel",
+    ] {
+        assert!(TUNNEL_UNIT.lines().any(|l| l == line), "missing {line}");
+    }
+}

@@ -571,6 +571,15 @@ export async function startCoturn({ port = 3479, secret, user, relayPorts = [500
   };
 }
 
+/** Opens `/check` on `page` (at `origin`) and resolves with its verdict once done: { state, text }. */
+export async function networkCheck(page, origin) {
+  await page.goto(`${origin.replace(/\/$/, '')}/check`);
+  return eventually(async () => {
+    const state = await page.locator('#verdict').getAttribute('data-state');
+    return state === 'running' ? null : { state, text: await page.locator('#verdict').textContent() };
+  }, 60_000, 'the network check to finish');
+}
+
 /** The types of the selected ICE candidate pair of the page's call: { local, remote }. */
 export async function selectedPair(page) {
   return page.evaluate(async () => {

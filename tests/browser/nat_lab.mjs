@@ -1,8 +1,10 @@
 // A lab of real routers in network namespaces, all made by the test and gone after it: a home
 // LAN with the device behind a home router (nftables masquerade, and Debian's miniupnpd
-// speaking UPnP-IGD, NAT-PMP/PCP, or nothing), a phone behind a carrier's symmetric NAT
-// (`masquerade fully-random`), and the internet between them: the test's own namespace, which
-// routes between the two "public" blocks.
+// speaking UPnP-IGD, NAT-PMP/PCP, or nothing), optionally behind its internet provider's own
+// NAT (CGNAT: the home router's external address is 100.64.0.2), a phone behind a carrier's
+// symmetric NAT (`masquerade fully-random`; optionally one that drops UDP), a public host
+// (31.77.3.2, for coturn and the tunnel's server side), and the internet between them: the
+// test's own namespace, which routes between the "public" blocks.
 //
 // miniupnpd refuses private, shared and documentation ranges as its external address, so the
 // public side uses 31.77.0.0/16: an ordinary block, which here exists only inside these
@@ -17,6 +19,8 @@ import { eventually } from './harness.mjs';
 export const HOME_PUBLIC_ADDRESS = '31.77.1.2';
 /** The device's address on the home LAN. */
 export const DEVICE_LAN_ADDRESS = '192.168.77.2';
+/** The owner's public host (coturn, the tunnel's server side). */
+export const PUBLIC_HOST_ADDRESS = '31.77.3.2';
 
 const run = (cmd, ...args) => execFileSync(cmd, args, { stdio: 'pipe' }).toString();
 
@@ -94,16 +98,41 @@ table ip carrier {
 }
 `;
 
+/** A carrier that lets no UDP through (some do, besides DNS): only TCP leaves the phone. */
+const CARRIER_DROPS_UDP = `
+table ip carrier_filter {
+  chain forward {
+    type filter hook forward priority 0; policy accept;
+    iifname "lan0" meta l4proto udp drop
+  }
+}
+`;
+
+/** The internet provider's NAT in front of the home (CGNAT): the home router gets 100.64.0.2. */
+const ISP_RULES = `
+table ip isp {
+  chain prerouting {
+    type nat hook prerouting priority -100; policy accept;
+  }
+  chain postrouting {
+    type nat hook postrouting priority 100; policy accept;
+    oifname "wan0" masquerade
+  }
+}
+`;
+
 /**
  * Builds the lab. `router`: which protocols the home router's miniupnpd speaks, `{ upnp,
- * pcp }` (both false: no miniupnpd, a router with no port mapping). Returns:
- * - `inHome`: a command prefix that runs a program on the device's LAN (the daemon);
+ * pcp }` (both false: no miniupnpd, a router with no port mapping); `cgnat`: the home behind
+ * its provider's NAT; `carrierDropsUdp`: the phone's carrier lets only TCP through. Returns:
+ * - `inHome`, `inPublicHost`: command prefixes that run a program on the device's LAN (the
+ *   daemon) or on the public host;
  * - `phoneChromium`, `homeChromium`: Chromium executables in the phone and on the home LAN;
  * - `forwards()`: the home router's DNAT rules now (miniupnpd's chain);
  * - `routerLog`: what miniupnpd said;
  * - `close()`: everything removed.
  */
-export async function natLab({ router = { upnp: true, pcp: true } } = {}) {
+export async function natLab({ router = { upnp: true, pcp: true }, cgnat = false, carrierDropsUdp = false } = {}) {
   const made = [];
   const dir = mkdtempSync(join(tmpdir(), 'peercam-lab-'));
   try {
@@ -115,19 +144,36 @@ export async function natLab({ router = { upnp: true, pcp: true } } = {}) {
     made.push(carrier);
     const phone = await namespace();
     made.push(phone);
+    const publicHost = await namespace();
+    made.push(publicHost);
+    const isp = cgnat ? await namespace() : null;
+    if (isp) made.push(isp);
     run('sysctl', '-qw', 'net.ipv4.ip_forward=1');
-    for (const ns of [gateway, carrier]) ns.exec('sysctl', '-qw', 'net.ipv4.ip_forward=1');
+    for (const ns of [gateway, carrier, isp].filter(Boolean)) ns.exec('sysctl', '-qw', 'net.ipv4.ip_forward=1');
 
     link(gateway, 'lan0', '192.168.77.1/24', home, 'eth0', `${DEVICE_LAN_ADDRESS}/24`);
     home.exec('ip', 'route', 'add', 'default', 'via', '192.168.77.1');
-    const homeWan = link(null, 'wan', '31.77.1.1/24', gateway, 'wan0', `${HOME_PUBLIC_ADDRESS}/24`);
-    gateway.exec('ip', 'route', 'add', 'default', 'via', '31.77.1.1');
-    const carrierWan = link(null, 'wan', '31.77.2.1/24', carrier, 'wan0', '31.77.2.2/24');
+    const wanLinks = [];
+    if (isp) {
+      // The provider's NAT holds the public address; the home router gets a shared one.
+      link(isp, 'lan0', '100.64.0.1/24', gateway, 'wan0', '100.64.0.2/24');
+      gateway.exec('ip', 'route', 'add', 'default', 'via', '100.64.0.1');
+      wanLinks.push(link(null, 'wan', '31.77.1.1/24', isp, 'wan0', `${HOME_PUBLIC_ADDRESS}/24`));
+      isp.exec('ip', 'route', 'add', 'default', 'via', '31.77.1.1');
+      isp.exec('nft', '-f', writeFile(dir, 'isp.nft', ISP_RULES));
+    } else {
+      wanLinks.push(link(null, 'wan', '31.77.1.1/24', gateway, 'wan0', `${HOME_PUBLIC_ADDRESS}/24`));
+      gateway.exec('ip', 'route', 'add', 'default', 'via', '31.77.1.1');
+    }
+    wanLinks.push(link(null, 'pub', '31.77.3.1/24', publicHost, 'eth0', `${PUBLIC_HOST_ADDRESS}/24`));
+    publicHost.exec('ip', 'route', 'add', 'default', 'via', '31.77.3.1');
+    wanLinks.push(link(null, 'wan', '31.77.2.1/24', carrier, 'wan0', '31.77.2.2/24'));
     carrier.exec('ip', 'route', 'add', 'default', 'via', '31.77.2.1');
     link(carrier, 'lan0', '10.64.0.1/24', phone, 'eth0', '10.64.0.2/24');
     phone.exec('ip', 'route', 'add', 'default', 'via', '10.64.0.1');
     gateway.exec('nft', '-f', writeFile(dir, 'home.nft', HOME_ROUTER_RULES));
     carrier.exec('nft', '-f', writeFile(dir, 'carrier.nft', CARRIER_RULES));
+    if (carrierDropsUdp) carrier.exec('nft', '-f', writeFile(dir, 'carrier-udp.nft', CARRIER_DROPS_UDP));
 
     let miniupnpd = null;
     let routerLog = '';
@@ -153,6 +199,16 @@ export async function natLab({ router = { upnp: true, pcp: true } } = {}) {
     };
     return {
       inHome: home.prefix,
+      inPublicHost: publicHost.prefix,
+      /** Runs `command` on the public host in the background; `stop()` ends it. */
+      startOnPublicHost: (command) => startIn(publicHost, command),
+      startInHome: (command) => startIn(home, command),
+      /** Takes the home's link to the internet down (`false`) or brings it back (`true`). */
+      homeOnline(up) {
+        gateway.exec('ip', 'link', 'set', 'wan0', up ? 'up' : 'down');
+        // Down took the default route with it.
+        if (up) gateway.exec('ip', 'route', 'replace', 'default', 'via', cgnat ? '100.64.0.1' : '31.77.1.1');
+      },
       phoneChromium: chromiumIn(phone, 'phone-chromium'),
       homeChromium: chromiumIn(home, 'home-chromium'),
       forwards: () => gateway.exec('nft', 'list', 'chain', 'inet', 'filter', 'prerouting_miniupnpd')
@@ -163,7 +219,7 @@ export async function natLab({ router = { upnp: true, pcp: true } } = {}) {
           miniupnpd.kill('SIGTERM');
           await new Promise((r) => { miniupnpd.once('exit', r); setTimeout(r, 3000); });
         }
-        for (const dev of [homeWan, carrierWan]) {
+        for (const dev of wanLinks) {
           try { run('ip', 'link', 'del', dev); } catch { /* gone with its namespace */ }
         }
         cleanUp(made, dir);
@@ -184,6 +240,20 @@ function writeFile(dir, name, text) {
   const path = join(dir, name);
   writeFileSync(path, text);
   return path;
+}
+
+/** A long-running program inside `ns`: { child, output, stop() }. */
+function startIn(ns, command) {
+  const child = spawn(...spawnIn(ns, command), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const started = { child, output: '' };
+  child.stdout.on('data', (c) => { started.output += c; });
+  child.stderr.on('data', (c) => { started.output += c; });
+  started.stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    await new Promise((r) => { child.once('exit', r); setTimeout(r, 3000); });
+  };
+  return started;
 }
 
 /** `spawn` arguments that run `command` inside `ns`. */

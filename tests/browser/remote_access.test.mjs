@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  callButton, eventually, launchBrowser, logInPage, startDaemon, waitForFrames,
+  callButton, eventually, launchBrowser, logInPage, networkCheck, startDaemon, waitForFrames,
 } from './harness.mjs';
 import { DEVICE_LAN_ADDRESS, HOME_PUBLIC_ADDRESS, natLab } from './nat_lab.mjs';
 
@@ -90,11 +90,7 @@ async function mappedCallFromOutside(t, router, protocol) {
   assert.equal(reach.protocol, protocol);
   assert.equal(reach.problem, null);
   // /check, from the phone: a real connection, on the path the call took.
-  await page.goto(`${url}check`);
-  const verdict = await eventually(async () => {
-    const state = await page.locator('#verdict').getAttribute('data-state');
-    return state === 'running' ? null : { state, text: await page.locator('#verdict').textContent() };
-  }, 40_000, 'the check to finish');
+  const verdict = await networkCheck(page, url);
   assert.equal(verdict.state, 'ok', verdict.text);
   assert.match(verdict.text, new RegExp(`connects: through the home router's port forward \\(port mapping: ${HOME_PUBLIC_ADDRESS.replaceAll('.', '\\.')}:500\\d\\d\\)`));
   assert.match(verdict.text, /STUN works/, 'the forwarded STUN port answers the phone');

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import {
-  callButton, eventually, launchBrowser, openPage, selectedPair, startCoturn, startDaemon,
+  callButton, eventually, launchBrowser, networkCheck, openPage, selectedPair, startCoturn, startDaemon,
   waitForFrames, waitForStatus, waitUntilIdle,
 } from './harness.mjs';
 
@@ -40,12 +40,9 @@ const relayOnly = '[ice]\ntransport_policy = "relay"\n[media]\nwidth = 640\nheig
 
 /** The /check page's verdict once it is done: { state, text }. */
 async function checkVerdict(daemon) {
-  const check = await openPage(browser, `${daemon.url}check`);
+  const check = await openPage(browser, daemon.url);
   try {
-    return await eventually(async () => {
-      const state = await check.locator('#verdict').getAttribute('data-state');
-      return state === 'running' ? null : { state, text: await check.locator('#verdict').textContent() };
-    }, 40_000, 'the check to finish');
+    return await networkCheck(check, daemon.url);
   } finally {
     await check.context().close();
   }
