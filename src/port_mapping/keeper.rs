@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
 use super::gateway::{default_gateway, local_address_towards};
-use super::router::{Router, Transport};
+use super::router::{Router, RouterError, Transport};
 use crate::reachability::{MediaForwards, Reachability, is_public};
 use crate::system::Notifier;
 
@@ -113,32 +113,45 @@ async fn establish(plan: &Plan) -> Result<(Router, Reachability), String> {
     let gateway = default_gateway().ok_or("the device has no default route: no router to ask")?;
     let client = local_address_towards(gateway)
         .map_err(|e| format!("no address towards the router {gateway}: {e}"))?;
-    let (mut router, https_external) =
+    let (mut router, https_forward) =
         Router::find(gateway, client, (Transport::Tcp, plan.https_port), LEASE)
             .await
             .map_err(|e| e.to_string())?;
-    let external = match router.external_address().await {
-        Ok(external) => external,
-        Err(e) => {
-            router.remove_all().await;
-            return Err(e.to_string());
-        }
-    };
     let mut reachability = Reachability {
         port_mapping: true,
         protocol: Some(router.protocol()),
-        external_address: Some(external),
         ..Reachability::default()
     };
-    if !is_public(external) {
-        reachability.problem = Some(format!(
-            "the router's external address {external} is itself private: the internet \
-             provider's own NAT (CGNAT, DS-Lite) is in front of this home, and forwards on this \
-             router cannot help; reach the device through a tunnel (README, \"Calling from \
-             outside\")"
-        ));
-        return Ok((router, reachability));
-    }
+    let external = match router.external_address().await {
+        Ok(external) if is_public(external) => external,
+        Ok(private) => {
+            reachability.external_address = Some(private);
+            reachability.problem = Some(behind_providers_nat(&format!(
+                "the router's external address {private} is itself private"
+            )));
+            return Ok((router, reachability));
+        }
+        Err(no_public @ RouterError::NoPublicAddress(_)) => {
+            reachability.problem = Some(behind_providers_nat(&no_public.to_string()));
+            return Ok((router, reachability));
+        }
+        Err(e) => {
+            router.remove_all().await;
+            let refusal = https_forward
+                .err()
+                .map(|r| format!("{r}; "))
+                .unwrap_or_default();
+            return Err(format!("{refusal}{e}"));
+        }
+    };
+    reachability.external_address = Some(external);
+    let https_external = match https_forward {
+        Ok(port) => port,
+        Err(refused) => {
+            router.remove_all().await;
+            return Err(refused.to_string());
+        }
+    };
     let mut media = BTreeMap::new();
     let mut refused = Vec::new();
     let mut forwarded = vec![format!("{}/tcp", plan.https_port)];
@@ -171,6 +184,15 @@ async fn establish(plan: &Plan) -> Result<(Router, Reachability), String> {
         reachability.problem = Some(refused.join("; "));
     }
     Ok((router, reachability))
+}
+
+/// The owner's words for a home whose router has no public address.
+fn behind_providers_nat(what: &str) -> String {
+    format!(
+        "{what}: the internet provider's own NAT (CGNAT, DS-Lite) is in front of this home, and \
+         forwards on this router cannot help; reach the device through a tunnel (README, \
+         \"Calling from outside\")"
+    )
 }
 
 /// Renews the forwards until told to stop (then deletes them) or the router fails.

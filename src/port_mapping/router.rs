@@ -11,7 +11,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU16;
 use std::time::Duration;
 
-use crab_nat::{InternetProtocol, PortMapping, PortMappingOptions, PortMappingType, TimeoutConfig};
+use crab_nat::{
+    InternetProtocol, MappingFailure, PortMapping, PortMappingOptions, PortMappingType,
+    TimeoutConfig,
+};
 use igd_next::PortMappingProtocol;
 use igd_next::aio::Gateway;
 use igd_next::aio::tokio::Tokio;
@@ -59,6 +62,10 @@ pub enum RouterError {
     },
     #[error("the router did not say its external address: {0}")]
     NoExternalAddress(String),
+    /// The router says it has no usable external address (NAT-PMP's "network failure",
+    /// UPnP's empty or 0.0.0.0): miniupnpd's answer when its own address is private.
+    #[error("the router has no public address of its own ({0})")]
+    NoPublicAddress(String),
 }
 
 /// A router that answered, and the forwards asked of it.
@@ -81,14 +88,20 @@ pub enum Router {
 
 impl Router {
     /// Finds the router at `gateway` that answers; `probe` is a forward to ask for right away
-    /// (PCP and NAT-PMP are only known to work once a mapping is made). Returns the router and
-    /// the external port `probe` got.
+    /// (PCP and NAT-PMP are only known to be spoken once a mapping is asked). Returns the
+    /// router and what it said to `probe`: the external port, or why it refused (a router
+    /// that refuses still says its external address, which tells why: the provider's NAT).
     pub async fn find(
         gateway: Ipv4Addr,
         client: IpAddr,
         probe: (Transport, u16),
         lease: Duration,
-    ) -> Result<(Self, u16), RouterError> {
+    ) -> Result<(Self, Result<u16, RouterError>), RouterError> {
+        let refused = |reason: String| RouterError::Refused {
+            port: probe.1,
+            transport: probe.0,
+            reason,
+        };
         let pcp_error = match pcp_map(gateway, client, probe, None, lease).await {
             Ok(mapping) => {
                 let external = mapping.external_port().get();
@@ -99,9 +112,19 @@ impl Router {
                     mappings: HashMap::from([(probe, mapping)]),
                     nat_pmp,
                 };
-                return Ok((router, external));
+                return Ok((router, Ok(external)));
             }
-            Err(e) => e,
+            Err(e) if answered(&e) => {
+                // It speaks PCP or NAT-PMP, and said no.
+                let router = Self::Pcp {
+                    gateway,
+                    client,
+                    mappings: HashMap::new(),
+                    nat_pmp: matches!(e, MappingFailure::NatPmp(_)),
+                };
+                return Ok((router, Err(refused(e.to_string()))));
+            }
+            Err(e) => e.to_string(),
         };
         let mut options = igd_next::SearchOptions::default();
         options.bind_addr = SocketAddr::new(client, 0);
@@ -117,7 +140,7 @@ impl Router {
             client,
             mappings: HashMap::new(),
         };
-        let external = router.forward(probe, lease).await?;
+        let external = router.forward(probe, lease).await;
         Ok((router, external))
     }
 
@@ -151,7 +174,7 @@ impl Router {
                 let wanted = mappings.get(&(transport, port)).map(|m| m.external_port());
                 let mapping = pcp_map(*gateway, *client, (transport, port), wanted, lease)
                     .await
-                    .map_err(refused)?;
+                    .map_err(|e| refused(e.to_string()))?;
                 let external = mapping.external_port().get();
                 mappings.insert((transport, port), mapping);
                 Ok(external)
@@ -195,17 +218,27 @@ impl Router {
                 match from_pcp {
                     Some(ip) => Ok(ip),
                     None => {
-                        crab_nat::natpmp::external_address((*gateway).into(), Some(PCP_TIMEOUT))
-                            .await
-                            .map(IpAddr::V4)
-                            .map_err(|e| RouterError::NoExternalAddress(e.to_string()))
+                        let asked = crab_nat::natpmp::external_address(
+                            (*gateway).into(),
+                            Some(PCP_TIMEOUT),
+                        )
+                        .await;
+                        match asked {
+                            Ok(ip) if !ip.is_unspecified() => Ok(IpAddr::V4(ip)),
+                            Ok(_) => Err(RouterError::NoPublicAddress("NAT-PMP: 0.0.0.0".into())),
+                            Err(e @ crab_nat::natpmp::Failure::NetworkFailure) => {
+                                Err(RouterError::NoPublicAddress(format!("NAT-PMP: {e}")))
+                            }
+                            Err(e) => Err(RouterError::NoExternalAddress(e.to_string())),
+                        }
                     }
                 }
             }
-            Self::Upnp { gateway, .. } => gateway
-                .get_external_ip()
-                .await
-                .map_err(|e| RouterError::NoExternalAddress(e.to_string())),
+            Self::Upnp { gateway, .. } => match gateway.get_external_ip().await {
+                Ok(ip) if !ip.is_unspecified() => Ok(ip),
+                Ok(ip) => Err(RouterError::NoPublicAddress(format!("UPnP: {ip}"))),
+                Err(e) => Err(RouterError::NoExternalAddress(e.to_string())),
+            },
         }
     }
 
@@ -242,8 +275,12 @@ async fn pcp_map(
     (transport, port): (Transport, u16),
     wanted: Option<NonZeroU16>,
     lease: Duration,
-) -> Result<PortMapping, String> {
-    let internal = NonZeroU16::new(port).ok_or("port 0 cannot be forwarded")?;
+) -> Result<PortMapping, MappingFailure> {
+    let internal = NonZeroU16::new(port).ok_or(MappingFailure::Pcp(
+        crab_nat::pcp::Failure::InvalidResponse(
+            crab_nat::pcp::InvalidResponseKind::ZeroExternalPort,
+        ),
+    ))?;
     let protocol = match transport {
         Transport::Tcp => InternetProtocol::Tcp,
         Transport::Udp => InternetProtocol::Udp,
@@ -253,9 +290,17 @@ async fn pcp_map(
         lifetime_seconds: Some(lease_seconds(lease)),
         timeout_config: Some(PCP_TIMEOUT),
     };
-    PortMapping::new(gateway.into(), client, protocol, internal, options)
-        .await
-        .map_err(|e| e.to_string())
+    PortMapping::new(gateway.into(), client, protocol, internal, options).await
+}
+
+/// Whether the gateway answered in PCP or NAT-PMP (a refusal), rather than not at all.
+fn answered(failure: &MappingFailure) -> bool {
+    use crab_nat::{natpmp, pcp};
+    !matches!(
+        failure,
+        MappingFailure::Pcp(pcp::Failure::Timeout | pcp::Failure::Socket(_))
+            | MappingFailure::NatPmp(natpmp::Failure::Timeout | natpmp::Failure::Socket(_))
+    )
 }
 
 fn upnp_protocol(transport: Transport) -> PortMappingProtocol {

@@ -121,3 +121,18 @@ test('port mapping off: nothing is forwarded, not even during a call on the home
   assert.deepEqual(lab.forwards(), []);
   assert.doesNotMatch(lab.routerLog, /redirecting port|PCP request|AddPortMapping/);
 });
+
+test('a home behind its provider\'s NAT: port mapping says it cannot help, and leaves nothing open', async (t) => {
+  const lab = await natLab({ router: { upnp: true, pcp: true }, cgnat: true });
+  const daemon = await startDaemon(MAPPED, { prefix: lab.inHome }).catch(async (e) => { await lab.close(); throw e; });
+  t.after(async () => {
+    await daemon.stop();
+    await lab.close();
+  });
+  const said = await eventually(async () => daemon.output.match(/remote access: (.*)/)?.[1], 10_000, 'port mapping\'s verdict');
+  // miniupnpd on a private address refuses and says why only in NAT-PMP's words ("network
+  // failure"); the device puts it in the owner's.
+  assert.match(said, /not reachable from outside: the router has no public address of its own \(.*\): the internet provider's own NAT \(CGNAT, DS-Lite\) is in front of this home.*tunnel/);
+  assert.match(daemon.output, /\(not reachable from outside: the router has no public address/, 'in the banner');
+  assert.deepEqual(lab.forwards(), []);
+});
