@@ -43,7 +43,7 @@ test('calling the device shows its picture and plays its sound, again and again'
     trs.map((tr) => tr.cells[2].textContent));
   assert.ok(offered.length > 0, 'the device trickled its candidates');
   assert.deepEqual(offered.filter((protocol) => protocol !== 'udp'), [],
-    'the device offers UDP candidates only (no ICE-TCP: see docs/turn.md)');
+    'the device offers UDP candidates only (no ICE-TCP: see docs/remote.md)');
   firstFrames.push(first.firstFrameMs);
   await hangUp(page);
   const fdsAfterFirstCall = env.daemon.openFds();
