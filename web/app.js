@@ -39,6 +39,7 @@ window.addEventListener('pagehide', () => {
 
 setMode('idle');
 debugPanel.reset();
+debugPanel.showRemote();
 const room = roomFromUrl();
 if (room) {
   ui.roomName.value = room;

@@ -1,7 +1,8 @@
 // The debug panel: the offer and answer SDP of the current call and every ICE candidate
 // gathered (ours) or received (theirs), with its type, protocol, address and port — the view
 // the tutorials' "trickle ICE" page gives; and, in a call to the device, the link: the
-// device's adaptive video target (from its /metrics) beside what this browser receives.
+// device's adaptive video target (from its /metrics) beside what this browser receives; and
+// how the device is reached from outside the home (port mapping's public URL, or why not).
 
 const $ = (id) => document.getElementById(id);
 
@@ -69,6 +70,19 @@ export const debugPanel = {
   stopLink() {
     clearInterval(linkTimer);
     linkTimer = null;
+  },
+
+  /** Shows how the device is reached from outside (GET /api/remote). */
+  async showRemote() {
+    const response = await fetch('/api/remote', { cache: 'no-store' }).catch(() => null);
+    if (!response?.ok) return;
+    const remote = await response.json();
+    $('remote-access').textContent = !remote.portMapping
+      ? 'Port mapping is off ([remote] port_mapping; docs/remote.md).'
+      : [`Public URL: ${remote.publicUrl ?? 'none'}`,
+        `Router: ${remote.protocol ?? 'no answer'}${remote.externalAddress ? `, external address ${remote.externalAddress}` : ''}`,
+        `Forwarded: ${remote.forwarded.join(', ') || 'nothing'}`,
+        ...(remote.problem ? [`Problem: ${remote.problem}`] : [])].join('\n');
   },
 
   reset() {

@@ -89,6 +89,10 @@ async function mappedCallFromOutside(t, router, protocol) {
   assert.equal(reach.publicUrl, url);
   assert.equal(reach.protocol, protocol);
   assert.equal(reach.problem, null);
+  // The page's debug view says the same.
+  const shown = await page.locator('#remote-access').textContent();
+  assert.match(shown, new RegExp(`Public URL: ${url.replaceAll('.', '\\.')}`));
+  assert.match(shown, new RegExp(`Router: ${protocol}, external address ${HOME_PUBLIC_ADDRESS.replaceAll('.', '\\.')}`));
   // /check, from the phone: a real connection, on the path the call took.
   const verdict = await networkCheck(page, url);
   assert.equal(verdict.state, 'ok', verdict.text);
