@@ -38,14 +38,35 @@ async function selectedPair(pc) {
   return null;
 }
 
+/** A STUN or TURN URL's host and port, e.g. `31.77.3.2:3478`. */
+const serverOf = (url) => url.replace(/^[a-z]+:/, '').replace(/\?.*$/, '');
+
+/**
+ * Whether one of `config`'s stun: servers answered. A browser also asks its TURN servers for
+ * its address (Chromium reports those candidates as `stun:<TURN host>`), so a server-reflexive
+ * candidate alone proves nothing: its `url` in the statistics names the server that gave it.
+ * Where a browser does not say, any server-reflexive candidate counts.
+ */
+async function stunServerAnswered(pc, config, found) {
+  const stunServers = config.iceServers.flatMap((s) => s.urls)
+    .filter((url) => /^stuns?:/.test(url)).map(serverOf);
+  const reflexive = [...(await pc.getStats()).values()]
+    .filter((s) => s.type === 'local-candidate' && s.candidateType === 'srflx');
+  if (reflexive.every((s) => s.url === undefined)) return found.has('srflx');
+  return reflexive.some((s) => stunServers.includes(serverOf(s.url ?? '')));
+}
+
 /**
  * One real connection to the device with `config`: gathers (showing each candidate under
  * `label`), offers over WHEP, waits for ICE and DTLS. Resolves with what it found:
- * { found: Set of candidate types, connected, pair, refused }.
+ * { found: Set of candidate types, stunAnswered (a server-reflexive candidate came from a
+ * stun: server, not from a TURN server's allocation), connected, pair, refused }.
  */
 async function attempt(config, label) {
   const pc = new RTCPeerConnection(config);
   const found = new Set();
+  const result = (rest) => ({ found, stunAnswered, ...rest });
+  let stunAnswered = false;
   let session = null;
   try {
     pc.addTransceiver('video', { direction: 'recvonly' });
@@ -62,9 +83,10 @@ async function attempt(config, label) {
     });
     await pc.setLocalDescription(await pc.createOffer());
     await gathered;
+    stunAnswered = await stunServerAnswered(pc, config, found);
     if (config.iceTransportPolicy === 'relay' && !found.has('relay')) {
       // Relay-only with no relay address: nothing could connect; the device is not asked.
-      return { found, connected: false, pair: null, refused: null };
+      return result({ connected: false, pair: null, refused: null });
     }
     const response = await fetch('/whep', {
       method: 'POST',
@@ -73,7 +95,7 @@ async function attempt(config, label) {
       body: pc.localDescription.sdp,
     });
     if (response.status !== 201) {
-      return { found, connected: false, pair: null, refused: `${response.status} ${(await response.text()).trim()}` };
+      return result({ connected: false, pair: null, refused: `${response.status} ${(await response.text()).trim()}` });
     }
     session = response.headers.get('location');
     const connected = new Promise((resolve) => {
@@ -86,7 +108,7 @@ async function attempt(config, label) {
     });
     await pc.setRemoteDescription({ type: 'answer', sdp: await response.text() });
     const ok = await connected;
-    return { found, connected: ok, pair: ok ? await selectedPair(pc) : null, refused: null };
+    return result({ connected: ok, pair: ok ? await selectedPair(pc) : null, refused: null });
   } finally {
     pc.close();
     if (session) fetch(session, { method: 'DELETE', credentials: 'same-origin' }).catch(() => {});
@@ -148,7 +170,7 @@ function verdict(config, call, turns, remote) {
   }
   if (!hasStun) parts.push('STUN: no STUN server configured.');
   else if (config.iceTransportPolicy === 'relay') parts.push('STUN: not used (relay-only calls).');
-  else parts.push(call.found.has('srflx') ? 'STUN works: this browser learned its address.' : 'STUN does not work: no server-reflexive candidate (from outside the home: the STUN port is not forwarded to the device).');
+  else parts.push(call.stunAnswered ? 'STUN works: this browser learned its address.' : 'STUN does not work: no STUN server answered (from outside the home: the STUN port is not forwarded to the device).');
   if (turns.length === 0) parts.push('TURN: no TURN server configured.');
   for (const { url, result } of turns) {
     const how = `TURN over ${transportOf(url)} (${url})`;

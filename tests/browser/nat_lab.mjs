@@ -71,6 +71,7 @@ table inet filter {
     type filter hook forward priority 0; policy drop;
     ct state established,related accept
     iifname "lan0" accept
+    ct status dnat accept
     jump miniupnpd
   }
   chain prerouting {
@@ -124,7 +125,8 @@ table ip isp {
 /**
  * Builds the lab. `router`: which protocols the home router's miniupnpd speaks, `{ upnp,
  * pcp }` (both false: no miniupnpd, a router with no port mapping); `cgnat`: the home behind
- * its provider's NAT; `carrierDropsUdp`: the phone's carrier lets only TCP through. Returns:
+ * its provider's NAT; `carrierDropsUdp`: the phone's carrier lets only TCP through;
+ * `manualForwards`: forwards made by hand on the home router, `[['tcp', 8443], ...]`. Returns:
  * - `inHome`, `inPublicHost`: command prefixes that run a program on the device's LAN (the
  *   daemon) or on the public host;
  * - `phoneChromium`, `homeChromium`: Chromium executables in the phone and on the home LAN;
@@ -132,7 +134,9 @@ table ip isp {
  * - `routerLog`: what miniupnpd said;
  * - `close()`: everything removed.
  */
-export async function natLab({ router = { upnp: true, pcp: true }, cgnat = false, carrierDropsUdp = false } = {}) {
+export async function natLab({
+  router = { upnp: true, pcp: true }, cgnat = false, carrierDropsUdp = false, manualForwards = [],
+} = {}) {
   const made = [];
   const dir = mkdtempSync(join(tmpdir(), 'peercam-lab-'));
   try {
@@ -172,6 +176,10 @@ export async function natLab({ router = { upnp: true, pcp: true }, cgnat = false
     link(carrier, 'lan0', '10.64.0.1/24', phone, 'eth0', '10.64.0.2/24');
     phone.exec('ip', 'route', 'add', 'default', 'via', '10.64.0.1');
     gateway.exec('nft', '-f', writeFile(dir, 'home.nft', HOME_ROUTER_RULES));
+    for (const [protocol, port] of manualForwards) {
+      gateway.exec('nft', 'add', 'rule', 'inet', 'filter', 'prerouting', 'iifname', 'wan0', protocol,
+        'dport', String(port), 'dnat', 'ip', 'to', `${DEVICE_LAN_ADDRESS}:${port}`);
+    }
     carrier.exec('nft', '-f', writeFile(dir, 'carrier.nft', CARRIER_RULES));
     if (carrierDropsUdp) carrier.exec('nft', '-f', writeFile(dir, 'carrier-udp.nft', CARRIER_DROPS_UDP));
 

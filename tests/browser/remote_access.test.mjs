@@ -7,12 +7,10 @@
 // asked of the router, not even by a call (libnice's own UPnP is off).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  callButton, eventually, launchBrowser, logInPage, networkCheck, startDaemon, waitForFrames,
-} from './harness.mjs';
+import { eventually, launchBrowser, networkCheck, startDaemon } from './harness.mjs';
 import { DEVICE_LAN_ADDRESS, HOME_PUBLIC_ADDRESS, natLab } from './nat_lab.mjs';
+import { MEDIA_PORTS, callFromPhone, selectedCandidates } from './remote_lab.mjs';
 
-const MEDIA_PORTS = [50000, 50004];
 const MAPPED = `[remote]
 port_mapping = true
 media_ports = "${MEDIA_PORTS.join('-')}"
@@ -22,21 +20,6 @@ local_addresses = []
 width = 640
 height = 360
 `;
-
-/** The remote candidate of the page's selected pair: { type, address, port }. */
-async function remoteOfSelectedPair(page) {
-  return page.evaluate(async () => {
-    const stats = await window.peercam.pc.getStats();
-    for (const s of stats.values()) {
-      if (s.type === 'transport' && s.selectedCandidatePairId) {
-        const pair = stats.get(s.selectedCandidatePairId);
-        const remote = stats.get(pair.remoteCandidateId);
-        return { type: remote.candidateType, address: remote.address, port: remote.port };
-      }
-    }
-    return null;
-  });
-}
 
 /** Starts the lab and the daemon in its home; stops both (daemon first) after the test. */
 async function setUp(t, router, toml) {
@@ -56,16 +39,6 @@ async function setUp(t, router, toml) {
   return { lab, daemon };
 }
 
-/** The phone opens `url`, logs in, calls; returns the page once 30 frames are decoded. */
-async function callFromPhone(browser, url) {
-  const context = await browser.newContext({ ignoreHTTPSErrors: true });
-  const page = await context.newPage();
-  await logInPage(page, url.replace(/\/$/, ''));
-  await callButton(page).click();
-  await waitForFrames(page, 30);
-  return page;
-}
-
 async function mappedCallFromOutside(t, router, protocol) {
   const { lab, daemon } = await setUp(t, router, MAPPED);
   const url = `https://${HOME_PUBLIC_ADDRESS}:${daemon.port}/`;
@@ -81,7 +54,7 @@ async function mappedCallFromOutside(t, router, protocol) {
   const browser = await launchBrowser({ executable: lab.phoneChromium });
   t.after(() => browser.close());
   const page = await callFromPhone(browser, url);
-  const remote = await remoteOfSelectedPair(page);
+  const { remote } = await selectedCandidates(page);
   assert.equal(remote.type, 'srflx', 'the device\'s forwarded candidate carries the call');
   assert.equal(remote.address, HOME_PUBLIC_ADDRESS);
   assert.ok(remote.port >= MEDIA_PORTS[0] && remote.port <= MEDIA_PORTS[1], `port ${remote.port}`);
@@ -119,7 +92,7 @@ test('port mapping off: nothing is forwarded, not even during a call on the home
   t.after(() => browser.close());
   // Home Wi-Fi: the call connects on the LAN, and its ICE agent asks the router for nothing.
   const page = await callFromPhone(browser, `https://${DEVICE_LAN_ADDRESS}:${daemon.port}/`);
-  const remote = await remoteOfSelectedPair(page);
+  const { remote } = await selectedCandidates(page);
   assert.equal(remote.address, DEVICE_LAN_ADDRESS);
   assert.ok(remote.port >= MEDIA_PORTS[0] && remote.port <= MEDIA_PORTS[1], 'media_ports hold without mapping');
   assert.deepEqual(lab.forwards(), []);
