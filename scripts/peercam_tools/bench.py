@@ -19,7 +19,10 @@ through a 1 Mbit/s bottleneck and random loss, and Chromium on a phone whose net
 Environment: ROUNDS (3), CALLS (50), SECONDS (30: length of the CPU calls), SKIP (comma list of
 chromium,stun,signaling,networks,viewers, and janus_aes_cm, to leave out).
 `scripts/bench viewers` measures the cost per viewer alone (the sides' order reversed every
-other round, CPU over SECONDS).
+other round, CPU over SECONDS). `scripts/bench lab` calls from outside in the NAT lab (a phone
+behind a symmetric carrier NAT; port mapping, a forward by hand, the tunnel, a carrier that drops
+UDP: tests/browser/drivers/bench_lab.mjs); with BEFORE_BIN set to an older peercam, the same
+cases with it as that version's docs set it up, beside.
 """
 
 import json
@@ -535,7 +538,24 @@ def cargo_bench(name):
                           text=True, check=True).stdout
 
 
+def lab():
+    """Calls from outside in the NAT lab (tests/browser/drivers/bench_lab.mjs), for this build
+    and, with BEFORE_BIN, an older one."""
+    runs = [("after", PEERCAM, "0")]
+    if os.environ.get("BEFORE_BIN"):
+        runs.insert(0, ("before", os.environ["BEFORE_BIN"], "1"))
+    for label, binary, before in runs:
+        log(f"NAT lab ({label}: {binary})")
+        env = {**os.environ, "PEERCAM_BIN": binary, "BEFORE": before}
+        out = subprocess.run(["node", "drivers/bench_lab.mjs"], cwd=os.path.join(ROOT, "tests/browser"),
+                             env=env, capture_output=True, text=True, check=True).stdout
+        print(out[out.index("\n| case"):].strip() + "\n")
+
+
 def main():
+    if sys.argv[1:] == ["lab"]:
+        lab()
+        return
     record_feed()
     if sys.argv[1:] == ["viewers"]:
         viewers_only()
