@@ -580,21 +580,32 @@ export async function networkCheck(page, origin) {
   }, 60_000, 'the network check to finish');
 }
 
-/** The types of the selected ICE candidate pair of the page's call: { local, remote }. */
-export async function selectedPair(page) {
+/**
+ * The selected ICE candidate pair of the page's call: { local: { type, relayProtocol },
+ * remote: { type, address, port } }, or null.
+ */
+export async function selectedCandidates(page) {
   return page.evaluate(async () => {
     const stats = await window.peercam.pc.getStats();
     for (const s of stats.values()) {
       if (s.type === 'transport' && s.selectedCandidatePairId) {
         const pair = stats.get(s.selectedCandidatePairId);
+        const local = stats.get(pair.localCandidateId);
+        const remote = stats.get(pair.remoteCandidateId);
         return {
-          local: stats.get(pair.localCandidateId)?.candidateType,
-          remote: stats.get(pair.remoteCandidateId)?.candidateType,
+          local: { type: local?.candidateType, relayProtocol: local?.relayProtocol ?? null },
+          remote: { type: remote?.candidateType, address: remote?.address, port: remote?.port },
         };
       }
     }
     return null;
   });
+}
+
+/** The types of the selected ICE candidate pair of the page's call: { local, remote }. */
+export async function selectedPair(page) {
+  const pair = await selectedCandidates(page);
+  return pair && { local: pair.local.type, remote: pair.remote.type };
 }
 
 /**

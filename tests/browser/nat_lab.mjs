@@ -86,18 +86,21 @@ table inet filter {
 }
 `;
 
-/** The carrier's NAT: symmetric (a new port for every destination), as phone networks are. */
-const CARRIER_RULES = `
-table ip carrier {
+/** A NAT's nftables table `name`: masquerade out of `wan0`, with `options` (e.g. fully-random). */
+const natRules = (name, options = '') => `
+table ip ${name} {
   chain prerouting {
     type nat hook prerouting priority -100; policy accept;
   }
   chain postrouting {
     type nat hook postrouting priority 100; policy accept;
-    oifname "wan0" masquerade fully-random
+    oifname "wan0" masquerade ${options}
   }
 }
 `;
+
+/** The carrier's NAT: symmetric (a new port for every destination), as phone networks are. */
+const CARRIER_RULES = natRules('carrier', 'fully-random');
 
 /** A carrier that lets no UDP through (some do, besides DNS): only TCP leaves the phone. */
 const CARRIER_DROPS_UDP = `
@@ -110,17 +113,7 @@ table ip carrier_filter {
 `;
 
 /** The internet provider's NAT in front of the home (CGNAT): the home router gets 100.64.0.2. */
-const ISP_RULES = `
-table ip isp {
-  chain prerouting {
-    type nat hook prerouting priority -100; policy accept;
-  }
-  chain postrouting {
-    type nat hook postrouting priority 100; policy accept;
-    oifname "wan0" masquerade
-  }
-}
-`;
+const ISP_RULES = natRules('isp');
 
 /**
  * Builds the lab. `router`: which protocols the home router's miniupnpd speaks, `{ upnp,

@@ -7,9 +7,9 @@
 // asked of the router, not even by a call (libnice's own UPnP is off).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { eventually, launchBrowser, networkCheck, startDaemon } from './harness.mjs';
+import { eventually, launchBrowser, networkCheck, selectedCandidates, startDaemon } from './harness.mjs';
 import { DEVICE_LAN_ADDRESS, HOME_PUBLIC_ADDRESS, natLab } from './nat_lab.mjs';
-import { MEDIA_PORTS, callFromPhone, selectedCandidates } from './remote_lab.mjs';
+import { MEDIA_PORTS, callFromPhone } from './remote_lab.mjs';
 
 const MAPPED = `[remote]
 port_mapping = true

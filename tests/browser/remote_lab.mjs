@@ -173,22 +173,3 @@ export async function callFromPhone(browser, url, frames = 30) {
   await waitForFrames(page, frames);
   return page;
 }
-
-/** The selected pair of the page's call: its local and remote candidates. */
-export async function selectedCandidates(page) {
-  return page.evaluate(async () => {
-    const stats = await window.peercam.pc.getStats();
-    for (const s of stats.values()) {
-      if (s.type === 'transport' && s.selectedCandidatePairId) {
-        const pair = stats.get(s.selectedCandidatePairId);
-        const local = stats.get(pair.localCandidateId);
-        const remote = stats.get(pair.remoteCandidateId);
-        return {
-          local: { type: local.candidateType, relayProtocol: local.relayProtocol ?? null },
-          remote: { type: remote.candidateType, address: remote.address, port: remote.port },
-        };
-      }
-    }
-    return null;
-  });
-}

@@ -6,9 +6,9 @@
 // on the home router, with coturn for the media.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { eventually, launchBrowser, networkCheck } from './harness.mjs';
+import { eventually, launchBrowser, networkCheck, selectedCandidates } from './harness.mjs';
 import { HOME_PUBLIC_ADDRESS } from './nat_lab.mjs';
-import { callFromPhone, pageLoads, remoteSetUp, selectedCandidates } from './remote_lab.mjs';
+import { callFromPhone, pageLoads, remoteSetUp } from './remote_lab.mjs';
 
 /** The set-up and a Chromium on the phone; both stop after the test. */
 async function setUp(t, labOptions, options) {
@@ -21,14 +21,20 @@ async function setUp(t, labOptions, options) {
   return { ...remote, browser };
 }
 
-test('a home behind CGNAT: the page through the tunnel, the call through coturn, the tunnel back by itself', async (t) => {
-  const { lab, browser, publicUrl: url, sshd, tunnel } = await setUp(t, { router: { upnp: false, pcp: false }, cgnat: true });
+/** The phone calls; the call is relayed by coturn, and /check says so. Returns the page and verdict. */
+async function relayedCall(browser, url) {
   const page = await callFromPhone(browser, url);
   const pair = await selectedCandidates(page);
   assert.ok(pair.local.type === 'relay' || pair.remote.type === 'relay', `relayed by coturn: ${JSON.stringify(pair)}`);
   const verdict = await networkCheck(page, url);
   assert.equal(verdict.state, 'ok', verdict.text);
   assert.match(verdict.text, /A call from this browser connects: relayed by/);
+  return { page, verdict };
+}
+
+test('a home behind CGNAT: the page through the tunnel, the call through coturn, the tunnel back by itself', async (t) => {
+  const { lab, browser, publicUrl: url, sshd, tunnel } = await setUp(t, { router: { upnp: false, pcp: false }, cgnat: true });
+  const { page, verdict } = await relayedCall(browser, url);
   assert.match(verdict.text, /STUN works/);
   assert.match(verdict.text, /TURN over UDP \(turn:31\.77\.3\.2:3478\?transport=udp\) works/);
   assert.match(verdict.text, /TURN over TCP \(turn:31\.77\.3\.2:3478\?transport=tcp\) works/);
@@ -67,12 +73,7 @@ test('a forward by hand (TCP 8443) and coturn, as the docs said before port mapp
   const { browser, publicUrl: url } = await setUp(t,
     { router: { upnp: false, pcp: false }, manualForwards: [['tcp', 8443]] }, { tunnel: false });
   assert.equal(url, `https://${HOME_PUBLIC_ADDRESS}:8443/`);
-  const page = await callFromPhone(browser, url);
-  const pair = await selectedCandidates(page);
-  assert.ok(pair.local.type === 'relay' || pair.remote.type === 'relay', `relayed by coturn: ${JSON.stringify(pair)}`);
-  const verdict = await networkCheck(page, url);
-  assert.equal(verdict.state, 'ok', verdict.text);
-  assert.match(verdict.text, /A call from this browser connects: relayed by/);
+  const { page, verdict } = await relayedCall(browser, url);
   // The page hands out the device's own STUN port, which is not forwarded: /check says so
   // (the browser's address from the TURN server does not count as STUN working).
   assert.match(verdict.text, /STUN does not work: no STUN server answered .*the STUN port is not forwarded/);

@@ -5,9 +5,9 @@
 // no picture. With BEFORE=1 the binary (PEERCAM_BIN) is taken to be one from before
 // `[remote]` existed: the cases are set up as its docs said (no port mapping setting, no
 // tunnel). One JSON line per case, then a Markdown table.
-import { eventually, launchBrowser, startDaemon } from '../harness.mjs';
+import { eventually, launchBrowser, selectedCandidates, startDaemon } from '../harness.mjs';
 import { HOME_PUBLIC_ADDRESS, natLab } from '../nat_lab.mjs';
-import { callFromPhone, pageLoads, remoteSetUp, selectedCandidates } from '../remote_lab.mjs';
+import { callFromPhone, pageLoads, remoteSetUp } from '../remote_lab.mjs';
 
 const BEFORE = process.env.BEFORE === '1';
 const MAPPING = BEFORE ? '' : '[remote]\nport_mapping = true\nmedia_ports = "50000-50004"\n';
