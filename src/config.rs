@@ -309,7 +309,7 @@ impl Default for WatchersConfig {
 }
 
 /// Reaching the device from outside the home (README "Calling from outside").
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RemoteConfig {
     /// Ask the home router (UPnP-IGD, NAT-PMP or PCP) to forward the HTTPS port, the STUN
@@ -320,6 +320,19 @@ pub struct RemoteConfig {
     /// `port_mapping`, whose default is `DEFAULT_MEDIA_PORTS`). Unset and without
     /// `port_mapping`: any free port, as the system gives.
     pub media_ports: Option<String>,
+    /// How long the router keeps a forward unless it is renewed (at half of it): a device
+    /// that crashes or loses power leaves nothing open for longer.
+    pub lease_seconds: u64,
+}
+
+impl Default for RemoteConfig {
+    fn default() -> Self {
+        Self {
+            port_mapping: false,
+            media_ports: None,
+            lease_seconds: 600,
+        }
+    }
 }
 
 /// The media ports `port_mapping` forwards when `media_ports` is not set: one per call or
@@ -597,6 +610,9 @@ impl Config {
         if self.stun.enabled && self.stun.burst == 0 {
             return Err(("stun.burst", "must be at least 1".into()));
         }
+        if !(30..=86_400).contains(&self.remote.lease_seconds) {
+            return Err(("remote.lease_seconds", "must be between 30 and 86400".into()));
+        }
         if let Some(text) = &self.remote.media_ports {
             parse_port_range(text).map_err(|message| ("remote.media_ports", message))?;
         }
@@ -774,5 +790,7 @@ mod tests {
             assert_eq!((field.as_str(), line), ("remote.media_ports", Some(3)));
             assert!(message.contains(says), "{message}");
         }
+        let (field, line, _) = field_error("[remote]\nlease_seconds = 5\n");
+        assert_eq!((field.as_str(), line), ("remote.lease_seconds", Some(2)));
     }
 }

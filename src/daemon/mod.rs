@@ -94,6 +94,7 @@ pub async fn run(
                 https_port,
                 stun_port,
                 media_ports,
+                lease: Duration::from_secs(config.remote.lease_seconds),
             },
             state: reachability,
         });

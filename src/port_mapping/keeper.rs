@@ -1,6 +1,6 @@
 //! The task that keeps the router's forwards: asks for them at start, renews them at half
 //! their lease, asks again from the start when the router forgets them or goes away, and
-//! deletes them when the daemon stops. Leases are short (`LEASE`), so a device that crashes or
+//! deletes them when the daemon stops. Leases are short (`[remote] lease_seconds`, 10 minutes), so a device that crashes or
 //! loses power leaves nothing open for longer than that.
 
 use std::collections::BTreeMap;
@@ -15,11 +15,6 @@ use super::router::{Router, RouterError, Transport};
 use crate::reachability::{MediaForwards, Reachability, is_public};
 use crate::system::Notifier;
 
-/// How long the router keeps a forward unless it is renewed.
-pub const LEASE: Duration = Duration::from_secs(600);
-
-/// Renewed at half the lease, so one lost renewal still leaves time for the next.
-const RENEW_EVERY: Duration = Duration::from_secs(300);
 
 /// After no router answered, or it lost the forwards: how long until asking again.
 const RETRY_AFTER: Duration = Duration::from_secs(30);
@@ -34,9 +29,16 @@ pub struct Plan {
     /// The STUN responder's port, when it runs (a browser outside asks it for its address).
     pub stun_port: Option<u16>,
     pub media_ports: RangeInclusive<u16>,
+    /// How long the router keeps a forward unless it is renewed (`[remote] lease_seconds`).
+    pub lease: Duration,
 }
 
 impl Plan {
+    /// Renewed at half the lease, so one lost renewal still leaves time for the next.
+    fn renew_every(&self) -> Duration {
+        self.lease / 2
+    }
+
     fn forwards(&self) -> impl Iterator<Item = (Transport, u16)> + '_ {
         let stun = self.stun_port.map(|port| (Transport::Udp, port));
         stun.into_iter()
@@ -84,7 +86,7 @@ pub async fn run(keeper: Keeper) {
                     // The router's own address is private: forwards there reach no one. Asked
                     // again now and then: the home may get a public address.
                     router.remove_all().await;
-                    if tokio::time::timeout(RENEW_EVERY, &mut stop).await.is_ok() {
+                    if tokio::time::timeout(plan.renew_every(), &mut stop).await.is_ok() {
                         return;
                     }
                     continue;
@@ -114,7 +116,7 @@ async fn establish(plan: &Plan) -> Result<(Router, Reachability), String> {
     let client = local_address_towards(gateway)
         .map_err(|e| format!("no address towards the router {gateway}: {e}"))?;
     let (mut router, https_forward) =
-        Router::find(gateway, client, (Transport::Tcp, plan.https_port), LEASE)
+        Router::find(gateway, client, (Transport::Tcp, plan.https_port), plan.lease)
             .await
             .map_err(|e| e.to_string())?;
     let mut reachability = Reachability {
@@ -156,7 +158,7 @@ async fn establish(plan: &Plan) -> Result<(Router, Reachability), String> {
     let mut refused = Vec::new();
     let mut forwarded = vec![format!("{}/tcp", plan.https_port)];
     for (transport, port) in plan.forwards() {
-        match router.forward((transport, port), LEASE).await {
+        match router.forward((transport, port), plan.lease).await {
             Ok(outside) if Some(port) == plan.stun_port => {
                 forwarded.push(format!("{port}/udp"));
                 if outside != port {
@@ -213,7 +215,7 @@ async fn keep(
                 }
                 return Kept::Stopped;
             }
-            () = tokio::time::sleep(RENEW_EVERY) => {}
+            () = tokio::time::sleep(plan.renew_every()) => {}
         }
         let renewed = renew(&mut router, plan, &reachability).await;
         if let Err(problem) = renewed {
@@ -242,7 +244,7 @@ async fn renew(
     reachability: &Reachability,
 ) -> Result<(), String> {
     router
-        .forward((Transport::Tcp, plan.https_port), LEASE)
+        .forward((Transport::Tcp, plan.https_port), plan.lease)
         .await
         .map_err(|e| e.to_string())?;
     let media = reachability
@@ -257,7 +259,7 @@ async fn renew(
         .chain(media)
     {
         router
-            .forward(forward, LEASE)
+            .forward(forward, plan.lease)
             .await
             .map_err(|e| e.to_string())?;
     }
@@ -306,7 +308,9 @@ mod tests {
             https_port: 8443,
             stun_port: Some(3478),
             media_ports: 50000..=50001,
+            lease: Duration::from_secs(600),
         };
+        assert_eq!(plan.renew_every(), Duration::from_secs(300));
         let forwards: Vec<_> = plan.forwards().collect();
         assert_eq!(
             forwards,

@@ -11,4 +11,4 @@ mod gateway;
 mod keeper;
 mod router;
 
-pub use keeper::{Keeper, LEASE, Plan, run};
+pub use keeper::{Keeper, Plan, run};

@@ -113,3 +113,17 @@ test('a home behind its provider\'s NAT: port mapping says it cannot help, and l
   assert.match(daemon.output, /\(not reachable from outside: the router has no public address/, 'in the banner');
   assert.deepEqual(lab.forwards(), []);
 });
+
+test('the forwards are renewed before their lease ends, and stay while the device runs', async (t) => {
+  const { lab, daemon } = await setUp(t, { upnp: true, pcp: false },
+    MAPPED.replace('port_mapping = true', 'port_mapping = true\nlease_seconds = 30'));
+  const started = Date.now();
+  const asked = () => lab.routerLog.split(`AddPortMapping: ext port ${daemon.port} `).length - 1;
+  await eventually(async () => asked() >= 1, 10_000, 'the first forward');
+  // Renewed at half the lease (15 s), before the router would drop it at 30 s.
+  await eventually(async () => asked() >= 2, 25_000, 'a renewal of the HTTPS forward');
+  await eventually(async () => Date.now() - started > 32_000, 35_000, 'the first lease to have ended');
+  const forwards = lab.forwards();
+  assert.ok(forwards.some((rule) => rule.includes(`dport ${daemon.port} dnat`)), JSON.stringify(forwards));
+  assert.ok(forwards.length >= 2 + MEDIA_PORTS[1] - MEDIA_PORTS[0] + 1, 'every forward renewed');
+});
