@@ -611,7 +611,10 @@ impl Config {
             return Err(("stun.burst", "must be at least 1".into()));
         }
         if !(30..=86_400).contains(&self.remote.lease_seconds) {
-            return Err(("remote.lease_seconds", "must be between 30 and 86400".into()));
+            return Err((
+                "remote.lease_seconds",
+                "must be between 30 and 86400".into(),
+            ));
         }
         if let Some(text) = &self.remote.media_ports {
             parse_port_range(text).map_err(|message| ("remote.media_ports", message))?;

@@ -15,7 +15,6 @@ use super::router::{Router, RouterError, Transport};
 use crate::reachability::{MediaForwards, Reachability, is_public};
 use crate::system::Notifier;
 
-
 /// After no router answered, or it lost the forwards: how long until asking again.
 const RETRY_AFTER: Duration = Duration::from_secs(30);
 
@@ -86,7 +85,10 @@ pub async fn run(keeper: Keeper) {
                     // The router's own address is private: forwards there reach no one. Asked
                     // again now and then: the home may get a public address.
                     router.remove_all().await;
-                    if tokio::time::timeout(plan.renew_every(), &mut stop).await.is_ok() {
+                    if tokio::time::timeout(plan.renew_every(), &mut stop)
+                        .await
+                        .is_ok()
+                    {
                         return;
                     }
                     continue;
@@ -115,10 +117,14 @@ async fn establish(plan: &Plan) -> Result<(Router, Reachability), String> {
     let gateway = default_gateway().ok_or("the device has no default route: no router to ask")?;
     let client = local_address_towards(gateway)
         .map_err(|e| format!("no address towards the router {gateway}: {e}"))?;
-    let (mut router, https_forward) =
-        Router::find(gateway, client, (Transport::Tcp, plan.https_port), plan.lease)
-            .await
-            .map_err(|e| e.to_string())?;
+    let (mut router, https_forward) = Router::find(
+        gateway,
+        client,
+        (Transport::Tcp, plan.https_port),
+        plan.lease,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let mut reachability = Reachability {
         port_mapping: true,
         protocol: Some(router.protocol()),
