@@ -61,15 +61,20 @@ pub async fn run(keeper: Keeper) {
         notifier,
         mut stop,
     } = keeper;
+    // Said when it changes, not at every try: a device with no router to ask tries every 30 s
+    // for as long as it runs, and the journal hears it once.
     let publish = |reachability: Reachability| {
         let summary = reachability.summary();
+        let before = state.send_replace(reachability.clone());
+        if before == reachability {
+            return;
+        }
         if reachability.problem.is_some() {
             log::warn!("remote access: {summary}");
         } else {
             log::info!("remote access: {summary}");
         }
         notifier.reachability(&summary);
-        state.send_replace(reachability);
     };
     loop {
         let problem = match establish(&plan).await {
