@@ -117,7 +117,7 @@ const ISP_RULES = natRules('isp');
 
 /**
  * Builds the lab. `router`: which protocols the home router's miniupnpd speaks, `{ upnp,
- * pcp }` (both false: no miniupnpd, a router with no port mapping); `cgnat`: the home behind
+ * pcp, igdV1 }` (upnp and pcp false: no miniupnpd, a router with no port mapping); `cgnat`: the home behind
  * its provider's NAT; `carrierDropsUdp`: the phone's carrier lets only TCP through;
  * `manualForwards`: forwards made by hand on the home router, `[['tcp', 8443], ...]`. Returns:
  * - `inHome`, `inPublicHost`: command prefixes that run a program on the device's LAN (the
@@ -182,6 +182,8 @@ export async function natLab({
       const config = writeFile(dir, 'miniupnpd.conf', [
         'ext_ifname=wan0', 'listening_ip=lan0', 'http_port=0',
         `enable_upnp=${router.upnp ? 'yes' : 'no'}`, `enable_natpmp=${router.pcp ? 'yes' : 'no'}`,
+        // An IGDv1 router (WANIPConnection:1), as older routers are; else miniupnpd's IGDv2.
+        `force_igd_desc_v1=${router.igdV1 ? 'yes' : 'no'}`,
         'secure_mode=yes', 'system_uptime=yes', 'uuid=3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b',
         `lease_file=${join(dir, 'leases')}`,
         'allow 1024-65535 192.168.77.0/24 1024-65535', 'deny 0-65535 0.0.0.0/0 0-65535', '',

@@ -75,10 +75,17 @@ async function mappedCallFromOutside(t, router, protocol) {
 
   await daemon.stop();
   assert.deepEqual(lab.forwards(), [], 'the forwards are deleted when the daemon stops');
+  return { lab };
 }
 
 test('a router speaking UPnP-IGD: the phone calls through the forwards the device made', async (t) => {
-  await mappedCallFromOutside(t, { upnp: true, pcp: false }, 'UPnP-IGD');
+  const { lab } = await mappedCallFromOutside(t, { upnp: true, pcp: false }, 'UPnP-IGD');
+  assert.match(lab.routerLog, /WANIPConnection:2#AddPortMapping/, 'IGDv2');
+});
+
+test('an older router speaking UPnP-IGD v1: the same', async (t) => {
+  const { lab } = await mappedCallFromOutside(t, { upnp: true, pcp: false, igdV1: true }, 'UPnP-IGD');
+  assert.match(lab.routerLog, /WANIPConnection:1#AddPortMapping/, 'IGDv1');
 });
 
 test('a router speaking NAT-PMP/PCP only: the same, by PCP', async (t) => {
