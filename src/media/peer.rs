@@ -260,11 +260,14 @@ impl Peer {
             .webrtc
             .property::<Option<WebRTCSessionDescription>>("local-description")?;
         let text = answer.sdp().as_text().ok()?;
-        Some(if text.contains("a=candidate:") {
-            with_forwarded(&text, &self.forwards.borrow().media)
+        let complete = if text.contains("a=candidate:") {
+            text
         } else {
             with_candidates(&text, &self.gathered)
-        })
+        };
+        // A host candidate on a port the router forwards is also reached at the router's
+        // external address.
+        Some(with_forwarded(&complete, &self.forwards.borrow().media))
     }
 
     fn connect_callbacks(&self, audio_sink: String, metrics: Arc<Metrics>) {
@@ -372,17 +375,18 @@ impl Peer {
                     "webrtcbin made no offer: {reason}"
                 ))]
             }
-            Notice::IceCandidate { mline, candidate } => {
-                // A host candidate on a port the router forwards is also reached at the
-                // router's external address.
-                let forwarded = forwarded_candidate(&candidate, &self.forwards.borrow().media);
-                let candidates = std::iter::once(candidate).chain(forwarded);
-                match self.id {
-                    PeerId::Viewer(_) => {
-                        self.gathered.extend(candidates.map(|c| (mline, c)));
-                        vec![]
-                    }
-                    PeerId::Caller(_) => candidates
+            Notice::IceCandidate { mline, candidate } => match self.id {
+                PeerId::Viewer(_) => {
+                    // Into the answer, with the forwarded twins (`answer_sdp`).
+                    self.gathered.push((mline, candidate));
+                    vec![]
+                }
+                PeerId::Caller(_) => {
+                    // A host candidate on a port the router forwards is also reached at the
+                    // router's external address.
+                    let forwarded = forwarded_candidate(&candidate, &self.forwards.borrow().media);
+                    std::iter::once(candidate)
+                        .chain(forwarded)
                         .map(|candidate| {
                             PeerEvent::Candidate(IceCandidate {
                                 candidate,
@@ -391,9 +395,9 @@ impl Peer {
                                 username_fragment: None,
                             })
                         })
-                        .collect(),
+                        .collect()
                 }
-            }
+            },
             Notice::IceState(state) => self.on_ice_state(state),
             Notice::Error(reason) => vec![PeerEvent::Failed(reason)],
             Notice::Stats(stats) => {

@@ -4,6 +4,7 @@
 //! loses power leaves nothing open for longer than that.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
@@ -183,7 +184,7 @@ async fn establish(plan: &Plan) -> Result<(Router, Reachability), String> {
         }
     }
     forwarded.extend(port_runs(media.keys().copied()).map(|run| format!("{run}/udp")));
-    reachability.public_url = Some(format!("https://{external}:{https_external}/"));
+    reachability.public_url = Some(public_url(external, https_external));
     reachability.forwarded = forwarded;
     reachability.media = MediaForwards {
         internal: Some(client),
@@ -228,59 +229,54 @@ async fn keep(
             }
             () = tokio::time::sleep(plan.renew_every()) => {}
         }
-        let renewed = renew(&mut router, plan, &reachability).await;
-        if let Err(problem) = renewed {
-            router.remove_all().await;
-            return Kept::Lost(format!("renewing the forwards failed: {problem}"));
-        }
-        match router.external_address().await {
-            Ok(external) if Some(external) != reachability.external_address => {
-                // The home got a new address: the public URL and the calls' candidates move.
-                let https = https_port_of(&reachability).unwrap_or(plan.https_port);
-                reachability.external_address = Some(external);
-                reachability.media.external = Some(external);
-                reachability.public_url = Some(format!("https://{external}:{https}/"));
-                publish(reachability.clone());
+        let https_external = match renew(&mut router, plan, &reachability).await {
+            Ok(port) => port,
+            Err(problem) => {
+                router.remove_all().await;
+                return Kept::Lost(format!("renewing the forwards failed: {problem}"));
             }
-            Ok(_) => {}
+        };
+        let external = match router.external_address().await {
+            Ok(external) => external,
             Err(e) => return Kept::Lost(e.to_string()),
+        };
+        // The home got a new address (or the router another outside port): the public URL and
+        // the calls' candidates move.
+        let url = public_url(external, https_external);
+        if reachability.public_url.as_deref() != Some(url.as_str()) {
+            reachability.external_address = Some(external);
+            reachability.media.external = Some(external);
+            reachability.public_url = Some(url);
+            publish(reachability.clone());
         }
     }
 }
 
-/// Asks again for every forward that was made.
+/// Asks again for every forward that was made (the plan's, less the media ports the router
+/// refused); returns the HTTPS port outside.
 async fn renew(
     router: &mut Router,
     plan: &Plan,
     reachability: &Reachability,
-) -> Result<(), String> {
-    router
+) -> Result<u16, String> {
+    let https = router
         .forward((Transport::Tcp, plan.https_port), plan.lease)
         .await
         .map_err(|e| e.to_string())?;
-    let media = reachability
-        .media
-        .ports
-        .keys()
-        .map(|port| (Transport::Udp, *port));
-    for forward in plan
-        .stun_port
-        .map(|p| (Transport::Udp, p))
-        .into_iter()
-        .chain(media)
-    {
+    let made =
+        |port: u16| Some(port) == plan.stun_port || reachability.media.ports.contains_key(&port);
+    for forward in plan.forwards().filter(|(_, port)| made(*port)) {
         router
             .forward(forward, plan.lease)
             .await
             .map_err(|e| e.to_string())?;
     }
-    Ok(())
+    Ok(https)
 }
 
-/// The external HTTPS port in the public URL.
-fn https_port_of(reachability: &Reachability) -> Option<u16> {
-    let url = reachability.public_url.as_deref()?;
-    url.trim_end_matches('/').rsplit(':').next()?.parse().ok()
+/// The page's address outside the home.
+fn public_url(external: IpAddr, https_port: u16) -> String {
+    format!("https://{external}:{https_port}/")
 }
 
 /// Consecutive ports as runs: 1,2,3,7 -> "1-3", "7".
@@ -334,11 +330,8 @@ mod tests {
     }
 
     #[test]
-    fn the_public_urls_port_is_read_back() {
-        let reachability = Reachability {
-            public_url: Some("https://31.77.1.2:18443/".into()),
-            ..Reachability::default()
-        };
-        assert_eq!(https_port_of(&reachability), Some(18443));
+    fn the_public_url_names_the_port_outside() {
+        let external = IpAddr::from([31, 77, 1, 2]);
+        assert_eq!(public_url(external, 18443), "https://31.77.1.2:18443/");
     }
 }
