@@ -102,7 +102,7 @@ impl Router {
             transport: probe.0,
             reason,
         };
-        let pcp_error = match pcp_map(gateway, client, probe, None, lease).await {
+        let pcp_error = match pcp_map(gateway, client, probe, lease).await {
             Ok(mapping) => {
                 let external = mapping.external_port().get();
                 let nat_pmp = matches!(mapping.mapping_type(), PortMappingType::NatPmp);
@@ -171,8 +171,12 @@ impl Router {
                 mappings,
                 ..
             } => {
-                let wanted = mappings.get(&(transport, port)).map(|m| m.external_port());
-                let mapping = pcp_map(*gateway, *client, (transport, port), wanted, lease)
+                if let Some(mapping) = mappings.get_mut(&(transport, port)) {
+                    // A renewal keeps the mapping's nonce, as RFC 6887 asks of a refresh.
+                    mapping.renew().await.map_err(|e| refused(e.to_string()))?;
+                    return Ok(mapping.external_port().get());
+                }
+                let mapping = pcp_map(*gateway, *client, (transport, port), lease)
                     .await
                     .map_err(|e| refused(e.to_string()))?;
                 let external = mapping.external_port().get();
@@ -268,12 +272,12 @@ impl Router {
     }
 }
 
-/// A PCP mapping (NAT-PMP when the router speaks only that) of `port`.
+/// A new PCP mapping (NAT-PMP when the router speaks only that) of `port`, to the same port
+/// outside when the router allows.
 async fn pcp_map(
     gateway: Ipv4Addr,
     client: IpAddr,
     (transport, port): (Transport, u16),
-    wanted: Option<NonZeroU16>,
     lease: Duration,
 ) -> Result<PortMapping, MappingFailure> {
     let internal = NonZeroU16::new(port).ok_or(MappingFailure::Pcp(
@@ -286,7 +290,7 @@ async fn pcp_map(
         Transport::Udp => InternetProtocol::Udp,
     };
     let options = PortMappingOptions {
-        external_port: Some(wanted.unwrap_or(internal)),
+        external_port: Some(internal),
         lifetime_seconds: Some(lease_seconds(lease)),
         timeout_config: Some(PCP_TIMEOUT),
     };

@@ -121,16 +121,37 @@ test('a home behind its provider\'s NAT: port mapping says it cannot help, and l
   assert.deepEqual(lab.forwards(), []);
 });
 
-test('the forwards are renewed before their lease ends, and stay while the device runs', async (t) => {
-  const { lab, daemon } = await setUp(t, { upnp: true, pcp: false },
+/**
+ * With a 30 s lease on `router`, the forwards are asked for again at half of it and all still
+ * there after the first lease ended; `requests(log, daemon)` counts the router's requests.
+ */
+async function renewedBeforeTheLeaseEnds(t, router, requests) {
+  const { lab, daemon } = await setUp(t, router,
     MAPPED.replace('port_mapping = true', 'port_mapping = true\nlease_seconds = 30'));
   const started = Date.now();
-  const asked = () => lab.routerLog.split(`AddPortMapping: ext port ${daemon.port} `).length - 1;
+  const asked = () => requests(lab.routerLog, daemon);
   await eventually(async () => asked() >= 1, 10_000, 'the first forward');
+  const first = asked();
   // Renewed at half the lease (15 s), before the router would drop it at 30 s.
-  await eventually(async () => asked() >= 2, 25_000, 'a renewal of the HTTPS forward');
+  await eventually(async () => asked() > first, 25_000, 'a renewal');
   await eventually(async () => Date.now() - started > 32_000, 35_000, 'the first lease to have ended');
   const forwards = lab.forwards();
   assert.ok(forwards.some((rule) => rule.includes(`dport ${daemon.port} dnat`)), JSON.stringify(forwards));
   assert.ok(forwards.length >= 2 + MEDIA_PORTS[1] - MEDIA_PORTS[0] + 1, 'every forward renewed');
+}
+
+test('the forwards are renewed before their lease ends, and stay while the device runs', async (t) => {
+  await renewedBeforeTheLeaseEnds(t, { upnp: true, pcp: false },
+    (log, daemon) => log.split(`AddPortMapping: ext port ${daemon.port} `).length - 1);
+});
+
+test('the same by PCP: a renewal refreshes the mapping (same nonce), it makes no new one', async (t) => {
+  await renewedBeforeTheLeaseEnds(t, { upnp: false, pcp: true }, (log) => {
+    // Once every forward has been made (the last media port), count the requests after it.
+    const made = log.indexOf(`added mapping UDP ${MEDIA_PORTS[1]}->`);
+    if (made < 0) return 0;
+    const later = log.slice(made);
+    assert.doesNotMatch(later.slice(later.indexOf('\n')), /added mapping/, 'a renewal is no new mapping');
+    return 1 + later.split('PCP request received').length - 1;
+  });
 });
