@@ -56,6 +56,8 @@ pub enum MediaCommand {
     /// fragment names (`None` when it names none).
     WatchCandidates {
         session: String,
+        /// The request's `If-Match`, as sent.
+        if_match: Option<String>,
         ufrag: Option<String>,
         candidates: Vec<IceCandidate>,
         reply: oneshot::Sender<Trickled>,
@@ -122,9 +124,14 @@ impl Withdrawn {
 pub enum Trickled {
     Added,
     NoSuchSession,
-    /// The fragment has new ICE credentials: the viewer asks for an ICE restart, which the
-    /// device does not do within a session (nothing was changed).
+    /// The fragment has new ICE credentials (or comes with `If-Match: *`): the viewer asks
+    /// for an ICE restart, which the device does not do within a session (nothing was
+    /// changed).
     RestartRefused,
+    /// `If-Match` names another entity tag than the session's (an out-of-date fragment).
+    StaleTag,
+    /// No `If-Match` came with the fragment; the WHEP draft asks for one on every PATCH.
+    TagMissing,
 }
 
 /// The device's answer to a viewer's offer.
@@ -132,6 +139,8 @@ pub enum Trickled {
 pub struct WatchAnswer {
     /// The session's id, for its `Location`.
     pub session: String,
+    /// The session's entity tag (quoted), for `ETag`: trickled candidates must name it.
+    pub etag: String,
     pub sdp: String,
 }
 

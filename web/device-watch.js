@@ -66,6 +66,7 @@ export async function startWatching() {
       return;
     }
     current.resource = resource;
+    current.etag = response.headers.get('ETag');
     debugPanel.sdp('answer', body, 'the device');
     await pc.setRemoteDescription({ type: 'answer', sdp: body });
     for (const candidate of early.splice(0)) trickle(current, candidate);
@@ -107,7 +108,10 @@ async function trickle(current, candidate) {
     + `m=${kind} 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:${candidate.sdpMid}\r\na=${candidate.candidate}\r\n`;
   const response = await fetch(current.resource, {
     method: 'PATCH',
-    headers: { 'Content-Type': 'application/trickle-ice-sdpfrag' },
+    headers: {
+      'Content-Type': 'application/trickle-ice-sdpfrag',
+      ...(current.etag ? { 'If-Match': current.etag } : {}),
+    },
     body: fragment,
   }).catch(() => null);
   if (response && response.status !== 204) console.warn('peercam: a candidate was refused', await response.text());

@@ -63,13 +63,31 @@ struct Viewer {
     ice_ufrag: Option<String>,
     /// The answer, sent once the candidates are gathered (or `GATHER_LIMIT` passed).
     pending: Option<oneshot::Sender<Result<WatchAnswer, WatchRefused>>>,
+    /// The session's entity tag (quoted), given with the answer.
+    etag: Option<String>,
 }
 
 impl Viewer {
     /// Hands trickled candidates to the peer, unless they come under new ICE credentials (an
     /// ICE restart, refused: libnice would pair them with the old ones and fail quietly).
-    fn trickle(&mut self, ufrag: Option<&str>, candidates: &[IceCandidate]) -> Trickled {
-        if viewer_offer::asks_for_ice_restart(self.ice_ufrag.as_deref(), ufrag, candidates) {
+    fn trickle(
+        &mut self,
+        if_match: Option<&str>,
+        ufrag: Option<&str>,
+        candidates: &[IceCandidate],
+    ) -> Trickled {
+        let restart = if_match == Some("*")
+            || viewer_offer::asks_for_ice_restart(self.ice_ufrag.as_deref(), ufrag, candidates);
+        if !restart {
+            match if_match {
+                None => return Trickled::TagMissing,
+                Some(tag) if Some(tag.trim()) != self.etag.as_deref() => {
+                    return Trickled::StaleTag;
+                }
+                Some(_) => {}
+            }
+        }
+        if restart {
             log::info!(
                 "viewer {} ({}) asked for an ICE restart: refused",
                 self.peer.id(),
@@ -250,13 +268,16 @@ impl Owner {
             }
             MediaCommand::WatchCandidates {
                 session,
+                if_match,
                 ufrag,
                 candidates,
                 reply,
             } => {
                 let outcome = match self.viewers.iter_mut().find(|v| v.session == session) {
                     None => Trickled::NoSuchSession,
-                    Some(viewer) => viewer.trickle(ufrag.as_deref(), &candidates),
+                    Some(viewer) => {
+                        viewer.trickle(if_match.as_deref(), ufrag.as_deref(), &candidates)
+                    }
                 };
                 let _ = reply.send(outcome);
             }
@@ -469,6 +490,7 @@ impl Owner {
                     grant,
                     ice_ufrag: choice.ice_ufrag.clone(),
                     pending: Some(reply),
+                    etag: None,
                 });
             }
             (Ok(peer), None) => {
@@ -625,9 +647,18 @@ impl Owner {
         let Some(pending) = viewer.pending.take() else {
             return;
         };
-        let answer = viewer.peer.answer_sdp().map(|sdp| WatchAnswer {
-            session: viewer.session.clone(),
-            sdp,
+        // The device's ICE username fragment names this ICE session: the entity tag.
+        let answer = viewer.peer.answer_sdp().map(|sdp| {
+            let etag = format!(
+                "\"{}\"",
+                crate::signaling::ice_ufrag(&sdp).unwrap_or_else(|| viewer.session.clone())
+            );
+            viewer.etag = Some(etag.clone());
+            WatchAnswer {
+                session: viewer.session.clone(),
+                etag,
+                sdp,
+            }
         });
         let _ = pending.send(answer.ok_or_else(|| WatchRefused::Failed("no answer".into())));
     }

@@ -29,14 +29,15 @@ use super::outlets::{Inlet, SendStart};
 use super::owned_pipeline::OwnedPipeline;
 use super::plan;
 use super::retransmission::RetransmissionBudget;
+use super::sdp_tidy::{self, SdpKind};
 use super::settings::MediaSettings;
 use super::shared_source::SharedSource;
-use super::viewer_offer::with_candidates;
+use super::viewer_offer::{for_webrtcbin, with_candidates};
 use super::webrtc_setup::{
     add_branch, add_ice_addresses, add_receive_only_audio, bypass_unused_fec_encoders,
     start_negotiated, start_sending_when_connected, tune_ice_agent, use_ice_servers, wait_for,
 };
-use super::{bitrate, link_stats, send_latency, talkback};
+use super::{bitrate, goodbye, link_stats, send_latency, talkback};
 use crate::metrics::Metrics;
 use crate::reachability::{Reachability, forwarded_candidate, with_forwarded};
 use crate::signaling::IceCandidate;
@@ -46,6 +47,9 @@ pub use super::peer_events::{Notice, Notices, PeerEvent, PeerId, Role};
 
 /// How long after ICE connects the first statistics are asked for (see `Peer::wants_stats`).
 const STATS_AFTER_CONNECT: Duration = Duration::from_secs(2);
+/// How long a stopping peer's RTCP BYE is given to leave (it is sent at once, on this thread's
+/// push of the end of stream, and needs a millisecond or two).
+const GOODBYE_TIME: Duration = Duration::from_millis(20);
 
 pub struct Peer {
     id: PeerId,
@@ -236,7 +240,7 @@ impl Peer {
 
     /// A viewer's offer in, the device's answer set locally; blocking for a few milliseconds.
     fn answer(&self, sdp: &str) -> Result<(), MediaError> {
-        let message = gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes())
+        let message = gst_sdp::SDPMessage::parse_buffer(for_webrtcbin(sdp).as_bytes())
             .map_err(|_| MediaError::BadOffer("GStreamer cannot parse it".into()))?;
         let offer = WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Offer, message);
         let refused =
@@ -267,7 +271,8 @@ impl Peer {
         };
         // A host candidate on a port the router forwards is also reached at the router's
         // external address.
-        Some(with_forwarded(&complete, &self.forwards.borrow().media))
+        let forwarded = with_forwarded(&complete, &self.forwards.borrow().media);
+        Some(sdp_tidy::tidy(&forwarded, SdpKind::CompleteAnswer))
     }
 
     fn connect_callbacks(&self, audio_sink: String, metrics: Arc<Metrics>) {
@@ -360,6 +365,7 @@ impl Peer {
                     .emit_by_name::<()>("set-local-description", &[&offer, &None::<gst::Promise>]);
                 match offer.sdp().as_text() {
                     Ok(sdp) => {
+                        let sdp = sdp_tidy::tidy(&sdp, SdpKind::Offer);
                         log::debug!(
                             "{}: offer ready after {} ms",
                             self.id,
@@ -605,9 +611,26 @@ impl Peer {
 
     /// Tears the peer down: it leaves the shared source, and its pipeline goes to NULL (as
     /// `OwnedPipeline` does on drop), which closes sockets and frees elements.
+    /// Ends this peer's streams with an RTCP BYE naming each SSRC it was sent (`goodbye`), and
+    /// gives it a moment to leave before the pipeline stops.
+    fn say_goodbye(&self, source: &SharedSource) {
+        if !self.is_connected() {
+            return;
+        }
+        let ssrcs = source.ssrcs();
+        let sent = std::iter::once(ssrcs.video).chain(self.audio_in.as_ref().map(|_| ssrcs.audio));
+        goodbye::say_goodbye(
+            &self.webrtc,
+            sent.collect(),
+            std::iter::once(&self.video_in).chain(self.audio_in.as_ref()),
+        );
+        std::thread::sleep(GOODBYE_TIME);
+    }
+
     pub fn stop(self, source: Option<&SharedSource>) {
         if let Some(source) = source {
             source.unsubscribe(&self.video_in, self.audio_in.as_ref());
+            self.say_goodbye(source);
         }
         log::info!(
             "{}: ended after {:.1} s",

@@ -281,6 +281,62 @@ fn parse_attribute(media: &mut Media, value: &str, line: usize) -> Result<(), Of
     Ok(())
 }
 
+/// The offer as webrtcbin 1.22 can answer it. JSEP's max-bundle (Firefox, and WHEP players that
+/// follow it) offers every m-line after the first with port 0 and `a=bundle-only`: it is
+/// bundled, not rejected, but webrtcbin takes port 0 for "rejected" and never sends on it. Such
+/// an m-line, when its `mid` is in a BUNDLE group, is given the usual placeholder port 9
+/// instead; everything else is left as it was.
+pub fn for_webrtcbin(offer: &str) -> String {
+    let bundled: Vec<&str> = offer
+        .lines()
+        .filter_map(|line| line.trim_end_matches('\r').strip_prefix("a=group:BUNDLE"))
+        .flat_map(str::split_ascii_whitespace)
+        .collect();
+    let mut out = String::with_capacity(offer.len());
+    let sections = split_sections(offer);
+    for (index, section) in sections.iter().enumerate() {
+        let is_media = index > 0 || section.first().is_some_and(|l| l.starts_with("m="));
+        let bundle_only = is_media
+            && section.contains(&"a=bundle-only")
+            && section.iter().any(|l| {
+                l.strip_prefix("a=mid:")
+                    .is_some_and(|mid| bundled.contains(&mid.trim()))
+            });
+        for line in section {
+            if bundle_only && *line == "a=bundle-only" {
+                continue;
+            }
+            match line.strip_prefix("m=") {
+                Some(m_line) if bundle_only => {
+                    let mut fields: Vec<&str> = m_line.split(' ').collect();
+                    if fields.get(1) == Some(&"0") {
+                        fields[1] = "9";
+                    }
+                    out.push_str("m=");
+                    out.push_str(&fields.join(" "));
+                }
+                _ => out.push_str(line),
+            }
+            out.push_str("\r\n");
+        }
+    }
+    out
+}
+
+/// The lines of `sdp` (without line ends), cut before each `m=` line: the session part first.
+fn split_sections(sdp: &str) -> Vec<Vec<&str>> {
+    let mut sections = vec![Vec::new()];
+    for line in sdp.lines().map(|l| l.trim_end_matches('\r')) {
+        if line.starts_with("m=") {
+            sections.push(Vec::new());
+        }
+        if let Some(section) = sections.last_mut() {
+            section.push(line);
+        }
+    }
+    sections
+}
+
 /// `sdp` with `candidates` (m-line index, `candidate:...` text) added to their m-sections and
 /// each section's gathering marked complete.
 pub fn with_candidates(sdp: &str, candidates: &[(u32, String)]) -> String {
@@ -473,6 +529,26 @@ mod tests {
         assert!(!is_constrained_baseline("4d001f"));
         assert!(!is_constrained_baseline("42"));
         assert!(!is_constrained_baseline("42zz1f"));
+    }
+
+    #[test]
+    fn a_bundle_only_m_line_is_given_a_port_webrtcbin_sends_on() {
+        // Firefox's max-bundle offer: the audio after the first m-line, port 0, bundle-only.
+        let firefox = CHROMIUM
+            .replace("m=audio 9 ", "m=audio 0 ")
+            .replace("a=mid:0\r\n", "a=mid:0\r\na=bundle-only\r\n");
+        let offer = for_webrtcbin(&firefox);
+        assert!(
+            offer.contains("m=audio 9 UDP/TLS/RTP/SAVPF 111 63\r\n"),
+            "{offer}"
+        );
+        assert!(!offer.contains("bundle-only"));
+        assert_eq!(offer.lines().count(), firefox.lines().count() - 1);
+        // Outside any BUNDLE group, port 0 still means rejected.
+        let unbundled = firefox.replace("a=group:BUNDLE 0 1\r\n", "");
+        assert_eq!(for_webrtcbin(&unbundled), unbundled);
+        // An offer without bundle-only is left as it was.
+        assert_eq!(for_webrtcbin(CHROMIUM), CHROMIUM);
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub struct WhepSession {
     target: WhepTarget,
     /// The session's `Location`, once the offer was answered.
     location: Option<String>,
+    /// The session's entity tag (`ETag`), sent back as `If-Match` with each PATCH.
+    etag: Option<String>,
 }
 
 impl WhepSession {
@@ -28,6 +30,7 @@ impl WhepSession {
         Self {
             target: target.clone(),
             location: None,
+            etag: None,
         }
     }
 
@@ -47,6 +50,9 @@ impl WhepSession {
         if let Some(value) = &authorization {
             headers.push(("Authorization", value.as_str()));
         }
+        if let (Some(tag), "PATCH") = (&self.etag, method) {
+            headers.push(("If-Match", tag.as_str()));
+        }
         if let Some(value) = content_type {
             headers.push(("Content-Type", value));
         }
@@ -64,6 +70,7 @@ impl WhepSession {
         match reply.status {
             201 => {
                 self.location = reply.header("location").map(str::to_owned);
+                self.etag = reply.header("etag").map(str::to_owned);
                 if self.location.is_none() {
                     return Err(ProbeError::Signaling(
                         "the WHEP answer has no Location".into(),

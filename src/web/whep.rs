@@ -3,10 +3,12 @@
 //!
 //! - `POST /whep` with an SDP offer → `201 Created`, the device's answer (its candidates in
 //!   it), `Location: /whep/{session}` and the ICE servers as `Link` headers.
-//! - `PATCH /whep/{session}` with trickled candidates (`application/trickle-ice-sdpfrag`) → 204;
-//!   with new ICE credentials (an ICE restart, which the device does not do) → 405, and the
-//!   session goes on as it was.
-//! - `DELETE /whep/{session}` ends the session → 200.
+//! - `PATCH /whep/{session}` with trickled candidates (`application/trickle-ice-sdpfrag`) and
+//!   `If-Match` naming the session's entity tag (its `ETag`) → 204; another tag → 412, none →
+//!   428. With new ICE credentials or `If-Match: *` (an ICE restart, which the device does not
+//!   do) → 422, as RFC 9725 and the WHEP draft say for a session that takes trickled
+//!   candidates but not restarts; the session goes on as it was.
+//! - `DELETE /whep/{session}` ends the session → 200; the device says goodbye with an RTCP BYE.
 //!
 //! Who may watch is the login guard's business (a session, or a viewer token as
 //! `Authorization: Bearer` or `?token=`); the session id in the `Location` is unguessable and
@@ -144,6 +146,7 @@ pub async fn offer(
         [
             (header::CONTENT_TYPE, SDP.to_owned()),
             (header::LOCATION, format!("/whep/{}", answer.session)),
+            (header::ETAG, answer.etag),
             (header::CACHE_CONTROL, "no-store".to_owned()),
         ],
         answer.sdp,
@@ -211,8 +214,13 @@ pub async fn trickle(
         Err(reason) => return text(StatusCode::BAD_REQUEST, reason),
     };
     let ufrag = crate::signaling::ice_ufrag(fragment);
+    let if_match = headers
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_owned());
     let trickled = ask(&state, |reply| MediaCommand::WatchCandidates {
         session,
+        if_match,
         ufrag,
         candidates,
         reply,
@@ -222,24 +230,29 @@ pub async fn trickle(
         Some(Trickled::Added) => StatusCode::NO_CONTENT.into_response(),
         Some(Trickled::RestartRefused) => restart_refused(),
         Some(Trickled::NoSuchSession) => no_such_session(),
+        Some(Trickled::StaleTag) => text(
+            StatusCode::PRECONDITION_FAILED,
+            "If-Match does not name this session's entity tag (its ETag): the fragment is \
+             for another ICE session",
+        ),
+        Some(Trickled::TagMissing) => text(
+            StatusCode::PRECONDITION_REQUIRED,
+            "send trickled candidates with If-Match: the session's entity tag (its ETag)",
+        ),
         None => not_answering(),
     }
 }
 
-/// The answer to an ICE restart (new `ice-ufrag` and `ice-pwd` in a PATCH): the device takes
-/// trickled candidates but does not restart ICE within a session, which WHIP (RFC 9725,
-/// section 4.3.2), as WHEP follows it, answers with 405. The client starts a new session.
+/// The answer to an ICE restart (new `ice-ufrag` and `ice-pwd`, or `If-Match: *`, in a
+/// PATCH): the device takes trickled candidates but does not restart ICE within a session,
+/// which RFC 9725 (section 4.3.1) and the WHEP draft answer with 422. The client starts a new
+/// session.
 fn restart_refused() -> Response {
-    let mut response = text(
-        StatusCode::METHOD_NOT_ALLOWED,
+    text(
+        StatusCode::UNPROCESSABLE_ENTITY,
         "this device does not restart ICE within a session (new ice-ufrag and ice-pwd); \
          end it with DELETE and post a new offer to /whep",
-    );
-    response.headers_mut().insert(
-        header::ALLOW,
-        HeaderValue::from_static("PATCH, DELETE, OPTIONS"),
-    );
-    response
+    )
 }
 
 /// `DELETE /whep/{session}`: the viewer leaves.
@@ -349,7 +362,7 @@ const CORS: [(HeaderName, &str); 2] = [
     (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
     (
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        "Location, Link, Retry-After",
+        "Location, Link, Retry-After, ETag",
     ),
 ];
 

@@ -100,9 +100,13 @@ test('the caller and two WHEP watchers share one encode; the third is refused', 
   // The fragment names the session's own ICE credentials (its offer's), as a trickle does.
   const [ufrag, pwd] = await second.evaluate(() => ['ufrag', 'pwd'].map((name) =>
     window.whep.pc.localDescription.sdp.match(new RegExp(`a=ice-${name}:(\\S+)`))[1]));
-  const fragment = (candidate, credentials = [ufrag, pwd]) => ({
+  // Each PATCH names the session's entity tag, as the WHEP draft asks.
+  const etag = await second.evaluate(() => window.whep.etag);
+  assert.match(etag ?? '', /^"[^"]+"$/, 'the 201 carries a quoted ETag');
+  const fragment = (candidate, credentials = [ufrag, pwd], ifMatch = etag) => ({
     headers: {
       authorization: `Bearer ${token}`, 'content-type': 'application/trickle-ice-sdpfrag',
+      ...(ifMatch ? { 'if-match': ifMatch } : {}),
     },
     body: `a=ice-ufrag:${credentials[0]}\r\na=ice-pwd:${credentials[1]}\r\n`
       + `m=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=${candidate}\r\n`,
@@ -114,15 +118,27 @@ test('the caller and two WHEP watchers share one encode; the third is refused', 
     fragment('candidate:1 1 udp'));
   assert.equal(badFragment.status, 400);
   assert.match(badFragment.body.toString(), /line 5/);
-  // New credentials ask for an ICE restart, which the device refuses (405, as WHIP says for a
-  // kind of PATCH it does not do) without touching the session: the watcher plays on.
+  // Another session's tag is refused (412), and so is a fragment with none (428).
+  const host = 'candidate:1 1 udp 2122260223 127.0.0.1 9 typ host generation 0';
+  const stale = await request(env.daemon.port, 'PATCH', secondLocation,
+    fragment(host, [ufrag, pwd], '"another-ice-session"'));
+  assert.equal(stale.status, 412, stale.body.toString());
+  const untagged = await request(env.daemon.port, 'PATCH', secondLocation,
+    fragment(host, [ufrag, pwd], null));
+  assert.equal(untagged.status, 428, untagged.body.toString());
+  // New credentials ask for an ICE restart, which the device refuses (422, as RFC 9725 and the
+  // WHEP draft say for a session that takes trickle but not restarts) without touching the
+  // session: the watcher plays on. `If-Match: *` asks for one as well.
   const beforeRestart = await progress([{ page: second, whep: true }]);
   const restart = await request(env.daemon.port, 'PATCH', secondLocation,
     fragment('candidate:2 1 udp 2122260223 127.0.0.1 10 typ host generation 0',
-      ['newUfrag', 'newPasswordOf24Characters']));
-  assert.equal(restart.status, 405, restart.body.toString());
+      ['newUfrag', 'newPasswordOf24Characters'], '*'));
+  assert.equal(restart.status, 422, restart.body.toString());
   assert.match(restart.body.toString(), /ICE restart|restart ICE/);
-  assert.match(restart.headers.allow, /PATCH/);
+  const newCredentials = await request(env.daemon.port, 'PATCH', secondLocation,
+    fragment('candidate:2 1 udp 2122260223 127.0.0.1 10 typ host generation 0',
+      ['newUfrag', 'newPasswordOf24Characters']));
+  assert.equal(newCredentials.status, 422, newCredentials.body.toString());
   await pause(1_000);
   const afterRestart = await progress([{ page: second, whep: true }]);
   assert.ok(afterRestart[0].framesDecoded >= beforeRestart[0].framesDecoded + 15,
