@@ -359,22 +359,11 @@ impl Owner {
         }
         let started = crate::descriptors::check_reserve()
             .map_err(MediaError::from)
+            .and_then(|()| self.make_way_for_the_owner(call, codecs))
             .and_then(|()| self.ensure_source(codecs))
             .and_then(|()| {
                 let source = self.running_source()?;
                 let codec = source.codec();
-                if !codecs.is_empty()
-                    && !codecs
-                        .iter()
-                        .any(|c| c.eq_ignore_ascii_case(&codec.to_string()))
-                {
-                    return Err(MediaError::Plan(plan::PlanError::NoEncoder {
-                        offered: format!(
-                            "{} (the device is sending {codec} to its viewers)",
-                            codecs.join(", ")
-                        ),
-                    }));
-                }
                 log::info!(
                     "call {call}: video {codec}, {} viewer(s) on the same encoder",
                     source.subscribers()
@@ -402,6 +391,51 @@ impl Owner {
                 });
             }
         }
+    }
+
+    /// The owner always wins: when the shared encoder runs a codec the caller's browser does
+    /// not receive (viewers on H.264, say, and a Firefox without it calling), and the device
+    /// has an encoder for one it does, the viewers are let go and the encoder starts again in
+    /// the caller's codec. A WHEP session cannot be moved to another codec, so each viewer is
+    /// told why; a player that takes the new codec gets it when it watches again. A browser the
+    /// device has no encoder for is refused without disturbing anyone.
+    fn make_way_for_the_owner(
+        &mut self,
+        call: CallId,
+        codecs: &[String],
+    ) -> Result<(), MediaError> {
+        let Some(running) = self.source.as_ref().map(SharedSource::codec) else {
+            return Ok(());
+        };
+        let receives = |codec: VideoCodec| {
+            codecs
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(&codec.to_string()))
+        };
+        if codecs.is_empty() || receives(running) {
+            return Ok(());
+        }
+        let plan = plan::plan_video(&self.settings, codecs, |f| {
+            gstreamer::ElementFactory::find(f).is_some()
+        })?;
+        let watching = self.viewers.len();
+        log::warn!(
+            "call {call}: the owner's browser does not receive {running}: the camera changes \
+             to {} for the call, and {watching} viewer(s) on {running} are let go",
+            plan.codec
+        );
+        let why = format!(
+            "the owner called from a browser that does not receive {running}: the camera now \
+             sends {}, so viewers on {running} were let go (a player that takes {} can watch \
+             again)",
+            plan.codec, plan.codec
+        );
+        while self.end_viewer_by(|_| true, &why) {}
+        // A snapshot in progress loses its frames; it answers with an error, as when the
+        // camera stops.
+        self.taps.clear();
+        self.stop_source_if_unused();
+        Ok(())
     }
 
     fn end_caller(&mut self) {

@@ -72,11 +72,31 @@ const H264_ENCODERS: [Encoder; 3] = [Encoder::V4l2H264, Encoder::X264, Encoder::
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum PlanError {
+    /// The browser takes a codec the device sends, but its encoder is not installed.
     #[error(
-        "no video encoder for the codecs this browser receives ({offered}); install \
-         gstreamer1.0-plugins-ugly (x264enc) or gstreamer1.0-plugins-good (vp8enc)"
+        "no video encoder for the codecs this browser receives ({offered}): install {packages}"
     )]
-    NoEncoder { offered: String },
+    NoEncoder { offered: String, packages: String },
+    /// The browser takes neither codec the device sends (or, with a camera that encodes
+    /// H.264 itself, not H.264): no package would help.
+    #[error(
+        "this browser receives {offered}, and the device sends {sends}: try another browser \
+         (every current Chrome, Safari, Edge and Firefox receives VP8)"
+    )]
+    NoCommonCodec {
+        offered: String,
+        sends: &'static str,
+    },
+}
+
+/// The Debian package that has an encoder element.
+fn package_of(factory: &str) -> &'static str {
+    match factory {
+        "x264enc" => "gstreamer1.0-plugins-ugly (x264enc)",
+        "openh264enc" => "gstreamer1.0-plugins-bad (openh264enc)",
+        "v4l2h264enc" => "gstreamer1.0-plugins-good (v4l2h264enc)",
+        _ => "gstreamer1.0-plugins-good (vp8enc)",
+    }
 }
 
 /// The decided video branch of a call.
@@ -124,15 +144,33 @@ pub fn plan_video(
         .filter_map(|e| e.factory())
         .filter(|f| !has_factory(f))
         .collect();
+    let offered = || {
+        if browser_codecs.is_empty() {
+            "no video codec".to_owned()
+        } else {
+            browser_codecs.join(", ")
+        }
+    };
+    if candidates.is_empty() {
+        return Err(PlanError::NoCommonCodec {
+            offered: offered(),
+            sends: if settings.video_encoder.as_deref() == Some(PRE_ENCODED) {
+                "H.264 only (its camera encodes it)"
+            } else {
+                "H.264 or VP8"
+            },
+        });
+    }
     let encoder = candidates
         .into_iter()
         .find(|e| e.factory().is_none_or(&has_factory))
-        .ok_or_else(|| PlanError::NoEncoder {
-            offered: if browser_codecs.is_empty() {
-                "unknown".into()
-            } else {
-                browser_codecs.join(", ")
-            },
+        .ok_or_else(|| {
+            let mut packages: Vec<&str> = skipped.iter().map(|f| package_of(f)).collect();
+            packages.dedup();
+            PlanError::NoEncoder {
+                offered: offered(),
+                packages: packages.join(" or "),
+            }
         })?;
     let codec = encoder.codec();
     let mut reason = match encoder {
@@ -340,7 +378,25 @@ mod tests {
     fn no_common_codec_is_a_clear_error() {
         let err =
             plan_video(&settings(), &["AV1".into()], only(&["x264enc", "vp8enc"])).unwrap_err();
+        assert!(matches!(err, PlanError::NoCommonCodec { .. }), "{err}");
         assert!(err.to_string().contains("AV1"));
+        // No package would help, so none is named.
+        assert!(!err.to_string().contains("install"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_encoder_names_its_package() {
+        let err = plan_video(
+            &settings(),
+            &["VP8".into(), "VP9".into()],
+            only(&["x264enc"]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no video encoder for the codecs this browser receives (VP8, VP9): install \
+             gstreamer1.0-plugins-good (vp8enc)"
+        );
     }
 
     #[test]
@@ -367,8 +423,9 @@ mod tests {
         );
         assert!(!plan.description.contains("videoconvert"));
         assert!(!plan.description.contains("tee name=raw"));
-        // A browser without H.264 cannot be served from it.
-        assert!(plan_video(&s, &["VP8".into()], only(&["vp8enc"])).is_err());
+        // A browser without H.264 cannot be served from it, and no package would help.
+        let err = plan_video(&s, &["VP8".into()], only(&["vp8enc"])).unwrap_err();
+        assert!(err.to_string().contains("its camera encodes it"), "{err}");
     }
 
     #[test]

@@ -7,18 +7,13 @@
 // DELETE ends both of the player's tracks at once with the device's RTCP BYE.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { createToken, eventually, startDaemon } from './harness.mjs';
-
-const PLAYER = fileURLToPath(new URL('./aiortc_whep.py', import.meta.url));
-const PYTHON = process.env.PEERCAM_AIORTC_PYTHON;
+import { aiortcPython, playWhep } from './aiortc.mjs';
 
 let daemon;
 let token;
 before(async () => {
-  assert.ok(PYTHON, 'PEERCAM_AIORTC_PYTHON names aiortc\'s Python (scripts/test sets it from '
-    + '`scripts/setup --aiortc`)');
+  aiortcPython();
   daemon = await startDaemon('[media]\nwidth = 640\nheight = 360\n');
   token = createToken(daemon.stateDir, 'aiortc');
 });
@@ -28,19 +23,7 @@ after(async () => {
 });
 
 /** Runs the aiortc player with `args`; resolves with its report. */
-function play(...args) {
-  return new Promise((resolve, reject) => {
-    execFile(PYTHON, [PLAYER, `${daemon.url}whep`, '--token', token, ...args],
-      { timeout: 60_000 }, (error, stdout, stderr) => {
-        const line = stdout.split('\n').find((l) => l.startsWith('{'));
-        if (!line) {
-          reject(new Error(`aiortc player failed: ${error?.message}\n${stderr}`));
-          return;
-        }
-        resolve(JSON.parse(line));
-      });
-  });
-}
+const play = (...args) => playWhep(`${daemon.url}whep`, token, ...args);
 
 /** Waits until the device has let the last player go and stopped its camera. */
 async function idle() {

@@ -9,8 +9,9 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  eventually, inbound, loudestSample, startDaemon, waitForFrames, waitUntilIdle,
+  createToken, eventually, inbound, loudestSample, startDaemon, waitForFrames, waitUntilIdle,
 } from './harness.mjs';
+import { aiortcPython, playWhep } from './aiortc.mjs';
 import { firefoxPage, launchFirefox, useFirefoxRoute } from './firefox.mjs';
 
 const dir = mkdtempSync(join(tmpdir(), 'peercam-firefox-talk-'));
@@ -20,6 +21,7 @@ useFirefoxRoute();
 let daemon;
 let firefox;
 before(async () => {
+  aiortcPython();
   daemon = await startDaemon('[media]\nwidth = 640\nheight = 360\n'
     + `audio_sink = "audioconvert ! audio/x-raw,format=S16LE ! filesink location=${played}"\n`);
   firefox = await launchFirefox();
@@ -33,6 +35,13 @@ after(async () => {
 /** The page's status line (puppeteer has no Playwright locators). */
 const status = (page) => page.$eval('#status', (el) => ({ state: el.dataset.state, text: el.textContent }));
 
+/** Hangs up, closes the page's context, and waits until the device is free. */
+async function hangUp(page) {
+  await page.click('#hangup').catch(() => {});
+  await page.browserContext().close();
+  await waitUntilIdle(daemon);
+}
+
 /** Waits until the page has decoded audio (packets received and samples played out). */
 async function waitForAudio(page) {
   return eventually(async () => {
@@ -43,10 +52,7 @@ async function waitForAudio(page) {
 
 test('Firefox calls the device: VP8 video and Opus audio', async (t) => {
   const page = await firefoxPage(firefox, daemon.url);
-  t.after(async () => {
-    await page.browserContext().close();
-    await waitUntilIdle(daemon);
-  });
+  t.after(() => hangUp(page));
   await page.click('#call');
   const video = await waitForFrames(page, 30);
   assert.equal(video.codec, 'video/VP8');
@@ -72,10 +78,7 @@ test('Firefox watches the device: video and its bundle-only audio', async (t) =>
 
 test('Firefox talks: its microphone reaches the device\'s speaker', async (t) => {
   const page = await firefoxPage(firefox, daemon.url);
-  t.after(async () => {
-    await page.browserContext().close();
-    await waitUntilIdle(daemon);
-  });
+  t.after(() => hangUp(page));
   await page.click('#call');
   await waitForFrames(page, 10);
   await page.click('#talk');
@@ -91,3 +94,27 @@ test('Firefox talks: its microphone reaches the device\'s speaker', async (t) =>
   }, 10_000, 'Firefox\'s microphone, not silence, at the device sink');
   assert.ok(loudest > 2_000, `loudest sample ${loudest}`);
 });
+
+test('the owner in Firefox (no H.264) calls while a WHEP viewer watches on H.264: the owner wins',
+  async (t) => {
+    const token = createToken(daemon.stateDir, 'home-assistant');
+    // A viewer on H.264, as go2rtc or Home Assistant would watch around the clock.
+    const viewer = playWhep(`${daemon.url}whep`, token, '--seconds', '20');
+    await eventually(async () => (await daemon.metrics()).peercam_viewers === 1, 15_000,
+      'the WHEP viewer to be watching');
+    await eventually(() => /viewer \d+ \(token `home-assistant`[^)]*\) watches: video H264/
+      .test(daemon.output), 5_000, 'the viewer on H.264');
+    const page = await firefoxPage(firefox, daemon.url);
+    t.after(() => hangUp(page));
+    await page.click('#call');
+    const video = await waitForFrames(page, 30);
+    assert.equal(video.codec, 'video/VP8', 'the owner\'s call plays, on the codec it takes');
+    assert.equal((await status(page)).state, 'in-call');
+    // The viewer was let go, and told why; its own DELETE finds no session.
+    assert.match(daemon.output, /the owner called from a browser that does not receive H264: the camera now sends VP8/);
+    const report = await viewer;
+    assert.ok(report.video.frames > 30, `the viewer watched on H.264 first: ${JSON.stringify(report.video)}`);
+    assert.match(report.answer, /H264/);
+    assert.equal(report.delete, 404, 'the device had ended the viewer\'s session');
+    assert.equal((await daemon.metrics()).peercam_viewers, 0);
+  });
