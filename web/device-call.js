@@ -35,7 +35,7 @@ const RECONNECT_LIMIT_MS = 10_000;
 
 export async function startCall() {
   if (call) return;
-  const current = { peer: null, signaling: null, started: performance.now(), firstFrame: false, resume: null, reconnecting: null };
+  const current = { peer: null, signaling: null, started: performance.now(), firstFrame: false, resume: null, reconnecting: null, connected: false };
   call = current;
   setMode('device');
   debugPanel.reset();
@@ -100,6 +100,7 @@ function signalingHandlers(current) {
 function onPeerState(current, state) {
   if (call !== current) return;
   if (state === 'connected') {
+    current.connected = true;
     if (current.reconnecting) {
       console.info(`peercam: reconnected after ${Math.round(performance.now() - current.reconnecting.since)} ms`);
       current.reconnecting = null;
@@ -108,9 +109,14 @@ function onPeerState(current, state) {
     debugPanel.watchLink(current.peer.pc);
     watchForStall(current, current.peer);
   }
-  if (state === 'failed' || state === 'disconnected') {
+  // Only a call that was up is resumed: one that never connected has no path to get back to,
+  // and says so at once instead of restarting the device's camera on every try.
+  if (state === 'failed' && !current.connected) {
+    endCall('error', 'Could not connect to the device: no network path was found between this browser and it. '
+      + 'On the home network, check that the phone is on the same Wi-Fi; from outside, see "Calling from outside" in the README.');
+  } else if ((state === 'failed' || state === 'disconnected') && current.connected) {
     if (current.resume) reconnect(current, `the connection became ${state}`);
-    else if (state === 'failed') endCall('error', 'Could not connect to the device (no network path).');
+    else if (state === 'failed') endCall('error', 'Lost the connection to the device.');
   }
 }
 
@@ -195,6 +201,8 @@ function endCall(state, text) {
   const current = call;
   call = null;
   debugPanel.stopLink();
+  // A call the page gives up on is over for the device too: it is not held for a resume.
+  if (state === 'error') current?.signaling?.send(outgoing.bye());
   current?.signaling?.close();
   current?.peer?.close();
   clearRemote();

@@ -662,17 +662,27 @@ impl Owner {
             }
         }
         let late = |p: &Peer| p.connect_deadline(timeout).is_some_and(|at| at <= now);
-        let why = |whom: &str| {
+        let why = |whom: &str, peer: &Peer| {
             format!(
-                "could not connect to the {whom} within {} s: no network path was found (with \
-                 relay-only calls, check the TURN server and its credentials)",
-                timeout.as_secs()
+                "could not connect to the {whom} within {} s: no network path was found ({})",
+                timeout.as_secs(),
+                peer.no_path_hint()
             )
         };
-        if let Some(PeerId::Caller(call)) = self.caller.as_ref().filter(|p| late(p)).map(Peer::id) {
-            self.fail_caller(call, why("caller"));
+        if let Some(peer) = self.caller.as_ref().filter(|p| late(p))
+            && let PeerId::Caller(call) = peer.id()
+        {
+            let reason = why("caller", peer);
+            self.fail_caller(call, reason);
         }
-        while self.end_viewer_by(|v| late(&v.peer), &why("viewer")) {}
+        while let Some(reason) = self
+            .viewers
+            .iter()
+            .find(|v| late(&v.peer))
+            .map(|v| why("viewer", &v.peer))
+        {
+            self.end_viewer_by(|v| late(&v.peer), &reason);
+        }
     }
 
     /// Sends viewer `index`'s answer, if it still waits for it.

@@ -83,6 +83,8 @@ pub struct Peer {
     forwards: tokio::sync::watch::Receiver<Reachability>,
     /// Starts what the shared source sends this peer (once connected).
     send_start: Option<SendStart>,
+    /// What to check when this peer never connects, from the ICE servers it was given.
+    no_path_hint: &'static str,
 }
 
 impl Peer {
@@ -165,6 +167,7 @@ impl Peer {
             gathered: Vec::new(),
             forwards: settings.forwards.clone(),
             send_start: None,
+            no_path_hint: no_path_hint(ice),
         };
         peer.watch_video(source, matches!(role, Role::Caller));
         peer.connect_callbacks(settings.audio_sink.clone(), metrics);
@@ -196,6 +199,11 @@ impl Peer {
 
     pub fn id(&self) -> PeerId {
         self.id
+    }
+
+    /// What to check when this peer never connected (see `no_path_hint`).
+    pub fn no_path_hint(&self) -> &'static str {
+        self.no_path_hint
     }
 
     /// Counts the video RTP packets, and turns the peer's keyframe requests (a browser's
@@ -644,5 +652,36 @@ impl Peer {
             log::debug!("{id}: the pipeline is still referenced after it ended");
         }
         crate::memory::release_free_memory();
+    }
+}
+
+/// What an owner should check when a peer given `ice` found no network path at all: the TURN
+/// server when calls go through one, else how a call from outside the home gets in.
+fn no_path_hint(ice: &DeviceIce) -> &'static str {
+    match (ice.transport_policy, ice.turn_servers.is_empty()) {
+        (crate::signaling::TransportPolicy::Relay, _) => {
+            "calls are relay-only: check the TURN server and its credentials"
+        }
+        (_, false) => "not even through the TURN server: check that both sides can reach it",
+        (_, true) => {
+            "no TURN server is set: a call from outside the home needs one, or the router's \
+             port mapping (docs/remote.md)"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signaling::TransportPolicy;
+
+    #[test]
+    fn a_call_with_no_path_is_told_what_to_check() {
+        let mut ice = DeviceIce::default();
+        assert!(no_path_hint(&ice).contains("no TURN server is set"));
+        ice.turn_servers = vec!["turn://u:p@relay.example:3478".into()];
+        assert!(no_path_hint(&ice).contains("not even through the TURN server"));
+        ice.transport_policy = TransportPolicy::Relay;
+        assert!(no_path_hint(&ice).contains("relay-only"));
     }
 }
