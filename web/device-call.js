@@ -3,7 +3,7 @@
 import { DEVICE_ROOM, Signaling, outgoing, signalingUrl } from './signaling.js';
 import { Peer, onFirstFrame } from './peer.js';
 import { debugPanel } from './debug.js';
-import { clearRemote, setMode, setStatus, ui } from './ui.js';
+import { clearRemote, setMode, setStatus, showRemote, ui } from './ui.js';
 
 /** The call in progress, or null. */
 let call = null;
@@ -35,8 +35,12 @@ const RECONNECT_LIMIT_MS = 10_000;
 
 export async function startCall() {
   if (call) return;
-  const current = { peer: null, signaling: null, started: performance.now(), firstFrame: false, resume: null, reconnecting: null, connected: false };
+  const current = {
+    peer: null, signaling: null, started: performance.now(), firstFrame: false, resume: null,
+    reconnecting: null, connected: false, wasHidden: false,
+  };
   call = current;
+  hintAudioSession();
   setMode('device');
   debugPanel.reset();
   setStatus('connecting', 'Connecting…');
@@ -72,7 +76,7 @@ function signalingHandlers(current) {
         ice: m,
         send,
         onTrack: (stream, track) => {
-          if (ui.remote.srcObject !== stream) ui.remote.srcObject = stream;
+          showRemote(stream);
           if (track.kind === 'video') onFirstFrame(ui.remote, () => markFirstFrame(current));
         },
         // A replaced peer's late events are not this call's any more.
@@ -85,9 +89,18 @@ function signalingHandlers(current) {
     offer: (m) => current.peer?.answer(m.sdp, answerAudioBothWays)
       .catch((e) => endCall('error', `Call failed: ${e.message}`)),
     candidate: (m) => current.peer?.addCandidate(m),
-    bye: (m) => endCall('ended', `Call ended: ${m.reason}`),
+    bye: (m) => {
+      // A phone that went to the background (a phone call, the screen locked) stops
+      // answering and the device lets the call go: the page calls again when it is back.
+      if (current.wasHidden) callAgainWhenVisible(current, m.reason);
+      else endCall('ended', `Call ended: ${m.reason}`);
+    },
     error: (m) => {
       console.warn('peercam: device says', m);
+      if (current.wasHidden && current.reconnecting) {
+        callAgainWhenVisible(current, m.message);
+        return;
+      }
       // Before the call is up any error ends it, as does a refused resume (the call is over);
       // during it only a media failure does.
       if (!current.peer || current.reconnecting || m.code === 'media-failed') {
@@ -101,6 +114,7 @@ function onPeerState(current, state) {
   if (call !== current) return;
   if (state === 'connected') {
     current.connected = true;
+    current.wasHidden = document.hidden;
     if (current.reconnecting) {
       console.info(`peercam: reconnected after ${Math.round(performance.now() - current.reconnecting.since)} ms`);
       current.reconnecting = null;
@@ -158,7 +172,15 @@ async function reconnect(current, why) {
   console.info(`peercam: reconnecting: ${why}`);
   setStatus('reconnecting', 'Reconnecting…');
   debugPanel.stopLink();
+  let deadline = since + RECONNECT_LIMIT_MS;
   while (call === current && current.reconnecting?.since === since) {
+    if (document.hidden) {
+      // In the background nothing can be done (iOS suspends the page): wait for it to come
+      // back, and give the reconnection its whole time from then.
+      await pausedUntilVisible(current);
+      deadline = performance.now() + RECONNECT_LIMIT_MS;
+      if (call !== current) return;
+    }
     current.signaling?.close();
     if (await connectSignaling(current)) {
       current.signaling.send(outgoing.resume(current.resume));
@@ -169,7 +191,7 @@ async function reconnect(current, why) {
     } else {
       await sleep(1000);
     }
-    if (performance.now() - since > RECONNECT_LIMIT_MS && call === current && current.reconnecting) {
+    if (performance.now() > deadline && call === current && current.reconnecting) {
       endCall('error', 'Lost the connection to the device.');
       return;
     }
@@ -177,6 +199,60 @@ async function reconnect(current, why) {
 }
 
 const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+
+/** Says the call is paused and waits until the page is visible again. */
+async function pausedUntilVisible(current) {
+  current.wasHidden = true;
+  setStatus('reconnecting', 'Paused while this page is in the background; the call goes on when you come back.');
+  while (document.hidden && call === current) {
+    await new Promise((resolve) => {
+      document.addEventListener('visibilitychange', resolve, { once: true });
+    });
+  }
+}
+
+/**
+ * The device ended a call while this page was in the background: a pause, not a hang-up. Once
+ * the page is visible again, it calls again (the device is free, or says it is busy).
+ */
+async function callAgainWhenVisible(current, why) {
+  if (call !== current) return;
+  console.info(`peercam: the call was let go in the background (${why}); calling again when visible`);
+  current.reconnecting ??= { since: performance.now() };
+  current.signaling?.close();
+  current.peer?.close();
+  await pausedUntilVisible(current);
+  if (call !== current) return;
+  call = null;
+  clearRemote();
+  await startCall();
+}
+
+/**
+ * A call in progress notes that its page went to the background; once it has been back and
+ * playing for a while, a later end is a real one again.
+ */
+document.addEventListener('visibilitychange', () => {
+  if (document.hidden) {
+    if (call) call.wasHidden = true;
+    return;
+  }
+  const current = call;
+  setTimeout(() => {
+    if (call === current && current && !document.hidden && !current.reconnecting
+      && current.peer?.pc.connectionState === 'connected') current.wasHidden = false;
+  }, 10_000);
+});
+
+/**
+ * Tells the browser how this page uses sound, where it can be told (Safari's
+ * navigator.audioSession): 'playback' while only listening, so the device's sound comes from
+ * the loudspeaker; 'play-and-record' while Talk is on, as in a phone call.
+ */
+function hintAudioSession() {
+  if (!navigator.audioSession) return;
+  navigator.audioSession.type = microphone ? 'play-and-record' : 'playback';
+}
 
 /**
  * Answers the device's audio as send-and-receive even without a microphone, so Talk can start
@@ -221,6 +297,7 @@ export async function stopTalk() {
   if (!microphone) return;
   microphone.getTracks().forEach((t) => t.stop());
   microphone = null;
+  hintAudioSession();
   ui.talk.setAttribute('aria-pressed', 'false');
   await audioTransceiver(call?.peer?.pc)?.sender.replaceTrack(null);
 }
@@ -238,6 +315,7 @@ export async function toggleTalk() {
     setStatus(call ? ui.status.dataset.state : 'error', `Microphone not available: ${e.message}`);
     return;
   }
+  hintAudioSession();
   ui.talk.setAttribute('aria-pressed', 'true');
   await audioTransceiver(call?.peer?.pc)?.sender.replaceTrack(microphone.getAudioTracks()[0]);
 }

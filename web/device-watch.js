@@ -4,7 +4,7 @@
 // watch at once, and the device's refusal is shown as it gives it.
 import { debugPanel } from './debug.js';
 import { onFirstFrame } from './peer.js';
-import { clearRemote, setMode, setStatus, ui } from './ui.js';
+import { clearRemote, setMode, setStatus, showRemote, ui } from './ui.js';
 
 /** The watch in progress, or null: its peer connection and, once answered, its resource. */
 let watching = null;
@@ -33,7 +33,7 @@ export async function startWatching() {
     pc.addTransceiver('audio', { direction: 'recvonly' });
     pc.addEventListener('track', (event) => {
       const stream = event.streams[0] ?? new MediaStream([event.track]);
-      if (ui.remote.srcObject !== stream) ui.remote.srcObject = stream;
+      showRemote(stream);
       if (event.track.kind === 'video') {
         onFirstFrame(ui.remote, () => { if (watching === current) ui.stage.classList.add('live'); });
       }

@@ -4,7 +4,7 @@
 import { Signaling, outgoing, signalingUrl } from './signaling.js';
 import { Peer } from './peer.js';
 import { debugPanel } from './debug.js';
-import { clearRemote, setMode, setStatus, ui } from './ui.js';
+import { clearRemote, setMode, setStatus, showRemote, ui } from './ui.js';
 
 const ROOM_NAME = /^[A-Za-z0-9._-]{1,64}$/;
 const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
@@ -92,7 +92,7 @@ function startPeer(current, send) {
     ice: current.ice,
     send,
     onTrack: (stream) => {
-      if (ui.remote.srcObject !== stream) ui.remote.srcObject = stream;
+      showRemote(stream);
       ui.stage.classList.add('live');
     },
     onState: (state) => {

@@ -21,7 +21,32 @@ export const ui = {
   muteMic: $('mute-mic'),
   muteCamera: $('mute-camera'),
   shareScreen: $('share-screen'),
+  unmute: $('unmute'),
 };
+
+/**
+ * Shows `stream` in the remote video and plays it with sound where the browser allows that
+ * (a page the user tapped Call on); where it does not (iOS Safari, or a call started without a
+ * tap) the picture plays muted, as `muted autoplay playsinline` always may, and a button
+ * offers the sound: one tap unmutes.
+ */
+export function showRemote(stream) {
+  if (ui.remote.srcObject === stream) return;
+  ui.remote.srcObject = stream;
+  ui.remote.muted = false;
+  ui.remote.play().catch((e) => {
+    if (e.name !== 'NotAllowedError' || ui.remote.srcObject !== stream) return;
+    ui.remote.muted = true;
+    ui.remote.play().catch(() => {});
+    ui.unmute.hidden = false;
+  });
+}
+
+ui.unmute.addEventListener('click', () => {
+  ui.remote.muted = false;
+  ui.remote.play().catch(() => {});
+  ui.unmute.hidden = true;
+});
 
 /** `state` is one of idle, connecting, waiting, in-call, reconnecting, busy, full, ended, error. */
 export function setStatus(state, text) {
@@ -59,5 +84,6 @@ export function setMode(mode) {
 
 export function clearRemote() {
   ui.remote.srcObject = null;
+  ui.unmute.hidden = true;
   ui.stage.classList.remove('live');
 }
