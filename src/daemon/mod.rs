@@ -126,12 +126,14 @@ pub async fn run(
         login_checks: AppState::login_checks(),
         snapshots: Arc::default(),
         reachability: reached.clone(),
+        polls: Arc::default(),
     };
     // Tasks that end with the daemon: aborted when `run` returns, so a daemon run in-process
     // leaves none behind.
     let _background = Background(vec![
         tokio::spawn(web::access::watch(state.clone(), web::access::PERIOD)),
         tokio::spawn(refusals::flush_every(Duration::from_secs(1))),
+        tokio::spawn(web::signal_poll::close_idle(state.clone())),
     ]);
     let served = listeners.serve(&config, web::router(state), Arc::clone(&tls), &metrics)?;
     let ((), outside) = tokio::join!(

@@ -318,7 +318,9 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
     let path = request.uri().path().to_owned();
     let path = path.as_str();
     let preflight = request.method() == Method::OPTIONS && whep::is_whep(path);
-    if PUBLIC.contains(&path) || path == "/ws" || preflight {
+    // Signaling checks its own login (a browser without a session may use open rooms).
+    let signaling = path == "/ws" || path == "/signal" || path.starts_with("/signal/");
+    if PUBLIC.contains(&path) || signaling || preflight {
         return next.run(request).await;
     }
     if let Some(viewer) = identify(&state, &request) {

@@ -13,6 +13,7 @@ mod login;
 mod pictures;
 pub mod serve;
 mod session;
+pub mod signal_poll;
 mod snapshot;
 mod state;
 pub mod whep;
@@ -78,6 +79,13 @@ const ASSETS: [(&str, &str, &str); 13] = [
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/ws", get(websocket))
+        .route("/signal", axum::routing::post(signal_poll::open))
+        .route(
+            "/signal/{id}",
+            get(signal_poll::poll)
+                .post(signal_poll::send)
+                .delete(signal_poll::close),
+        )
         .route("/metrics", get(metrics))
         .route("/api/ice-servers", get(ice_servers))
         .route("/api/remote", get(remote))
@@ -227,6 +235,7 @@ mod tests {
             login_checks: AppState::login_checks(),
             snapshots: Arc::default(),
             reachability: tokio::sync::watch::channel(Default::default()).1,
+            polls: Arc::default(),
         }
     }
 

@@ -43,6 +43,8 @@ pub struct AppState {
     pub snapshots: Arc<Snapshots>,
     /// How the device is reached from outside (port mapping), for `/api/remote`.
     pub reachability: tokio::sync::watch::Receiver<crate::reachability::Reachability>,
+    /// Signaling connections over plain requests (`signal_poll`).
+    pub polls: Arc<super::signal_poll::PollConnections>,
 }
 
 impl AppState {
