@@ -231,6 +231,23 @@ def check_recipe(tree):
     problems += check_user(tree, recipe.name, text)
     problems += check_distro_name(tree, text)
     problems += check_boot_partition(tree)
+    problems += check_mdns_names(tree)
+    return problems
+
+
+def check_mdns_names(tree):
+    """A phone's browser names its host candidates `<uuid>.local` (mDNS); webrtcbin resolves
+    them through the system's resolver, so the image installs nss-mdns (oe-core's
+    avahi-libnss-mdns) and the Debian package depends on libnss-mdns."""
+    problems = []
+    image = (tree / LAYER / "recipes-peercam/images/peercam-image.bb").read_text()
+    install = re.search(r'^IMAGE_INSTALL = "((?:[^"\\]|\\\n)*)"', image, re.M)
+    if not install or "avahi-libnss-mdns" not in install.group(1).split():
+        problems.append("peercam-image.bb: IMAGE_INSTALL lacks avahi-libnss-mdns (the board "
+                        "could not resolve a phone's .local candidates)")
+    deb = tomllib.loads((tree / "Cargo.toml").read_text())["package"]["metadata"]["deb"]
+    if "libnss-mdns" not in [d.strip().split(" ")[0] for d in deb["depends"].split(",")]:
+        problems.append("Cargo.toml: the .deb does not depend on libnss-mdns")
     return problems
 
 

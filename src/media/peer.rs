@@ -85,6 +85,8 @@ pub struct Peer {
     send_start: Option<SendStart>,
     /// What to check when this peer never connects, from the ICE servers it was given.
     no_path_hint: &'static str,
+    /// Whether the far end's candidates were logged (once, with the first statistics).
+    told_candidates: bool,
 }
 
 impl Peer {
@@ -168,6 +170,7 @@ impl Peer {
             forwards: settings.forwards.clone(),
             send_start: None,
             no_path_hint: no_path_hint(ice),
+            told_candidates: false,
         };
         peer.watch_video(source, matches!(role, Role::Caller));
         peer.connect_callbacks(settings.audio_sink.clone(), metrics);
@@ -415,6 +418,14 @@ impl Peer {
             Notice::IceState(state) => self.on_ice_state(state),
             Notice::Error(reason) => vec![PeerEvent::Failed(reason)],
             Notice::Stats(stats) => {
+                if !self.told_candidates {
+                    self.told_candidates = true;
+                    log::debug!(
+                        "{}: the far end's candidates: {}",
+                        self.id,
+                        link_stats::remote_candidates(&stats).join(", ")
+                    );
+                }
                 self.on_link_reports(link_stats::read(&stats));
                 vec![]
             }

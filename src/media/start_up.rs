@@ -20,9 +20,11 @@ pub fn init_gstreamer() -> Result<(), MediaError> {
     })
 }
 
-/// Initialises GStreamer and checks, once, that the elements every call needs exist.
+/// Initialises GStreamer and checks, once, that the elements every call needs exist; starts
+/// GLib's default main loop.
 pub fn init() -> Result<(), MediaError> {
     init_gstreamer()?;
+    run_default_main_loop();
     for factory in webrtc_setup::REQUIRED_ELEMENTS {
         if gstreamer::ElementFactory::find(factory).is_none() {
             return Err(MediaError::MissingElement(factory));
@@ -33,6 +35,23 @@ pub fn init() -> Result<(), MediaError> {
         reason: e.to_string(),
     })?;
     Ok(())
+}
+
+/// Runs GLib's default main context on a thread of its own, once per process. GStreamer's
+/// elements answer some asynchronous work there: webrtcbin resolves a browser's `<uuid>.local`
+/// candidate (a phone's mDNS name) with GLib's resolver from its ICE thread, which has no
+/// main context of its own pushed, so the answer comes back on the default one. With nothing
+/// iterating it (the daemon runs on tokio), no `.local` candidate was ever resolved.
+fn run_default_main_loop() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        let spawned = std::thread::Builder::new()
+            .name("glib-main".into())
+            .spawn(|| gstreamer::glib::MainLoop::new(None, false).run());
+        if let Err(e) = spawned {
+            log::warn!("no thread for GLib's main loop ({e}): .local candidates go unresolved");
+        }
+    });
 }
 
 /// Starts the camera and a call's pipeline once and throws them away, so that plugin loading,

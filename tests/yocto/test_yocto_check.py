@@ -113,3 +113,11 @@ class YoctoCheckTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+    def test_an_image_or_package_that_cannot_resolve_local_names_fails(self):
+        self.edit("yocto/meta-peercam/recipes-peercam/images/peercam-image.bb",
+                  "    avahi-libnss-mdns \\\n", "")
+        self.edit("Cargo.toml", "gstreamer1.0-alsa, libnss-mdns,", "gstreamer1.0-alsa,")
+        problems = layer.check_recipe(self.tree)
+        self.assertTrue(any("avahi-libnss-mdns" in p for p in problems), problems)
+        self.assertTrue(any("libnss-mdns" in p and "Cargo.toml" in p for p in problems), problems)

@@ -15,6 +15,7 @@ IMAGE_INSTALL = "\
     peercam-appliance \
     libcamera-gst \
     avahi-daemon \
+    avahi-libnss-mdns \
     alsa-utils-alsactl \
     alsa-utils-amixer \
     alsa-utils-aplay \
