@@ -1,5 +1,6 @@
 //! Fuzzes what a WHEP viewer sends: any offer must be answered with a codec choice or refused
-//! with a reason, and any trickled fragment parsed or refused naming its line; never a panic.
+//! with a reason, reshaped for webrtcbin (bundle-only m-lines) without losing a line it keeps,
+//! and any trickled fragment parsed or refused naming its line; never a panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -21,6 +22,10 @@ fuzz_target!(|input: &[u8]| {
             Err(e) => assert!(!e.to_string().is_empty()),
         }
     }
+    // Only `a=bundle-only` lines are dropped, and only when the offer has any.
+    let reshaped = viewer_offer::for_webrtcbin(text);
+    let dropped = text.lines().count().saturating_sub(reshaped.lines().count());
+    assert!(dropped <= text.lines().filter(|l| l.trim_end_matches('\r') == "a=bundle-only").count());
     if let Ok(candidates) = parse_fragment(text) {
         for candidate in candidates {
             assert!(candidate.candidate.starts_with("candidate:"));

@@ -11,6 +11,7 @@ mod headers;
 pub mod limits;
 mod login;
 mod pictures;
+mod poll_connections;
 pub mod serve;
 mod session;
 pub mod signal_poll;

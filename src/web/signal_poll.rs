@@ -14,8 +14,7 @@
 //! unguessable and is the connection's only credential. At most `MAX_CONNECTIONS` are open at
 //! once, `MAX_PER_ADDRESS` from one address: a flood of opens is refused with `503`.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,6 +26,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
 
+use super::poll_connections::{Connection, IDLE_LIMIT};
 use super::state::{AppState, check_origin, request_host};
 use crate::metrics::Metrics;
 use crate::rooms::{ConnectionEvent, OUTBOX_CAPACITY};
@@ -34,53 +34,11 @@ use crate::signaling::{ClientMessage, ServerMessage};
 
 /// How long a poll waits for the device's first message before answering `[]`.
 const POLL_WAIT: Duration = Duration::from_secs(20);
-/// A connection whose page has not polled for this long is closed.
-const IDLE_LIMIT: Duration = Duration::from_secs(30);
 /// Connections open at once, and from one address.
 const MAX_CONNECTIONS: usize = 64;
 const MAX_PER_ADDRESS: usize = 4;
 /// The most messages one poll answers with.
 const MAX_PER_POLL: usize = 64;
-
-/// One connection over requests.
-struct Connection {
-    conn: u64,
-    address: IpAddr,
-    /// What the room owner sends; one poll at a time takes from it.
-    inbox: tokio::sync::Mutex<mpsc::Receiver<ServerMessage>>,
-    /// For this module's own `error` replies (the room owner holds the only strong sender).
-    replies: mpsc::WeakSender<ServerMessage>,
-    last_poll: Mutex<Instant>,
-}
-
-/// The open connections, by id.
-#[derive(Default)]
-pub struct PollConnections {
-    open: Mutex<HashMap<String, Arc<Connection>>>,
-}
-
-impl PollConnections {
-    fn get(&self, id: &str) -> Option<Arc<Connection>> {
-        self.open.lock().ok()?.get(id).cloned()
-    }
-
-    fn remove(&self, id: &str) -> Option<Arc<Connection>> {
-        self.open.lock().ok()?.remove(id)
-    }
-
-    /// The connections not polled for `IDLE_LIMIT`, taken out.
-    fn take_idle(&self) -> Vec<Arc<Connection>> {
-        let Ok(mut open) = self.open.lock() else {
-            return Vec::new();
-        };
-        let idle: Vec<String> = open
-            .iter()
-            .filter(|(_, c)| c.last_poll.lock().is_ok_and(|at| at.elapsed() > IDLE_LIMIT))
-            .map(|(id, _)| id.clone())
-            .collect();
-        idle.iter().filter_map(|id| open.remove(id)).collect()
-    }
-}
 
 /// Closes the idle connections every few seconds, for as long as the device runs.
 pub async fn close_idle(state: AppState) {
@@ -138,7 +96,7 @@ pub async fn open(
         last_poll: Mutex::new(Instant::now()),
     });
     {
-        let Ok(mut open) = state.polls.open.lock() else {
+        let Ok(mut open) = state.polls.lock() else {
             return text(StatusCode::SERVICE_UNAVAILABLE, "busy");
         };
         let from_address = open.values().filter(|c| c.address == address).count();

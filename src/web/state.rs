@@ -44,7 +44,7 @@ pub struct AppState {
     /// How the device is reached from outside (port mapping), for `/api/remote`.
     pub reachability: tokio::sync::watch::Receiver<crate::reachability::Reachability>,
     /// Signaling connections over plain requests (`signal_poll`).
-    pub polls: Arc<super::signal_poll::PollConnections>,
+    pub polls: Arc<super::poll_connections::PollConnections>,
 }
 
 impl AppState {
