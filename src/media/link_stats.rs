@@ -32,30 +32,6 @@ pub struct LinkReports {
     pub report_mark: Option<u64>,
 }
 
-/// The far end's ICE candidates as the device's agent holds them (`remote-candidate`
-/// entries), each as `type address:port`, sorted: a browser's `.local` host candidate that
-/// the device resolved shows as `host <address>`, one it could not as only `prflx`.
-pub fn remote_candidates(stats: &gst::StructureRef) -> Vec<String> {
-    let mut candidates: Vec<String> = stats
-        .iter()
-        .filter_map(|(_, value)| value.get::<gst::Structure>().ok())
-        .filter(|e| e.name() == "remote-candidate")
-        .filter_map(|e| {
-            let kind = e.get::<&str>("candidate-type").ok()?;
-            let address = e
-                .get::<&str>("address")
-                .or_else(|_| e.get::<&str>("ip"))
-                .ok()?;
-            let port = e.get::<u32>("port").unwrap_or_default();
-            let priority = e.get::<u32>("priority").unwrap_or_default();
-            Some(format!("{kind} {address}:{port} priority {priority}"))
-        })
-        .collect();
-    candidates.sort();
-    candidates.dedup();
-    candidates
-}
-
 /// Reads `stats` (webrtcbin's `get-stats` answer).
 pub fn read(stats: &gst::StructureRef) -> LinkReports {
     let entries: Vec<gst::Structure> = stats

@@ -78,15 +78,6 @@ impl Viewer {
     ) -> Trickled {
         let restart = if_match == Some("*")
             || viewer_offer::asks_for_ice_restart(self.ice_ufrag.as_deref(), ufrag, candidates);
-        if !restart {
-            match if_match {
-                None => return Trickled::TagMissing,
-                Some(tag) if Some(tag.trim()) != self.etag.as_deref() => {
-                    return Trickled::StaleTag;
-                }
-                Some(_) => {}
-            }
-        }
         if restart {
             log::info!(
                 "viewer {} ({}) asked for an ICE restart: refused",
@@ -94,6 +85,11 @@ impl Viewer {
                 self.name
             );
             return Trickled::RestartRefused;
+        }
+        match if_match {
+            None => return Trickled::TagMissing,
+            Some(tag) if Some(tag.trim()) != self.etag.as_deref() => return Trickled::StaleTag,
+            Some(_) => {}
         }
         for candidate in candidates {
             self.peer.add_candidate(candidate);

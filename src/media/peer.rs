@@ -85,8 +85,6 @@ pub struct Peer {
     send_start: Option<SendStart>,
     /// What to check when this peer never connects, from the ICE servers it was given.
     no_path_hint: &'static str,
-    /// Whether the far end's candidates were logged (once, with the first statistics).
-    told_candidates: bool,
 }
 
 impl Peer {
@@ -170,7 +168,6 @@ impl Peer {
             forwards: settings.forwards.clone(),
             send_start: None,
             no_path_hint: no_path_hint(ice),
-            told_candidates: false,
         };
         peer.watch_video(source, matches!(role, Role::Caller));
         peer.connect_callbacks(settings.audio_sink.clone(), metrics);
@@ -418,14 +415,6 @@ impl Peer {
             Notice::IceState(state) => self.on_ice_state(state),
             Notice::Error(reason) => vec![PeerEvent::Failed(reason)],
             Notice::Stats(stats) => {
-                if !self.told_candidates {
-                    self.told_candidates = true;
-                    log::debug!(
-                        "{}: the far end's candidates: {}",
-                        self.id,
-                        link_stats::remote_candidates(&stats).join(", ")
-                    );
-                }
                 self.on_link_reports(link_stats::read(&stats));
                 vec![]
             }
@@ -628,8 +617,6 @@ impl Peer {
         );
     }
 
-    /// Tears the peer down: it leaves the shared source, and its pipeline goes to NULL (as
-    /// `OwnedPipeline` does on drop), which closes sockets and frees elements.
     /// Ends this peer's streams with an RTCP BYE naming each SSRC it was sent (`goodbye`), and
     /// gives it a moment to leave before the pipeline stops.
     fn say_goodbye(&self, source: &SharedSource) {
@@ -646,6 +633,8 @@ impl Peer {
         std::thread::sleep(GOODBYE_TIME);
     }
 
+    /// Tears the peer down: it leaves the shared source, says goodbye, and its pipeline goes to
+    /// NULL (as `OwnedPipeline` does on drop), which closes sockets and frees elements.
     pub fn stop(self, source: Option<&SharedSource>) {
         if let Some(source) = source {
             source.unsubscribe(&self.video_in, self.audio_in.as_ref());

@@ -165,8 +165,7 @@ pub fn plan_video(
         .into_iter()
         .find(|e| e.factory().is_none_or(&has_factory))
         .ok_or_else(|| {
-            let mut packages: Vec<&str> = skipped.iter().map(|f| package_of(f)).collect();
-            packages.dedup();
+            let packages: Vec<&str> = skipped.iter().map(|f| package_of(f)).collect();
             PlanError::NoEncoder {
                 offered: offered(),
                 packages: packages.join(" or "),

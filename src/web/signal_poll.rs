@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
 
@@ -52,15 +52,18 @@ pub async fn close_idle(state: AppState) {
                 connection.address,
                 IDLE_LIMIT.as_secs()
             );
-            let _ = state
-                .rooms
-                .connections
-                .send(ConnectionEvent::Closed {
-                    conn: connection.conn,
-                })
-                .await;
+            tell_closed(&state, connection.conn).await;
         }
     }
+}
+
+/// Tells the room owner that connection `conn` closed, as a socket's end does.
+async fn tell_closed(state: &AppState, conn: u64) {
+    let _ = state
+        .rooms
+        .connections
+        .send(ConnectionEvent::Closed { conn })
+        .await;
 }
 
 fn text(status: StatusCode, message: &str) -> Response {
@@ -208,11 +211,13 @@ pub async fn poll(State(state): State<AppState>, Path(id): Path<String>) -> Resp
         Err(_) => {}
     }
     mark();
-    let body: Vec<serde_json::Value> = messages
-        .iter()
-        .filter_map(|m| serde_json::from_str(&m.to_json()).ok())
-        .collect();
-    Json(body).into_response()
+    // Each message is already JSON text: the array is written around them.
+    let texts: Vec<String> = messages.iter().map(ServerMessage::to_json).collect();
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("[{}]", texts.join(",")),
+    )
+        .into_response()
 }
 
 /// `DELETE /signal/{id}`: the page closes the connection.
@@ -221,12 +226,6 @@ pub async fn close(State(state): State<AppState>, Path(id): Path<String>) -> Res
         return text(StatusCode::NOT_FOUND, "no such signaling connection");
     };
     log::debug!("connection {}: closed over requests", connection.conn);
-    let _ = state
-        .rooms
-        .connections
-        .send(ConnectionEvent::Closed {
-            conn: connection.conn,
-        })
-        .await;
+    tell_closed(&state, connection.conn).await;
     StatusCode::NO_CONTENT.into_response()
 }

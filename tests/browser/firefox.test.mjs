@@ -9,7 +9,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  createToken, eventually, inbound, loudestSample, startDaemon, waitForFrames, waitUntilIdle,
+  createToken, eventually, heardAtTheSink, inbound, startDaemon, waitForFrames, waitUntilIdle,
 } from './harness.mjs';
 import { aiortcPython, playWhep } from './aiortc.mjs';
 import { firefoxPage, launchFirefox, useFirefoxRoute } from './firefox.mjs';
@@ -82,16 +82,11 @@ test('Firefox talks: its microphone reaches the device\'s speaker', async (t) =>
   await page.click('#call');
   await waitForFrames(page, 10);
   await page.click('#talk');
-  const bytes = await eventually(async () => {
-    const n = (await daemon.metrics()).peercam_talkback_bytes_total;
-    return n > 48_000 ? n : null; // more than a quarter second of 48 kHz stereo S16
-  }, 15_000, 'talkback audio at the device sink');
+  // Firefox's fake microphone is a steady tone.
+  const talkbackBytes = async () => (await daemon.metrics()).peercam_talkback_bytes_total;
+  const { bytes, loudest } = await heardAtTheSink(talkbackBytes, played,
+    'Firefox\'s microphone', 15_000);
   assert.ok(bytes > 48_000);
-  // Firefox's fake microphone is a steady tone; silence stays under a few hundred.
-  const loudest = await eventually(async () => {
-    const sample = loudestSample(played);
-    return sample > 2_000 ? sample : null;
-  }, 10_000, 'Firefox\'s microphone, not silence, at the device sink');
   assert.ok(loudest > 2_000, `loudest sample ${loudest}`);
 });
 

@@ -266,6 +266,24 @@ export function loudestSample(path, skip = 0) {
   return loudest;
 }
 
+/**
+ * Waits until the caller's microphone is heard at the device: more than a quarter second of
+ * 48 kHz stereo S16 counted as talkback (`talkbackBytes()`), and a sample above 2000 in the
+ * sink's file `played` (silence or a suppressed voice stays under a few hundred). Resolves with
+ * { bytes, loudest }; throws, naming `who`, when either does not come.
+ */
+export async function heardAtTheSink(talkbackBytes, played, who, timeoutMs = 10_000) {
+  const bytes = await eventually(async () => {
+    const n = await talkbackBytes();
+    return n > 48_000 ? n : null;
+  }, timeoutMs, 'talkback audio at the device sink');
+  const loudest = await eventually(async () => {
+    const sample = loudestSample(played);
+    return sample > 2_000 ? sample : null;
+  }, 10_000, `${who}, not silence, at the device sink`);
+  return { bytes, loudest };
+}
+
 /** Waits until the device has no call (it must be free within 2 s of a caller leaving). */
 export async function waitUntilIdle(daemon) {
   await eventually(async () => (await daemon.metrics()).peercam_in_call === 0, 2_000,

@@ -8,7 +8,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  callButton, eventually, loudestSample, openPage, talkButton, useDaemonAndBrowser,
+  callButton, eventually, heardAtTheSink, openPage, talkButton, useDaemonAndBrowser,
   waitForFrames, waitUntilIdle, watchButton, writeVoiceWav,
 } from './harness.mjs';
 
@@ -38,17 +38,9 @@ test('the device hears the caller once Talk is on, and not before', async (t) =>
   await talkButton(page).click();
   await eventually(async () => (await talkButton(page).getAttribute('aria-pressed')) === 'true',
     5_000, 'Talk to show as on');
-  const bytes = await eventually(async () => {
-    const n = await talkbackBytes();
-    return n > 48_000 ? n : null; // more than a quarter second of 48 kHz stereo S16
-  }, 10_000, 'talkback audio at the device sink');
+  // The caller speaks at about a quarter of full scale.
+  const { bytes, loudest } = await heardAtTheSink(talkbackBytes, played, 'the caller\'s voice');
   assert.ok(bytes > 48_000);
-  // The caller speaks at about a quarter of full scale; silence or a suppressed voice stays
-  // under a few hundred.
-  const loudest = await eventually(async () => {
-    const sample = loudestSample(played);
-    return sample > 2_000 ? sample : null;
-  }, 10_000, 'the caller\'s voice, not silence, at the device sink');
   assert.ok(loudest > 2_000, `loudest sample ${loudest}`);
 });
 
