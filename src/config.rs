@@ -146,6 +146,10 @@ pub struct MediaConfig {
     pub audio_bitrate_kbps: u32,
     /// Frames between natural keyframes; keyframe requests from the browser are answered at once.
     pub keyframe_interval: u32,
+    /// How many encoders may run at once: 2 lets the owner call, from a browser that takes
+    /// only another codec, while viewers keep watching (a second, software encoder on the same
+    /// frames); 1 ends those viewers instead.
+    pub max_encoders: u32,
 }
 
 impl Default for MediaConfig {
@@ -162,6 +166,7 @@ impl Default for MediaConfig {
             min_video_bitrate_kbps: 150,
             audio_bitrate_kbps: 48,
             keyframe_interval: 60,
+            max_encoders: 2,
         }
     }
 }
@@ -475,6 +480,7 @@ impl Config {
         )?;
         in_range("media.audio_bitrate_kbps", m.audio_bitrate_kbps, 6, 510)?;
         in_range("media.keyframe_interval", m.keyframe_interval, 1, 10_000)?;
+        in_range("media.max_encoders", m.max_encoders, 1, 2)?;
         for (field, value) in [
             ("media.video_source", &m.video_source),
             ("media.audio_source", &m.audio_source),
@@ -712,6 +718,10 @@ mod tests {
         let (field, line, _) = field_error("[media]\nframerate = 0\n");
         assert_eq!(field, "media.framerate");
         assert_eq!(line, Some(2));
+        let (field, line, message) = field_error("[media]\nwidth = 640\nmax_encoders = 3\n");
+        assert_eq!(field, "media.max_encoders");
+        assert_eq!(line, Some(3));
+        assert!(message.contains("1..=2"), "{message}");
     }
 
     #[test]

@@ -90,6 +90,8 @@ pub struct Metrics {
     pub stun_rate_limited: AtomicU64,
     /// The adaptive bitrate's current video target, kbit/s (a gauge).
     pub video_target_kbps: AtomicU64,
+    /// Video encoders running now (a gauge: 0 with the camera off, 2 with a second one).
+    pub video_encoders: AtomicU64,
     /// Encoder-to-socket time of recent video frames.
     pub send_latency: SendLatency,
 }
@@ -204,6 +206,13 @@ impl Metrics {
             "# HELP peercam_viewers Receive-only viewers (WHEP) watching now.\n\
              # TYPE peercam_viewers gauge\npeercam_viewers {}",
             self.viewers.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP peercam_video_encoders Video encoders running now (the camera's, and a \
+             second one in another codec).\n# TYPE peercam_video_encoders gauge\n\
+             peercam_video_encoders {}",
+            self.video_encoders.load(Ordering::Relaxed)
         );
         if in_call {
             let _ = writeln!(

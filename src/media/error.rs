@@ -21,6 +21,8 @@ pub enum MediaError {
     BadAnswer,
     #[error("{0}")]
     BadOffer(String),
+    #[error("no encoder is sending {0}")]
+    NotEncoding(super::plan::VideoCodec),
     #[error("{0}")]
     Descriptors(#[from] crate::descriptors::Exhausted),
     #[error("{field}: `{launch}` is not a usable GStreamer launch line: {reason}")]

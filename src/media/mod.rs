@@ -6,7 +6,8 @@
 //!
 //! Submodules: `plan` (pure: codec and encoder choice, launch descriptions), `devices` (what
 //! `auto` means on this machine), `launch_check` (the config's launch lines), `shared_source`
-//! (one camera and encoder fanned out to every peer), `peer` (one peer's pipeline, an
+//! (one camera and encoder fanned out to every peer; `encoder_branch` adds a second encoder
+//! in another codec to it while the owner's browser needs one), `peer` (one peer's pipeline, an
 //! `owned_pipeline` that stops when dropped),
 //! `viewer_offer` (pure: a viewer's offer and what to answer), `snapshot` (a JPEG of the
 //! latest frame), `bitrate` (pure: the adaptive bitrate controller), `link_stats` (receiver
@@ -17,6 +18,7 @@
 
 pub mod bitrate;
 mod devices;
+mod encoder_branch;
 mod encoder_control;
 mod error;
 mod frame_feed;

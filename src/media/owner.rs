@@ -330,6 +330,7 @@ impl Owner {
                         );
                     }
                     self.source = Some(source);
+                    self.count_encoders();
                 }
                 Err(e) => {
                     if matches!(e, MediaError::Build { .. } | MediaError::StateChange(_)) {
@@ -359,17 +360,19 @@ impl Owner {
             .and_then(|()| self.ensure_source(codecs))
             .and_then(|()| {
                 let source = self.running_source()?;
-                let codec = source.codec();
+                let codec = source
+                    .codec_for(codecs)
+                    .ok_or(MediaError::NotEncoding(source.codec()))?;
                 log::info!(
                     "call {call}: video {codec}, {} viewer(s) on the same encoder",
-                    source.subscribers()
+                    source.subscribers(codec)
                 );
                 tokio::task::block_in_place(|| {
                     Peer::start(
                         PeerId::Caller(call),
                         &self.settings,
                         source,
-                        Role::Caller,
+                        Role::Caller { codec },
                         ice,
                         self.notices.clone(),
                         Arc::clone(&self.metrics),
@@ -389,31 +392,45 @@ impl Owner {
         }
     }
 
-    /// The owner always wins: when the shared encoder runs a codec the caller's browser does
-    /// not receive (viewers on H.264, say, and a Firefox without it calling), and the device
-    /// has an encoder for one it does, the viewers are let go and the encoder starts again in
-    /// the caller's codec. A WHEP session cannot be moved to another codec, so each viewer is
-    /// told why; a player that takes the new codec gets it when it watches again. A browser the
-    /// device has no encoder for is refused without disturbing anyone.
+    /// The owner always wins: when the shared encoders run no codec the caller's browser
+    /// receives (viewers on H.264, say, and a Firefox without it calling), and the device has
+    /// an encoder for one it does, a second encoder starts in the caller's codec on the same
+    /// frames while `media.max_encoders` allows it, and the viewers watch on. Otherwise the
+    /// viewers are let go and the encoder starts again in the caller's codec: a WHEP session
+    /// cannot be moved to another codec, so each viewer is told why, and a player that takes
+    /// the new codec gets it when it watches again. A browser the device has no encoder for is
+    /// refused without disturbing anyone.
     fn make_way_for_the_owner(
         &mut self,
         call: CallId,
         codecs: &[String],
     ) -> Result<(), MediaError> {
-        let Some(running) = self.source.as_ref().map(SharedSource::codec) else {
+        let Some(source) = self.source.as_mut() else {
             return Ok(());
         };
-        let receives = |codec: VideoCodec| {
-            codecs
-                .iter()
-                .any(|c| c.eq_ignore_ascii_case(&codec.to_string()))
-        };
-        if codecs.is_empty() || receives(running) {
+        if source.codec_for(codecs).is_some() {
             return Ok(());
         }
+        let running = source.codec();
         let plan = plan::plan_video(&self.settings, codecs, |f| {
             gstreamer::ElementFactory::find(f).is_some()
         })?;
+        if self.settings.max_encoders > 1 && source.can_add_encoder() {
+            let added = tokio::task::block_in_place(|| source.add_encoder(&self.settings, &plan));
+            match added {
+                Ok(()) => {
+                    self.count_encoders();
+                    log::info!(
+                        "call {call}: the owner's browser does not receive {running}: a second \
+                         encoder sends it {}, and {} viewer(s) watch on in {running}",
+                        plan.codec,
+                        self.viewers.len()
+                    );
+                    return Ok(());
+                }
+                Err(e) => log::warn!("call {call}: a second encoder could not start: {e}"),
+            }
+        }
         let watching = self.viewers.len();
         log::warn!(
             "call {call}: the owner's browser does not receive {running}: the camera changes \
@@ -453,8 +470,12 @@ impl Owner {
         (name, grant): (String, Grant),
         reply: oneshot::Sender<Result<WatchAnswer, WatchRefused>>,
     ) {
-        let running = self.source.as_ref().map(SharedSource::codec);
-        let choice = match viewer_offer::choose(offer, running, |codec| self.can_encode(codec)) {
+        let running = self
+            .source
+            .as_ref()
+            .map(SharedSource::codecs)
+            .unwrap_or_default();
+        let choice = match viewer_offer::choose(offer, &running, |codec| self.can_encode(codec)) {
             Ok(choice) => choice,
             Err(e) => {
                 let refusal = match e {
@@ -609,6 +630,7 @@ impl Owner {
         Ok((tap, frames))
     }
 
+    /// Stops the camera after its last user, or a second encoder after its last peer.
     fn stop_source_if_unused(&mut self) {
         if self.caller.is_none()
             && self.viewers.is_empty()
@@ -617,7 +639,15 @@ impl Owner {
         {
             tokio::task::block_in_place(|| source.stop());
             crate::memory::release_free_memory();
+        } else if let Some(source) = self.source.as_mut() {
+            tokio::task::block_in_place(|| source.stop_idle_encoder());
         }
+        self.count_encoders();
+    }
+
+    fn count_encoders(&self) {
+        let running = self.source.as_ref().map_or(0, |s| s.codecs().len());
+        Metrics::set(&self.metrics.video_encoders, running as u64);
     }
 
     fn stop_everything(&mut self) {
@@ -740,20 +770,35 @@ impl Owner {
         }
     }
 
-    /// The shared encoder follows the weakest peer: the lowest bitrate target and the worst
-    /// audio loss among the connected peers.
+    /// Each shared encoder follows the weakest peer on it: the lowest bitrate target among
+    /// its connected peers; Opus follows the worst audio loss among all.
     fn follow_weakest_peer(&mut self) {
         let connected = || self.peers().filter(|p| p.is_connected());
-        let target = connected().map(Peer::target_kbps).min();
         let loss = connected().map(Peer::audio_loss_percent).max();
+        let Some(codecs) = self.source.as_ref().map(SharedSource::codecs) else {
+            return;
+        };
+        let targets: Vec<_> = codecs
+            .into_iter()
+            .map(|codec| {
+                let target = connected()
+                    .filter(|p| p.codec() == codec)
+                    .map(Peer::target_kbps)
+                    .min();
+                (codec, target)
+            })
+            .collect();
+        for (codec, target) in targets {
+            if let (Some(kbps), Some(source)) = (target, self.source.as_mut())
+                && source.set_bitrate(codec, kbps)
+                && codec == source.codec()
+            {
+                Metrics::set(&self.metrics.video_target_kbps, u64::from(kbps));
+            }
+        }
         let Some(source) = self.source.as_mut() else {
             return;
         };
-        if let Some(kbps) = target
-            && source.set_bitrate(kbps)
-        {
-            Metrics::set(&self.metrics.video_target_kbps, u64::from(kbps));
-        }
         if let Some(loss) = loss {
             source.set_audio_loss(loss);
         }

@@ -27,7 +27,7 @@ use gstreamer_webrtc as gst_webrtc;
 use super::error::MediaError;
 use super::outlets::{Inlet, SendStart};
 use super::owned_pipeline::OwnedPipeline;
-use super::plan;
+use super::plan::{self, VideoCodec};
 use super::retransmission::RetransmissionBudget;
 use super::sdp_tidy::{self, SdpKind};
 use super::settings::MediaSettings;
@@ -56,6 +56,8 @@ pub struct Peer {
     /// Stopped when the peer is dropped, on every path.
     pipeline: OwnedPipeline,
     webrtc: gst::Element,
+    /// The video codec it is sent (which of the source's encoders it is on).
+    codec: VideoCodec,
     /// The pads the shared source pushes video and audio into.
     video_in: gst::Pad,
     audio_in: Option<gst::Pad>,
@@ -117,12 +119,12 @@ impl Peer {
         use_ice_servers(&webrtc, ice);
         source.share_clock(&pipeline);
 
-        let codec = source.codec();
+        let codec = role.codec();
         let (video_pt, audio_pt) = match &role {
-            Role::Caller => (plan::VIDEO_PAYLOAD, Some(plan::AUDIO_PAYLOAD)),
+            Role::Caller { .. } => (plan::VIDEO_PAYLOAD, Some(plan::AUDIO_PAYLOAD)),
             Role::Viewer { choice, .. } => (choice.video_payload, choice.audio_payload),
         };
-        let ssrcs = source.ssrcs();
+        let ssrcs = source.ssrcs(codec)?;
         let video_in = add_branch(
             &webrtc,
             &plan::video_rtp_caps(codec, video_pt),
@@ -130,7 +132,7 @@ impl Peer {
             WebRTCRTPTransceiverDirection::Sendonly,
         )?;
         let audio_direction = match role {
-            Role::Caller => WebRTCRTPTransceiverDirection::Sendrecv,
+            Role::Caller { .. } => WebRTCRTPTransceiverDirection::Sendrecv,
             Role::Viewer { .. } => WebRTCRTPTransceiverDirection::Sendonly,
         };
         let audio_pt = audio_pt.filter(|_| source.has_audio());
@@ -144,13 +146,14 @@ impl Peer {
             None => None,
         };
         // No microphone: the caller's voice still comes in and plays.
-        if audio_in.is_none() && matches!(role, Role::Caller) {
+        if audio_in.is_none() && matches!(role, Role::Caller { .. }) {
             add_receive_only_audio(&webrtc)?;
         }
         let mut peer = Self {
             id,
             pipeline,
             webrtc,
+            codec,
             video_in,
             audio_in,
             notices,
@@ -169,7 +172,7 @@ impl Peer {
             send_start: None,
             no_path_hint: no_path_hint(ice),
         };
-        peer.watch_video(source, matches!(role, Role::Caller));
+        peer.watch_video(source, matches!(role, Role::Caller { .. }))?;
         peer.connect_callbacks(settings.audio_sink.clone(), metrics);
         peer.pipeline
             .set_state(gst::State::Playing)
@@ -178,6 +181,7 @@ impl Peer {
             peer.answer(sdp)?;
         }
         let send_start = source.subscribe(
+            codec,
             Inlet {
                 pad: &peer.video_in,
                 payload_type: video_pt,
@@ -186,7 +190,7 @@ impl Peer {
                 .as_ref()
                 .zip(audio_pt)
                 .map(|(pad, payload_type)| Inlet { pad, payload_type }),
-        );
+        )?;
         start_sending_when_connected(
             &peer.webrtc,
             send_start.clone(),
@@ -201,6 +205,11 @@ impl Peer {
         self.id
     }
 
+    /// The video codec it is sent.
+    pub fn codec(&self) -> VideoCodec {
+        self.codec
+    }
+
     /// What to check when this peer never connected (see `no_path_hint`).
     pub fn no_path_hint(&self) -> &'static str {
         self.no_path_hint
@@ -209,12 +218,12 @@ impl Peer {
     /// Counts the video RTP packets, and turns the peer's keyframe requests (a browser's
     /// PLI/FIR reaches the video pad as an upstream force-key-unit event) into requests of the
     /// shared encoder. For the caller, also times frames from the payloader to the socket.
-    fn watch_video(&self, source: &SharedSource, is_caller: bool) {
-        if is_caller && let Some(stamps) = source.frame_stamps() {
+    fn watch_video(&self, source: &SharedSource, is_caller: bool) -> Result<(), MediaError> {
+        if is_caller && let Some(stamps) = source.frame_stamps(self.codec) {
             send_latency::watch(
                 &self.webrtc,
                 stamps,
-                source.ssrcs().video,
+                source.ssrcs(self.codec)?.video,
                 Arc::clone(&self.metrics),
             );
         }
@@ -230,7 +239,7 @@ impl Peer {
             gst::PadProbeReturn::Ok
         });
         let metrics = Arc::clone(&self.metrics);
-        let keyframes = source.keyframe_requester();
+        let keyframes = source.keyframe_requester(self.codec)?;
         pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
             if let Some(gst::PadProbeData::Event(event)) = &info.data
                 && event
@@ -244,6 +253,7 @@ impl Peer {
             // an upstream event makes GStreamer 1.22 unreference a null object).
             gst::PadProbeReturn::Ok
         });
+        Ok(())
     }
 
     /// A viewer's offer in, the device's answer set locally; blocking for a few milliseconds.
@@ -623,7 +633,9 @@ impl Peer {
         if !self.is_connected() {
             return;
         }
-        let ssrcs = source.ssrcs();
+        let Ok(ssrcs) = source.ssrcs(self.codec) else {
+            return;
+        };
         let sent = std::iter::once(ssrcs.video).chain(self.audio_in.as_ref().map(|_| ssrcs.audio));
         goodbye::say_goodbye(
             &self.webrtc,

@@ -7,6 +7,7 @@ use gstreamer as gst;
 use gstreamer_webrtc as gst_webrtc;
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::plan::VideoCodec;
 use super::viewer_offer::OfferChoice;
 use crate::media_link::CallId;
 use crate::signaling::IceCandidate;
@@ -29,13 +30,23 @@ impl std::fmt::Display for PeerId {
 
 /// What the peer is for.
 pub enum Role<'a> {
-    /// The caller: talkback, and the device offers.
-    Caller,
+    /// The caller, sent `codec`: talkback, and the device offers.
+    Caller { codec: VideoCodec },
     /// A receive-only viewer whose offer (`sdp`) asks for what `choice` says.
     Viewer {
         sdp: &'a str,
         choice: &'a OfferChoice,
     },
+}
+
+impl Role<'_> {
+    /// The video codec the peer is sent.
+    pub fn codec(&self) -> VideoCodec {
+        match self {
+            Self::Caller { codec } => *codec,
+            Self::Viewer { choice, .. } => choice.codec,
+        }
+    }
 }
 
 /// What the media owner must act on, from `Peer::on_notice`.

@@ -195,10 +195,6 @@ pub fn plan_video(
 }
 
 fn video_description(s: &MediaSettings, encoder: Encoder) -> String {
-    // The adaptive bitrate's starting point; it moves the encoder from there while it runs.
-    let kbps = s.video_bitrate.start_kbps();
-    let bps = kbps * 1000;
-    let gop = s.keyframe_interval;
     // The framerate is a ceiling: a faster camera is thinned to it, a slower one keeps its own
     // rate (duplicated frames would only cost bits). `drop-only` also keeps videorate from
     // holding every frame until the next one arrives: a frame interval (33 ms at 30 fps) on
@@ -210,6 +206,24 @@ fn video_description(s: &MediaSettings, encoder: Encoder) -> String {
         h = s.height,
         f = s.framerate
     );
+    if encoder == Encoder::PreEncoded {
+        return format!("{}{}", s.video_source, encoder_description(s, encoder));
+    }
+    format!(
+        "{} ! {raw} ! tee name=raw ! {}",
+        s.video_source,
+        encoder_description(s, encoder)
+    )
+}
+
+/// Launch description of `encoder` from raw frames (I420 at the configured size) to encoded
+/// frames (for a pre-encoded source, from its H.264 to access units): the first encoder's, or
+/// a second one's on the same raw frames.
+pub fn encoder_description(s: &MediaSettings, encoder: Encoder) -> String {
+    // The adaptive bitrate's starting point; it moves the encoder from there while it runs.
+    let kbps = s.video_bitrate.start_kbps();
+    let bps = kbps * 1000;
+    let gop = s.keyframe_interval;
     // Constrained Baseline, level 3.1: profile-level-id 42e01f, which every browser decodes.
     let h264_caps = "video/x-h264,profile=constrained-baseline,stream-format=byte-stream";
     let encode = match encoder {
@@ -244,13 +258,7 @@ fn video_description(s: &MediaSettings, encoder: Encoder) -> String {
         }
         VideoCodec::Vp8 => "",
     };
-    if encoder == Encoder::PreEncoded {
-        return format!("{}{parse}", s.video_source);
-    }
-    format!(
-        "{} ! {raw} ! tee name=raw ! {encode}{parse}",
-        s.video_source
-    )
+    format!("{encode}{parse}")
 }
 
 /// The shared source's video payloader, after the encoder: encoded frames to RTP with payload

@@ -32,6 +32,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::encoder_branch::EncoderBranch;
 use super::encoder_control::EncoderControl;
 use super::error::MediaError;
 use super::frame_feed::{KeyframeMark, Video, feed};
@@ -47,20 +48,78 @@ pub use super::frame_feed::SourceNotice;
 pub struct SharedSource {
     pipeline: gst::Pipeline,
     plan: VideoPlan,
-    video: Arc<Fanout>,
+    /// The first encoder's packets, for the peers on its codec.
+    video: VideoOutput,
+    /// A second encoder in another codec, on the same raw frames, while the owner's browser
+    /// needs it (`media.max_encoders`).
+    second: Option<(VideoOutput, EncoderBranch)>,
     audio: Option<Arc<Fanout>>,
-    ssrcs: Ssrcs,
+    audio_ssrc: u32,
     frames: Option<gst::Element>,
-    keyframes: KeyframeRequester,
-    stamps: Option<FrameStamps>,
-    encoder: Option<EncoderControl>,
     opus: Option<gst::Element>,
-    bitrate_kbps: u32,
     audio_loss_percent: i32,
+    notices: UnboundedSender<SourceNotice>,
+    metrics: Arc<Metrics>,
     started: Instant,
 }
 
-/// The SSRC of each stream the source sends (the same for every peer).
+/// One encoder's output: its payloader's packets, fanned out to the peers on its codec, and the
+/// handles that steer the encoder.
+struct VideoOutput {
+    codec: VideoCodec,
+    fanout: Arc<Fanout>,
+    ssrc: u32,
+    keyframes: KeyframeRequester,
+    stamps: Option<FrameStamps>,
+    encoder: Option<EncoderControl>,
+    bitrate_kbps: u32,
+}
+
+impl VideoOutput {
+    /// Feeds the packets of `pay` (the payloader after the encoder in `bin`), which reach the
+    /// appsink `sink`, to a new fanout.
+    fn attach(
+        codec: VideoCodec,
+        bin: &gst::Bin,
+        (pay, sink): (&gst::Element, &gst_app::AppSink),
+        bitrate_kbps: u32,
+        notices: UnboundedSender<SourceNotice>,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Self, MediaError> {
+        let ssrc = random_ssrc();
+        pay.set_property("ssrc", ssrc);
+        // Keyframe requests go upstream from the payloader's sink pad, past the payloader (see
+        // `KeyframeMark::watch`).
+        let pad = pay
+            .static_pad("sink")
+            .ok_or_else(|| MediaError::build("the video payloader", "no sink pad"))?;
+        let encoder = EncoderControl::find(bin);
+        let fanout = Arc::new(Fanout::default());
+        feed(
+            sink,
+            &fanout,
+            Some(Video {
+                keyframes: KeyframeMark::watch(pay)?,
+                metrics: Arc::clone(metrics),
+            }),
+            notices,
+        );
+        Ok(Self {
+            codec,
+            fanout,
+            ssrc,
+            keyframes: KeyframeRequester {
+                pad,
+                encoder: encoder.clone(),
+            },
+            stamps: FrameStamps::watch(pay),
+            encoder,
+            bitrate_kbps,
+        })
+    }
+}
+
+/// The SSRC of each stream the source sends a peer (the same for every peer on a codec).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ssrcs {
     pub video: u32,
@@ -76,10 +135,8 @@ impl SharedSource {
         metrics: &Arc<Metrics>,
     ) -> Result<Self, MediaError> {
         let started = Instant::now();
-        let packets = "appsink sync=false async=false emit-signals=false max-buffers=0 \
-                       buffer-list=true";
         let mut description = format!(
-            "{} ! {} ! {packets} name=video",
+            "{} ! {} ! {PACKETS} name=video",
             plan.description,
             plan::video_payload(plan.codec, plan::VIDEO_PAYLOAD)
         );
@@ -92,7 +149,7 @@ impl SharedSource {
         }
         if let Some(audio) = plan::audio_description(settings) {
             description.push_str(&format!(
-                " {audio} ! {} ! {packets} name=audio",
+                " {audio} ! {} ! {PACKETS} name=audio",
                 plan::audio_payload(plan::AUDIO_PAYLOAD)
             ));
         }
@@ -105,40 +162,26 @@ impl SharedSource {
         pipeline.use_clock(Some(&clock));
         pipeline.set_start_time(gst::ClockTime::NONE);
         pipeline.set_base_time(clock.time());
-        let ssrcs = Ssrcs {
-            video: random_ssrc(),
-            audio: random_ssrc(),
-        };
+        let audio_ssrc = random_ssrc();
+        if let Some(audio_pay) = pipeline.by_name(plan::AUDIO_PAYLOADER) {
+            audio_pay.set_property("ssrc", audio_ssrc);
+        }
         let video_pay = pipeline
             .by_name(plan::VIDEO_PAYLOADER)
             .ok_or_else(|| MediaError::build("the video payloader", "not found"))?;
-        video_pay.set_property("ssrc", ssrcs.video);
-        if let Some(audio_pay) = pipeline.by_name(plan::AUDIO_PAYLOADER) {
-            audio_pay.set_property("ssrc", ssrcs.audio);
-        }
-
-        let video_sink = appsink(&pipeline, "video")?;
-        // Keyframe requests go upstream from the payloader's sink pad, past the payloader (see
-        // `KeyframeMark::watch`).
-        let pad = video_pay
-            .static_pad("sink")
-            .ok_or_else(|| MediaError::build("the video payloader", "no sink pad"))?;
-        let encoder = EncoderControl::find(pipeline.upcast_ref::<gst::Bin>());
-        let video = Arc::new(Fanout::default());
-        feed(
-            &video_sink,
-            &video,
-            Some(Video {
-                keyframes: KeyframeMark::watch(&video_pay)?,
-                metrics: Arc::clone(metrics),
-            }),
+        let video = VideoOutput::attach(
+            plan.codec,
+            pipeline.upcast_ref::<gst::Bin>(),
+            (&video_pay, &appsink(pipeline.upcast_ref(), "video")?),
+            settings.video_bitrate.start_kbps(),
             notices.clone(),
-        );
+            metrics,
+        )?;
         let audio = match pipeline.by_name("audio") {
             Some(_) => {
                 let fanout = Arc::new(Fanout::default());
                 feed(
-                    &appsink(&pipeline, "audio")?,
+                    &appsink(pipeline.upcast_ref(), "audio")?,
                     &fanout,
                     None,
                     notices.clone(),
@@ -147,23 +190,19 @@ impl SharedSource {
             }
             None => None,
         };
-        watch_bus(&pipeline, notices);
+        watch_bus(&pipeline, notices.clone());
         let source = Self {
             frames: pipeline.by_name("frames").filter(|_| has_raw_frames),
             opus: pipeline.by_name("opus"),
-            keyframes: KeyframeRequester {
-                pad,
-                encoder: encoder.clone(),
-            },
-            stamps: FrameStamps::watch(&video_pay),
-            encoder,
             pipeline,
             plan,
             video,
+            second: None,
             audio,
-            ssrcs,
-            bitrate_kbps: settings.video_bitrate.start_kbps(),
+            audio_ssrc,
             audio_loss_percent: 0,
+            notices,
+            metrics: Arc::clone(metrics),
             started,
         };
         source
@@ -173,17 +212,117 @@ impl SharedSource {
         Ok(source)
     }
 
+    /// The first encoder's codec.
     pub fn codec(&self) -> VideoCodec {
         self.plan.codec
+    }
+
+    /// The codecs the encoders send, the first encoder's first.
+    pub fn codecs(&self) -> Vec<VideoCodec> {
+        self.outputs().map(|o| o.codec).collect()
+    }
+
+    /// The codec a peer that receives `codecs` is sent: the first running one it takes (the
+    /// first encoder's when it did not say).
+    pub fn codec_for(&self, codecs: &[String]) -> Option<VideoCodec> {
+        if codecs.is_empty() {
+            return Some(self.codec());
+        }
+        self.outputs().map(|o| o.codec).find(|codec| {
+            codecs
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(&codec.to_string()))
+        })
+    }
+
+    fn outputs(&self) -> impl Iterator<Item = &VideoOutput> {
+        std::iter::once(&self.video).chain(self.second.as_ref().map(|(output, _)| output))
+    }
+
+    fn output(&self, codec: VideoCodec) -> Result<&VideoOutput, MediaError> {
+        self.outputs()
+            .find(|o| o.codec == codec)
+            .ok_or(MediaError::NotEncoding(codec))
+    }
+
+    /// Whether this source can start another encoder: it has raw frames and runs one.
+    pub fn can_add_encoder(&self) -> bool {
+        self.frames.is_some() && self.second.is_none()
+    }
+
+    /// Starts a second encoder, as `plan` says, on the raw frames the first one encodes.
+    pub fn add_encoder(
+        &mut self,
+        settings: &MediaSettings,
+        plan: &VideoPlan,
+    ) -> Result<(), MediaError> {
+        if !self.can_add_encoder() {
+            return Err(MediaError::build(
+                "a second encoder",
+                "this source has no raw frames to share",
+            ));
+        }
+        let description = format!(
+            "{} ! {} ! {PACKETS} name=video",
+            plan::encoder_description(settings, plan.encoder),
+            plan::video_payload(plan.codec, plan::VIDEO_PAYLOAD)
+        );
+        let branch = EncoderBranch::add(&self.pipeline, "raw", &description)?;
+        let attached = branch
+            .bin()
+            .by_name(plan::VIDEO_PAYLOADER)
+            .ok_or_else(|| MediaError::build("the second video payloader", "not found"))
+            .and_then(|pay| Ok((pay, appsink(branch.bin(), "video")?)))
+            .and_then(|(pay, sink)| {
+                VideoOutput::attach(
+                    plan.codec,
+                    branch.bin(),
+                    (&pay, &sink),
+                    settings.video_bitrate.start_kbps(),
+                    self.notices.clone(),
+                    &self.metrics,
+                )
+            });
+        let output = match attached.and_then(|output| branch.play().map(|()| output)) {
+            Ok(output) => output,
+            Err(e) => {
+                branch.remove(&self.pipeline);
+                return Err(e);
+            }
+        };
+        log::info!(
+            "a second encoder started: {} ({}), beside {}",
+            plan.codec,
+            plan.reason,
+            self.video.codec
+        );
+        self.second = Some((output, branch));
+        Ok(())
+    }
+
+    /// Stops the second encoder when no peer is on it any more.
+    pub fn stop_idle_encoder(&mut self) {
+        if self
+            .second
+            .as_ref()
+            .is_some_and(|(output, _)| output.fanout.len() == 0)
+            && let Some((output, branch)) = self.second.take()
+        {
+            branch.remove(&self.pipeline);
+            log::info!(
+                "the second encoder ({}) stopped: no one is on it",
+                output.codec
+            );
+        }
     }
 
     pub fn has_audio(&self) -> bool {
         self.audio.is_some()
     }
 
-    /// Whether the encoder's bitrate can be moved (not for a custom line or pre-encoded video).
+    /// Whether the encoders' bitrate can be moved (not for a custom line or pre-encoded video).
     pub fn adapts_bitrate(&self) -> bool {
-        self.encoder.is_some()
+        self.video.encoder.is_some()
     }
 
     /// Gives a peer pipeline this source's clock and base time; call before it plays.
@@ -195,61 +334,82 @@ impl SharedSource {
         peer.set_base_time(self.pipeline.base_time().unwrap_or(gst::ClockTime::ZERO));
     }
 
-    /// Feeds a peer's inlets once [`SendStart`] says the peer is connected. Its video starts at
-    /// a keyframe, forced now, and held for it until then; its audio starts then.
-    pub fn subscribe(&self, video: Inlet<'_>, audio: Option<Inlet<'_>>) -> SendStart {
-        let video = self
-            .video
+    /// Feeds a peer's inlets with `codec`'s encoder once [`SendStart`] says the peer is
+    /// connected. Its video starts at a keyframe, forced now, and held for it until then; its
+    /// audio starts then.
+    pub fn subscribe(
+        &self,
+        codec: VideoCodec,
+        video: Inlet<'_>,
+        audio: Option<Inlet<'_>>,
+    ) -> Result<SendStart, MediaError> {
+        let output = self.output(codec)?;
+        let video = output
+            .fanout
             .add(&video, Intake::Holding(Vec::new()), plan::VIDEO_PAYLOAD);
         let audio = self
             .audio
             .as_ref()
             .zip(audio)
             .map(|(fanout, inlet)| fanout.add(&inlet, Intake::Paused, plan::AUDIO_PAYLOAD));
-        self.keyframes.request();
-        SendStart {
+        output.keyframes.request();
+        Ok(SendStart {
             video,
             audio,
-            keyframes: self.keyframes.clone(),
-        }
+            keyframes: output.keyframes.clone(),
+        })
     }
 
     pub fn unsubscribe(&self, video: &gst::Pad, audio: Option<&gst::Pad>) {
-        self.video.remove(video);
+        for output in self.outputs() {
+            output.fanout.remove(video);
+        }
         if let (Some(fanout), Some(pad)) = (&self.audio, audio) {
             fanout.remove(pad);
         }
     }
 
-    /// The SSRCs every peer is sent and names in its SDP.
-    pub fn ssrcs(&self) -> Ssrcs {
-        self.ssrcs
+    /// The SSRCs a peer on `codec` is sent and names in its SDP.
+    pub fn ssrcs(&self, codec: VideoCodec) -> Result<Ssrcs, MediaError> {
+        Ok(Ssrcs {
+            video: self.output(codec)?.ssrc,
+            audio: self.audio_ssrc,
+        })
     }
 
-    /// When each video frame reached the payloader, for timing it to a peer's socket.
-    pub fn frame_stamps(&self) -> Option<FrameStamps> {
-        self.stamps.clone()
+    /// When each video frame of `codec` reached the payloader, for timing it to a peer's
+    /// socket.
+    pub fn frame_stamps(&self, codec: VideoCodec) -> Option<FrameStamps> {
+        self.output(codec).ok()?.stamps.clone()
     }
 
-    pub fn subscribers(&self) -> usize {
-        self.video.len()
+    /// The peers on `codec`'s encoder.
+    pub fn subscribers(&self, codec: VideoCodec) -> usize {
+        self.output(codec).map_or(0, |o| o.fanout.len())
     }
 
-    pub fn keyframe_requester(&self) -> KeyframeRequester {
-        self.keyframes.clone()
+    pub fn keyframe_requester(&self, codec: VideoCodec) -> Result<KeyframeRequester, MediaError> {
+        Ok(self.output(codec)?.keyframes.clone())
     }
 
-    /// The encoder's bitrate now.
+    /// The first encoder's bitrate now.
     pub fn bitrate_kbps(&self) -> u32 {
-        self.bitrate_kbps
+        self.video.bitrate_kbps
     }
 
-    /// Moves the encoder's bitrate; `false` when it is already there or cannot move.
-    pub fn set_bitrate(&mut self, kbps: u32) -> bool {
-        match &self.encoder {
-            Some(encoder) if kbps != self.bitrate_kbps => {
+    /// Moves `codec`'s encoder's bitrate; `false` when it is already there or cannot move.
+    pub fn set_bitrate(&mut self, codec: VideoCodec, kbps: u32) -> bool {
+        let output = std::iter::once(&mut self.video)
+            .chain(self.second.as_mut().map(|(output, _)| output))
+            .find(|o| o.codec == codec);
+        match output {
+            Some(VideoOutput {
+                encoder: Some(encoder),
+                bitrate_kbps,
+                ..
+            }) if kbps != *bitrate_kbps => {
                 encoder.set_bitrate(kbps);
-                self.bitrate_kbps = kbps;
+                *bitrate_kbps = kbps;
                 true
             }
             _ => false,
@@ -286,9 +446,12 @@ impl SharedSource {
     }
 }
 
-fn appsink(pipeline: &gst::Pipeline, name: &'static str) -> Result<gst_app::AppSink, MediaError> {
-    pipeline
-        .by_name(name)
+/// The appsink every encoder's and the audio's packets end in.
+const PACKETS: &str = "appsink sync=false async=false emit-signals=false max-buffers=0 \
+                       buffer-list=true";
+
+fn appsink(bin: &gst::Bin, name: &'static str) -> Result<gst_app::AppSink, MediaError> {
+    bin.by_name(name)
         .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
         .ok_or_else(|| MediaError::build("an appsink", name))
 }

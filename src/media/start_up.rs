@@ -73,7 +73,9 @@ pub fn warm_up(settings: &MediaSettings) {
             peer::PeerId::Caller(0),
             settings,
             &source,
-            peer::Role::Caller,
+            peer::Role::Caller {
+                codec: source.codec(),
+            },
             &DeviceIce::default(),
             notices,
             metrics,

@@ -85,12 +85,12 @@ impl Media {
     }
 }
 
-/// Chooses what to send a viewer whose offer is `offer`. `running` is the shared encoder's
-/// codec when it runs already; `can_encode` says whether the device has an encoder for a codec
-/// (for when it does not).
+/// Chooses what to send a viewer whose offer is `offer`. `running` is the codecs the shared
+/// encoders send when they run already (the first encoder's first); `can_encode` says whether
+/// the device has an encoder for a codec (for when none runs).
 pub fn choose(
     offer: &str,
-    running: Option<VideoCodec>,
+    running: &[VideoCodec],
     can_encode: impl Fn(VideoCodec) -> bool,
 ) -> Result<OfferChoice, OfferError> {
     let media = parse(offer)?;
@@ -101,8 +101,8 @@ pub fn choose(
     let h264 = constrained_baseline(video);
     let vp8 = video.payloads_of("VP8").next();
     let usable = |codec: VideoCodec| match running {
-        Some(running) => running == codec,
-        None => can_encode(codec),
+        [] => can_encode(codec),
+        running => running.contains(&codec),
     };
     let (codec, video_payload) = match (h264, vp8) {
         (Some(pt), _) if usable(VideoCodec::H264) => (VideoCodec::H264, pt),
@@ -123,8 +123,8 @@ pub fn choose(
             });
         }
         _ => {
-            return Err(match running {
-                Some(running) => OfferError::NotTheRunningCodec { running },
+            return Err(match running.first() {
+                Some(&running) => OfferError::NotTheRunningCodec { running },
                 None => OfferError::NoCommonCodec {
                     offered: "no codec the device can encode".into(),
                 },
@@ -389,12 +389,12 @@ mod tests {
 
     #[test]
     fn the_ice_username_fragment_is_read_at_session_or_media_level() {
-        assert_eq!(choose(CHROMIUM, None, both).unwrap().ice_ufrag, None);
+        assert_eq!(choose(CHROMIUM, &[], both).unwrap().ice_ufrag, None);
         let media_level = CHROMIUM.replace("a=mid:0\r\n", "a=mid:0\r\na=ice-ufrag: Ab+1 \r\n");
         assert_eq!(ice_ufrag(&media_level).as_deref(), Some("Ab+1"));
         let session_level = CHROMIUM.replace("t=0 0\r\n", "t=0 0\r\na=ice-ufrag:xyz\r\n");
         assert_eq!(
-            choose(&session_level, None, both)
+            choose(&session_level, &[], both)
                 .unwrap()
                 .ice_ufrag
                 .as_deref(),
@@ -431,7 +431,7 @@ mod tests {
     fn an_offer_with_a_nul_or_an_escape_is_refused() {
         for (bad, character) in [("\0", "U+0000"), ("\u{1b}", "U+001B")] {
             let offer = CHROMIUM.replacen("a=group:BUNDLE", &format!("a=group{bad}:BUNDLE"), 1);
-            let error = choose(&offer, None, both).unwrap_err();
+            let error = choose(&offer, &[], both).unwrap_err();
             assert!(
                 matches!(&error, OfferError::ControlCharacter(r) if r.contains(character)),
                 "{error}"
@@ -441,7 +441,7 @@ mod tests {
 
     #[test]
     fn constrained_baseline_mode_1_and_opus_are_chosen() {
-        let choice = choose(CHROMIUM, None, both).unwrap();
+        let choice = choose(CHROMIUM, &[], both).unwrap();
         assert_eq!(choice.codec, VideoCodec::H264);
         // 102 is Baseline (42001f), 107 is mode 0: neither will do.
         assert_eq!(choice.video_payload, 106);
@@ -457,66 +457,72 @@ mod tests {
             .map(|l| format!("{l}\r\n"))
             .collect();
         let offer = offer.replace("96 97 102 103 106 107", "96 97");
-        let choice = choose(&offer, None, both).unwrap();
+        let choice = choose(&offer, &[], both).unwrap();
         assert_eq!((choice.codec, choice.video_payload), (VideoCodec::Vp8, 96));
     }
 
     #[test]
     fn the_running_codec_decides() {
-        let choice = choose(CHROMIUM, Some(VideoCodec::Vp8), both).unwrap();
+        let choice = choose(CHROMIUM, &[VideoCodec::Vp8], both).unwrap();
         assert_eq!((choice.codec, choice.video_payload), (VideoCodec::Vp8, 96));
         let h264_only = CHROMIUM.replace("a=rtpmap:96 VP8/90000\r\n", "");
         assert_eq!(
-            choose(&h264_only, Some(VideoCodec::Vp8), both),
+            choose(&h264_only, &[VideoCodec::Vp8], both),
             Err(OfferError::NotTheRunningCodec {
                 running: VideoCodec::Vp8
             })
+        );
+        // With a second encoder running, either codec serves.
+        let both_running = [VideoCodec::Vp8, VideoCodec::H264];
+        assert_eq!(
+            choose(&h264_only, &both_running, both).map(|c| c.codec),
+            Ok(VideoCodec::H264)
         );
     }
 
     #[test]
     fn no_encoder_for_the_offered_codec() {
-        let err = choose(CHROMIUM, None, |c| c == VideoCodec::H264)
+        let err = choose(CHROMIUM, &[], |c| c == VideoCodec::H264)
             .map(|c| c.codec)
             .unwrap();
         assert_eq!(err, VideoCodec::H264);
         let vp8_only = CHROMIUM.replace("H264", "H265");
-        assert!(choose(&vp8_only, None, |c| c == VideoCodec::H264).is_err());
+        assert!(choose(&vp8_only, &[], |c| c == VideoCodec::H264).is_err());
     }
 
     #[test]
     fn refusals_say_why() {
-        assert_eq!(choose("hello", None, both), Err(OfferError::NotSdp));
+        assert_eq!(choose("hello", &[], both), Err(OfferError::NotSdp));
         assert_eq!(
-            choose("v=0\r\ns=-\r\nm=audio 9 RTP/AVP 0\r\n", None, both),
+            choose("v=0\r\ns=-\r\nm=audio 9 RTP/AVP 0\r\n", &[], both),
             Err(OfferError::NoVideo)
         );
         let av1 = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 45\r\na=rtpmap:45 AV1/90000\r\n";
         assert_eq!(
-            choose(av1, None, both).unwrap_err().to_string(),
+            choose(av1, &[], both).unwrap_err().to_string(),
             "the offer has neither H.264 Constrained Baseline (packetization-mode=1) nor VP8; \
              it offers AV1"
         );
         assert!(matches!(
-            choose("v=0\r\nthis is not sdp\r\n", None, both),
+            choose("v=0\r\nthis is not sdp\r\n", &[], both),
             Err(OfferError::BadLine { line: 2, .. })
         ));
         assert!(matches!(
-            choose("v=0\r\nm=video\r\n", None, both),
+            choose("v=0\r\nm=video\r\n", &[], both),
             Err(OfferError::BadMedia { line: 2, .. })
         ));
         assert!(matches!(
             choose(
                 "v=0\r\nm=video 9 RTP/AVP 96\r\na=rtpmap:x VP8/90000\r\n",
-                None,
+                &[],
                 both
             ),
             Err(OfferError::BadMedia { line: 3, .. })
         ));
         let sendonly = CHROMIUM.replace("a=mid:1\r\na=recvonly", "a=mid:1\r\na=sendonly");
-        assert_eq!(choose(&sendonly, None, both), Err(OfferError::NoVideo));
+        assert_eq!(choose(&sendonly, &[], both), Err(OfferError::NoVideo));
         assert_eq!(
-            choose(&"v=0\r\n".repeat(20_000), None, both),
+            choose(&"v=0\r\n".repeat(20_000), &[], both),
             Err(OfferError::TooLong)
         );
     }

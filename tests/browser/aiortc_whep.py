@@ -26,6 +26,7 @@ import math
 import re
 import ssl
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -123,6 +124,7 @@ def fragment(sdp, ufrag, pwd):
 
 async def count(track, seen):
     """Counts the frames of `track` and, for audio, the loudest sample."""
+    last_frame_at = []
     while True:
         try:
             frame = await track.recv()
@@ -132,6 +134,12 @@ async def count(track, seen):
         seen[track.kind]["frames"] += 1
         if track.kind == "video":
             seen["video"]["size"] = [frame.width, frame.height]
+            # The longest wait between two frames: a viewer held up or cut off shows it.
+            now = time.monotonic()
+            if last_frame_at:
+                gap = round((now - last_frame_at[0]) * 1000)
+                seen["video"]["longestGapMs"] = max(seen["video"].get("longestGapMs", 0), gap)
+            last_frame_at[:] = [now]
         else:
             # Signed 16-bit samples (aiortc decodes Opus to s16), read without numpy.
             samples = array.array("h", bytes(frame.planes[0]))

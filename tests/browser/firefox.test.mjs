@@ -2,7 +2,9 @@
 // H.264 offline, so everything runs on VP8. Call device plays video and audio; Watch plays
 // video and audio (Firefox offers the audio bundle-only, port 0); Talk reaches the device's
 // speaker; and the owner's Call device in Firefox wins over a WHEP viewer already watching on
-// H.264, as a go2rtc or Home Assistant viewer would be around the clock.
+// H.264, as a go2rtc or Home Assistant viewer would be around the clock: a second encoder sends
+// the owner VP8 while the viewer watches on (or, with `media.max_encoders = 1`, the viewer is
+// let go).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
@@ -90,26 +92,80 @@ test('Firefox talks: its microphone reaches the device\'s speaker', async (t) =>
   assert.ok(loudest > 2_000, `loudest sample ${loudest}`);
 });
 
-test('the owner in Firefox (no H.264) calls while a WHEP viewer watches on H.264: the owner wins',
+/**
+ * A viewer on H.264, as go2rtc or Home Assistant would watch around the clock, once it watches;
+ * `report` settles with its report when it has stopped (wrapped: an async function returning a
+ * promise would wait for it).
+ */
+async function h264Viewer(device, seconds = 20) {
+  const token = createToken(device.stateDir, 'home-assistant');
+  const viewer = playWhep(`${device.url}whep`, token, '--seconds', String(seconds));
+  await eventually(async () => (await device.metrics()).peercam_viewers === 1, 15_000,
+    'the WHEP viewer to be watching');
+  await eventually(() => /viewer \d+ \(token `home-assistant`[^)]*\) watches: video H264/
+    .test(device.output), 5_000, 'the viewer on H.264');
+  return { report: viewer };
+}
+
+test('the owner in Firefox (no H.264) calls while a WHEP viewer watches on H.264: a second encoder',
   async (t) => {
-    const token = createToken(daemon.stateDir, 'home-assistant');
-    // A viewer on H.264, as go2rtc or Home Assistant would watch around the clock.
-    const viewer = playWhep(`${daemon.url}whep`, token, '--seconds', '20');
-    await eventually(async () => (await daemon.metrics()).peercam_viewers === 1, 15_000,
-      'the WHEP viewer to be watching');
-    await eventually(() => /viewer \d+ \(token `home-assistant`[^)]*\) watches: video H264/
-      .test(daemon.output), 5_000, 'the viewer on H.264');
     const page = await firefoxPage(firefox, daemon.url);
-    t.after(() => hangUp(page));
+    let hungUp = false;
+    t.after(() => (hungUp ? null : hangUp(page)));
+    const viewer = await h264Viewer(daemon, 25);
+    assert.equal((await daemon.metrics()).peercam_video_encoders, 1);
+    await page.click('#call');
+    const video = await waitForFrames(page, 30);
+    assert.equal(video.codec, 'video/VP8', 'the owner\'s call plays, on the codec it takes');
+    assert.equal((await status(page)).state, 'in-call');
+    assert.match(daemon.output, /a second encoder sends it VP8, and 1 viewer\(s\) watch on in H264/);
+    const during = await daemon.metrics();
+    assert.equal(during.peercam_video_encoders, 2, 'H.264 for the viewer, VP8 for the owner');
+    assert.equal(during.peercam_viewers, 1, 'the viewer watches on');
+    // The owner hangs up while the viewer watches: the second encoder stops, the first goes on.
+    await hangUp(page);
+    hungUp = true;
+    await eventually(async () => (await daemon.metrics()).peercam_video_encoders === 1, 5_000,
+      'the second encoder to stop after the call');
+    assert.match(daemon.output, /the second encoder \(VP8\) stopped: no one is on it/);
+    // The viewer was never cut off or held up: its session lasts, its frames kept coming while
+    // the second encoder came and went.
+    const report = await viewer.report;
+    t.diagnostic(`the viewer: ${JSON.stringify(report.video)}`);
+    assert.match(report.answer, /H264/);
+    assert.equal(report.delete, 200, 'the viewer\'s session was still there');
+    assert.ok(report.video.frames > 100, `the viewer watched throughout: ${JSON.stringify(report.video)}`);
+    assert.ok(report.video.longestGapMs < 5000,
+      `no gap in the viewer's video as the second encoder came and went: ${JSON.stringify(report.video)}`);
+    assert.doesNotMatch(daemon.output, /were let go/);
+    await eventually(async () => (await daemon.metrics()).peercam_video_encoders === 0, 15_000,
+      'the camera to stop after the last peer');
+  });
+
+test('with media.max_encoders = 1 the owner in Firefox still wins: the H.264 viewer is let go',
+  async (t) => {
+    const single = await startDaemon('[media]\nwidth = 640\nheight = 360\nmax_encoders = 1\n');
+    t.after(() => single.stop());
+    const page = await firefoxPage(firefox, single.url);
+    t.after(async () => {
+      await page.click('#hangup').catch(() => {});
+      await page.browserContext().close();
+    });
+    const viewer = await h264Viewer(single, 10);
+    // Its first receiver reports: it has been watching for a moment.
+    await eventually(() => /viewer \d+: video bitrate/.test(single.output), 10_000,
+      'the viewer\'s first reports');
     await page.click('#call');
     const video = await waitForFrames(page, 30);
     assert.equal(video.codec, 'video/VP8', 'the owner\'s call plays, on the codec it takes');
     assert.equal((await status(page)).state, 'in-call');
     // The viewer was let go, and told why; its own DELETE finds no session.
-    assert.match(daemon.output, /the owner called from a browser that does not receive H264: the camera now sends VP8/);
-    const report = await viewer;
+    assert.match(single.output, /the owner called from a browser that does not receive H264: the camera now sends VP8/);
+    const report = await viewer.report;
     assert.ok(report.video.frames > 30, `the viewer watched on H.264 first: ${JSON.stringify(report.video)}`);
     assert.match(report.answer, /H264/);
     assert.equal(report.delete, 404, 'the device had ended the viewer\'s session');
-    assert.equal((await daemon.metrics()).peercam_viewers, 0);
+    const after = await single.metrics();
+    assert.equal(after.peercam_viewers, 0);
+    assert.equal(after.peercam_video_encoders, 1, 'one encoder, in VP8');
   });
