@@ -150,6 +150,10 @@ pub struct MediaConfig {
     /// only another codec, while viewers keep watching (a second, software encoder on the same
     /// frames); 1 ends those viewers instead.
     pub max_encoders: u32,
+    /// VP8 (software-encoded, for browsers without H.264) is sent at most this tall, scaled
+    /// from the camera's frames: 360 keeps a Pi Zero 2 W's core under 60% at 30 fps
+    /// (docs/benchmarks.md, "VP8 on the board's core").
+    pub vp8_max_height: u32,
 }
 
 impl Default for MediaConfig {
@@ -167,6 +171,7 @@ impl Default for MediaConfig {
             audio_bitrate_kbps: 48,
             keyframe_interval: 60,
             max_encoders: 2,
+            vp8_max_height: 360,
         }
     }
 }
@@ -481,6 +486,7 @@ impl Config {
         in_range("media.audio_bitrate_kbps", m.audio_bitrate_kbps, 6, 510)?;
         in_range("media.keyframe_interval", m.keyframe_interval, 1, 10_000)?;
         in_range("media.max_encoders", m.max_encoders, 1, 2)?;
+        in_range("media.vp8_max_height", m.vp8_max_height, 16, 4320)?;
         for (field, value) in [
             ("media.video_source", &m.video_source),
             ("media.audio_source", &m.audio_source),

@@ -240,10 +240,12 @@ pub fn encoder_description(s: &MediaSettings, encoder: Encoder) -> String {
              usage-type=camera ! {h264_caps}"
         ),
         // libvpx's fastest real-time speed (`cpu-used=16`): 720p at ~158 fps on this x86
-        // machine where 8 managed ~84 (docs/benchmarks.md), the margin a small core needs.
+        // machine where 8 managed ~84 (docs/benchmarks.md), the margin a small core needs;
+        // and no taller than `vp8_max_height`.
         Encoder::Vp8 => format!(
-            "vp8enc deadline=1 cpu-used=16 end-usage=cbr target-bitrate={bps} \
-             keyframe-max-dist={gop} lag-in-frames=0 error-resilient=default threads=2"
+            "{}vp8enc deadline=1 cpu-used=16 end-usage=cbr target-bitrate={bps} \
+             keyframe-max-dist={gop} lag-in-frames=0 error-resilient=default threads=2",
+            vp8_scale(s)
         ),
         Encoder::Custom => format!(
             "{} ! {h264_caps}",
@@ -259,6 +261,17 @@ pub fn encoder_description(s: &MediaSettings, encoder: Encoder) -> String {
         VideoCodec::Vp8 => "",
     };
     format!("{encode}{parse}")
+}
+
+/// What scales the raw frames down to `vp8_max_height` (the width in proportion, even) before
+/// VP8's encoder; nothing when they are no taller.
+fn vp8_scale(s: &MediaSettings) -> String {
+    if s.height <= s.vp8_max_height {
+        return String::new();
+    }
+    let height = s.vp8_max_height & !1;
+    let width = ((u64::from(s.width) * u64::from(height) / u64::from(s.height)) as u32 & !1).max(2);
+    format!("videoscale ! video/x-raw,width={width},height={height},pixel-aspect-ratio=1/1 ! ")
 }
 
 /// The shared source's video payloader, after the encoder: encoded frames to RTP with payload
@@ -369,6 +382,29 @@ mod tests {
         assert!(plan.reason.contains("does not receive H.264"));
         assert!(plan.description.contains("vp8enc deadline=1 cpu-used=16 "));
         assert!(video_payload(plan.codec, 96).starts_with("rtpvp8pay "));
+    }
+
+    #[test]
+    fn vp8_is_scaled_down_to_its_height() {
+        let vp8 = |width, height| {
+            let mut s = settings();
+            (s.width, s.height) = (width, height);
+            encoder_description(&s, Encoder::Vp8)
+        };
+        assert!(
+            vp8(1280, 720).starts_with(
+                "videoscale ! video/x-raw,width=640,height=360,pixel-aspect-ratio=1/1 ! vp8enc "
+            ),
+            "{}",
+            vp8(1280, 720)
+        );
+        // 4:3, and an odd width in proportion rounded to even.
+        assert!(vp8(1024, 768).contains("width=480,height=360"));
+        assert!(vp8(1366, 768).contains("width=640,height=360"));
+        assert!(vp8(640, 360).starts_with("vp8enc "));
+        assert!(vp8(320, 240).starts_with("vp8enc "));
+        // H.264 keeps the camera's size.
+        assert!(!encoder_description(&settings(), Encoder::X264).contains("videoscale"));
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub struct MediaSettings {
     pub keyframe_interval: u32,
     /// How many encoders may run at once (`media.max_encoders`).
     pub max_encoders: usize,
+    /// The tallest VP8 sent (`media.vp8_max_height`).
+    pub vp8_max_height: u32,
     /// Local addresses for the ICE agent, besides those of the network interfaces.
     pub extra_ice_addresses: Vec<IpAddr>,
     /// How long a call may take to connect before it is given up.
@@ -76,6 +78,7 @@ impl MediaSettings {
             audio_bitrate_kbps: media.audio_bitrate_kbps,
             keyframe_interval: media.keyframe_interval,
             max_encoders: media.max_encoders as usize,
+            vp8_max_height: media.vp8_max_height,
             extra_ice_addresses: ice.local_addresses.clone(),
             connect_timeout: std::time::Duration::from_secs(ice.connect_timeout_seconds),
             media_ports: remote.media_port_range(),
@@ -100,6 +103,7 @@ impl MediaSettings {
             audio_bitrate_kbps: 48,
             keyframe_interval: 60,
             max_encoders: 2,
+            vp8_max_height: 360,
             extra_ice_addresses: vec![],
             connect_timeout: std::time::Duration::from_secs(15),
             media_ports: None,

@@ -144,7 +144,8 @@ test('the owner in Firefox (no H.264) calls while a WHEP viewer watches on H.264
 
 test('with media.max_encoders = 1 the owner in Firefox still wins: the H.264 viewer is let go',
   async (t) => {
-    const single = await startDaemon('[media]\nwidth = 640\nheight = 360\nmax_encoders = 1\n');
+    // At 720p: the viewer's H.264 keeps it, the owner's VP8 is scaled to vp8_max_height (360).
+    const single = await startDaemon('[media]\nwidth = 1280\nheight = 720\nmax_encoders = 1\n');
     t.after(() => single.stop());
     const page = await firefoxPage(firefox, single.url);
     t.after(async () => {
@@ -158,12 +159,14 @@ test('with media.max_encoders = 1 the owner in Firefox still wins: the H.264 vie
     await page.click('#call');
     const video = await waitForFrames(page, 30);
     assert.equal(video.codec, 'video/VP8', 'the owner\'s call plays, on the codec it takes');
+    assert.equal(video.frameHeight, 360, 'VP8 no taller than media.vp8_max_height');
     assert.equal((await status(page)).state, 'in-call');
     // The viewer was let go, and told why; its own DELETE finds no session.
     assert.match(single.output, /the owner called from a browser that does not receive H264: the camera now sends VP8/);
     const report = await viewer.report;
     assert.ok(report.video.frames > 30, `the viewer watched on H.264 first: ${JSON.stringify(report.video)}`);
     assert.match(report.answer, /H264/);
+    assert.deepEqual(report.video.size, [1280, 720], 'H.264 at the camera\'s size');
     assert.equal(report.delete, 404, 'the device had ended the viewer\'s session');
     const after = await single.metrics();
     assert.equal(after.peercam_viewers, 0);

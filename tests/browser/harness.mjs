@@ -448,6 +448,7 @@ export async function inbound(page, kind) {
           bytesReceived: s.bytesReceived ?? 0,
           codec: codec?.mimeType ?? null,
           fmtp: codec?.sdpFmtpLine ?? null,
+          frameHeight: s.frameHeight ?? null,
         };
       }
     }
