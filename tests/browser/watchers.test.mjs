@@ -193,7 +193,8 @@ test('the caller and two WHEP watchers share one encode; the third is refused', 
 });
 
 test('a watcher that offers only VP8 gets VP8', async () => {
-  await eventually(async () => (await env.daemon.metrics()).peercam_viewers === 0, 10_000,
+  // A watcher whose page was closed is let go once its reports have stopped for 6 s.
+  await eventually(async () => (await env.daemon.metrics()).peercam_viewers === 0, 20_000,
     'the earlier watchers to be gone');
   const token = createToken(env.daemon.stateDir, 'vp8-only');
   const page = await watch(token, { codecs: 'VP8' });
@@ -205,7 +206,8 @@ test('a watcher that offers only VP8 gets VP8', async () => {
 });
 
 test('on the device page, someone who finds it busy watches instead, without Talk', async (t) => {
-  await eventually(async () => (await env.daemon.metrics()).peercam_viewers === 0, 10_000,
+  // A watcher whose page was closed is let go once its reports have stopped for 6 s.
+  await eventually(async () => (await env.daemon.metrics()).peercam_viewers === 0, 20_000,
     'the earlier watchers to be gone');
   const stopButton = (page) => page.getByRole('button', { name: 'Stop watching', exact: true });
   const token = createToken(env.daemon.stateDir, 'fills-the-last-place');
