@@ -81,8 +81,6 @@ impl RtspServer {
         let factory = rtsp_server::RTSPMediaFactory::new();
         factory.set_launch(&launch(has_audio));
         factory.set_shared(true);
-        // A client that stops reading is dropped rather than let to hold up the others.
-        factory.set_suspend_mode(rtsp_server::RTSPSuspendMode::None);
         let keyframes: Arc<Mutex<Option<FeedHandle>>> = Arc::default();
         feed_each_media(&factory, feeds, Arc::clone(&keyframes));
         match access {
@@ -95,11 +93,12 @@ impl RtspServer {
                 );
                 let mut credentials = Credentials::new(file);
                 server.set_auth(Some(&credentials.load()));
-                let credentials = Mutex::new(credentials);
-                // The server gave the new client its authenticator already: a changed file
-                // goes to both.
+                let credentials = Arc::new(Mutex::new(credentials));
+                // A new token counts from the next connection: the server gave the new client
+                // its authenticator already, so a changed file goes to both.
+                let at_connect = Arc::clone(&credentials);
                 server.connect_client_connected(move |server, client| {
-                    if let Ok(mut credentials) = credentials.lock()
+                    if let Ok(mut credentials) = at_connect.lock()
                         && credentials.changed()
                     {
                         let auth = credentials.load();
@@ -107,6 +106,7 @@ impl RtspServer {
                         client.set_auth(Some(&auth));
                     }
                 });
+                revoke_within_a_second(&server, credentials);
             }
             Access::Open => {
                 let open = rtsp_server::RTSPAuth::new();
@@ -178,10 +178,38 @@ fn viewer_token() -> rtsp_server::RTSPToken {
         .build()
 }
 
-/// The `htdigest` file and when it was last read.
+/// Once a second, on the server's main loop: a changed `htdigest` file is read again, and when
+/// a user's line went (a revoked token), every RTSP client is disconnected (Digest does not say
+/// which session is whose after it logged in): the others log in again, the revoked one cannot.
+fn revoke_within_a_second(server: &rtsp_server::RTSPServer, credentials: Arc<Mutex<Credentials>>) {
+    let server = server.downgrade();
+    glib::timeout_add_seconds(1, move || {
+        let Some(server) = server.upgrade() else {
+            return glib::ControlFlow::Break;
+        };
+        if let Ok(mut credentials) = credentials.lock()
+            && credentials.changed()
+        {
+            let before = credentials.users.clone();
+            server.set_auth(Some(&credentials.load()));
+            let removed: Vec<&String> = before.difference(&credentials.users).collect();
+            if !removed.is_empty() {
+                log::info!(
+                    "RTSP: {removed:?} may no longer log in; every RTSP client is disconnected \
+                     (the others log in again)"
+                );
+                server.client_filter(Some(&mut |_, _| rtsp_server::RTSPFilterResult::Remove));
+            }
+        }
+        glib::ControlFlow::Continue
+    });
+}
+
+/// The `htdigest` file, when it was last read, and the users it had then.
 struct Credentials {
     file: PathBuf,
     read_at: Option<SystemTime>,
+    users: std::collections::BTreeSet<String>,
 }
 
 impl Credentials {
@@ -189,6 +217,7 @@ impl Credentials {
         Self {
             file,
             read_at: None,
+            users: std::collections::BTreeSet::new(),
         }
     }
 
@@ -208,6 +237,12 @@ impl Credentials {
         auth.set_supported_methods(RTSPAuthMethod::Digest);
         auth.set_realm(Some(digest::REALM));
         self.read_at = self.modified();
+        self.users = std::fs::read_to_string(&self.file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.split(':').next())
+            .map(str::to_owned)
+            .collect();
         if self.read_at.is_some() && !auth.parse_htdigest(&self.file, &viewer_token()) {
             log::warn!(
                 "RTSP: {} could not be read; nobody can log in",

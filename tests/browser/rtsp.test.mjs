@@ -73,7 +73,7 @@ test('ffprobe with the owner\'s password sees H.264 at the camera\'s size and Op
   assert.equal(audio?.codec_name, 'opus');
 });
 
-test('ffmpeg decodes frames with a viewer token; the token revoked, it is refused', async () => {
+test('ffmpeg decodes frames with a viewer token; revoked, its NVR is cut off and refused', async () => {
   const token = createToken(daemon.stateDir, 'frigate');
   const decoded = await run('ffmpeg', ['-v', 'info', '-rtsp_transport', 'tcp', '-i', url('frigate', token),
     '-frames:v', '60', '-f', 'null', '-']);
@@ -82,7 +82,16 @@ test('ffmpeg decodes frames with a viewer token; the token revoked, it is refuse
   assert.match(decoded.stderr, /Video: h264/);
   // Another user name with the token is not the token's line.
   assert.match((await probe(url('someone', token))).stderr, /401 Unauthorized/);
+  // Revoked while an NVR records with it: the NVR is cut off, and cannot log in again.
+  let ended = false;
+  const recording = run('ffmpeg', ['-v', 'info', '-rtsp_transport', 'tcp', '-i', url('frigate', token),
+    '-t', '60', '-f', 'null', '-'], 90_000).then((r) => { ended = true; return r; });
+  await eventually(async () => (await daemon.metrics()).peercam_video_encoders === 1, 15_000,
+    'the NVR to be pulling');
   revokeToken(daemon.stateDir, 'frigate');
+  await eventually(() => ended, 15_000, 'the revoked token\'s NVR to be disconnected');
+  assert.match((await recording).stderr, /frame=\s*\d+/);
+  assert.match(daemon.output, /RTSP: \["frigate"\] may no longer log in/);
   assert.match((await probe(url('frigate', token))).stderr, /401 Unauthorized/);
 });
 
