@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use gstreamer as gst;
 use gstreamer::glib;
@@ -74,6 +74,9 @@ impl RtspServer {
         let server = rtsp_server::RTSPServer::new();
         server.set_service(&config.port.to_string());
         server.set_address("0.0.0.0");
+        // GStreamer's default of 5 keeps connections waiting behind a burst (each retried by
+        // the client's TCP seconds later); the cap below closes what is too many.
+        server.set_backlog(MAX_CONNECTIONS as i32);
         let pool = server
             .session_pool()
             .ok_or(RtspError::Missing("session pool"))?;
@@ -121,7 +124,12 @@ impl RtspServer {
                 server.set_auth(Some(&open));
             }
         }
+        let connections = Arc::new(Mutex::new(Connections::default()));
+        close_idle_connections(&server, Arc::clone(&connections));
         server.connect_client_connected(move |_, client| {
+            if !Connections::admit(&connections, client) {
+                return;
+            }
             let keyframes = Arc::clone(&keyframes);
             client.connect_play_request(move |_, _| {
                 if let Ok(handle) = keyframes.lock()
@@ -150,6 +158,89 @@ impl RtspServer {
             source: Some(source),
         })
     }
+}
+
+/// TCP connections to the RTSP port at once: GLib accepts every connection, so without a cap
+/// a flood would take the daemon's descriptors (the HTTPS side has the same kind of cap).
+const MAX_CONNECTIONS: usize = 64;
+/// A connection that has not set up a stream this long after it opened is closed (an NVR sets
+/// up within a second; an idle one only holds a place).
+const SETUP_WITHIN: Duration = Duration::from_secs(10);
+
+/// The open RTSP connections, each with when it opened (by the client's address in memory).
+#[derive(Default)]
+struct Connections {
+    opened: std::collections::HashMap<usize, Instant>,
+}
+
+impl Connections {
+    /// Counts `client` in, or closes it at once when the cap is reached; it is counted out
+    /// when it closes.
+    fn admit(connections: &Arc<Mutex<Self>>, client: &rtsp_server::RTSPClient) -> bool {
+        let key = client.as_ptr() as usize;
+        let Ok(mut open) = connections.lock() else {
+            client.close();
+            return false;
+        };
+        if open.opened.len() >= MAX_CONNECTIONS {
+            drop(open);
+            log_refusal();
+            client.close();
+            return false;
+        }
+        open.opened.insert(key, Instant::now());
+        drop(open);
+        let connections = Arc::clone(connections);
+        client.connect_closed(move |_| {
+            if let Ok(mut open) = connections.lock() {
+                open.opened.remove(&key);
+            }
+        });
+        true
+    }
+
+    /// Whether `client` has been open longer than `SETUP_WITHIN` without a stream set up.
+    fn idle_too_long(&self, client: &rtsp_server::RTSPClient) -> bool {
+        self.opened
+            .get(&(client.as_ptr() as usize))
+            .is_some_and(|opened| opened.elapsed() > SETUP_WITHIN)
+            && client.session_filter(None).is_empty()
+    }
+}
+
+/// Says, at most once a minute, that RTSP connections were refused.
+fn log_refusal() {
+    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+    if let Ok(mut last) = LAST.lock()
+        && last.is_none_or(|at| at.elapsed() > Duration::from_secs(60))
+    {
+        *last = Some(Instant::now());
+        log::warn!("RTSP: {MAX_CONNECTIONS} connections are open; more are refused");
+    }
+}
+
+/// Once a second, on the server's main loop, closes the connections that set nothing up.
+fn close_idle_connections(server: &rtsp_server::RTSPServer, connections: Arc<Mutex<Connections>>) {
+    let server = server.downgrade();
+    glib::timeout_add_seconds(1, move || {
+        let Some(server) = server.upgrade() else {
+            return glib::ControlFlow::Break;
+        };
+        // A copy: closing a client counts it out, under the lock.
+        let Some(open) = connections.lock().ok().map(|open| Connections {
+            opened: open.opened.clone(),
+        }) else {
+            return glib::ControlFlow::Continue;
+        };
+        server.client_filter(Some(&mut |_, client| {
+            if open.idle_too_long(client) {
+                rtsp_server::RTSPFilterResult::Remove
+            } else {
+                rtsp_server::RTSPFilterResult::Keep
+            }
+        }));
+        glib::ControlFlow::Continue
+    });
 }
 
 /// The media's launch line: each stream from an appsrc the feed fills.

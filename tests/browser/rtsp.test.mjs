@@ -2,11 +2,12 @@
 // rtspsrc pull rtsp://<device>:<port>/camera with the owner's password (user `owner`) or a
 // viewer token (user: its name) over Digest, and are refused without; the stream is the shared
 // encoder's H.264 and Opus (one encoder while a call is on, counted in /metrics); the camera
-// starts with the first RTSP client and stops after the last.
+// starts with the first RTSP client and stops after the last; a flood of idle connections
+// is capped and closed.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import {
   callButton, createToken, eventually, launchBrowser, openPage, PASSWORD, revokeToken, startDaemon,
   waitForFrames, waitUntilIdle,
@@ -128,3 +129,24 @@ test('while the owner is in a call, an NVR pulls the same encoder\'s stream', as
   assert.ok(afterwards.framesDecoded > before.framesDecoded + 60);
   assert.equal(afterwards.codec, 'video/H264');
 });
+
+test('a flood of idle RTSP connections is capped and closed; the device and NVRs carry on',
+  async () => {
+    const fdsBefore = daemon.openFds();
+    let closed = 0;
+    const sockets = Array.from({ length: 150 }, () => connect(port, '127.0.0.1')
+      .on('error', () => {}).on('close', () => { closed += 1; }));
+    // Over the cap (64) closed at once; the rest after 10 s without setting anything up.
+    await eventually(() => closed >= 150 - 64, 10_000,
+      'the connections over the cap to be closed').catch((e) => {
+      throw new Error(`${e.message}: ${closed} closed, daemon fds ${daemon.openFds()} (before ${fdsBefore})`);
+    });
+    assert.ok(daemon.openFds() < fdsBefore + 64 + 16,
+      `descriptors held: ${daemon.openFds()} (before: ${fdsBefore})`);
+    await eventually(() => closed === 150, 25_000, 'the idle connections to be closed');
+    sockets.forEach((s) => s.destroy());
+    assert.match(daemon.output, /RTSP: 64 connections are open; more are refused/);
+    const { code, stderr, streams } = await probe(url('owner', PASSWORD));
+    assert.equal(code, 0, stderr);
+    assert.equal(streams.find((s) => s.codec_type === 'video')?.codec_name, 'h264');
+  });
