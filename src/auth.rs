@@ -119,12 +119,23 @@ pub fn set_password(state_dir: &Path, password: &str) -> Result<(), AuthError> {
         .map_err(|e| AuthError::Hash(e.to_string()))?
         .to_string();
     let path = state_dir.join(PASSWORD_FILE);
-    crate::state_file::write(&path, hash.as_bytes(), crate::state_file::PRIVATE).map_err(|source| {
-        AuthError::Write {
+    crate::state_file::write(&path, hash.as_bytes(), crate::state_file::PRIVATE).map_err(
+        |source| AuthError::Write {
             path: path.clone(),
             source,
-        }
-    })
+        },
+    )?;
+    remember_for_rtsp(state_dir, password);
+    Ok(())
+}
+
+/// The owner's Digest line for the RTSP server (`rtsp::digest`), written while the password
+/// passes through; RTSP alone misses it when it cannot be written.
+fn remember_for_rtsp(state_dir: &Path, password: &str) {
+    let owner = crate::rtsp::digest::OWNER;
+    if let Err(e) = crate::rtsp::digest::set(state_dir, owner, Some(password)) {
+        log::warn!("RTSP logins as `{owner}` will fail: {e}");
+    }
 }
 
 impl Auth {
@@ -166,11 +177,18 @@ impl Auth {
     fn secret_matches(&self, candidate: &str, via: Via, now: Instant) -> bool {
         match (stored_hash(&self.settings.state_dir), via) {
             (Some(_), Via::PairingLink) => false,
-            (Some(hash), Via::Form) => PasswordHash::new(&hash).is_ok_and(|parsed| {
-                Argon2::default()
-                    .verify_password(candidate.as_bytes(), &parsed)
-                    .is_ok()
-            }),
+            (Some(hash), Via::Form) => {
+                let matches = PasswordHash::new(&hash).is_ok_and(|parsed| {
+                    Argon2::default()
+                        .verify_password(candidate.as_bytes(), &parsed)
+                        .is_ok()
+                });
+                // A password set before the RTSP server existed gets its line at a login.
+                if matches {
+                    remember_for_rtsp(&self.settings.state_dir, candidate);
+                }
+                matches
+            }
             (None, _) => self.pairing.as_ref().is_some_and(|pairing| {
                 now < pairing.expires
                     && constant_time_eq(pairing.code.as_bytes(), candidate.as_bytes())

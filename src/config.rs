@@ -34,6 +34,7 @@ pub struct Config {
     pub turn: TurnConfig,
     pub login: LoginConfig,
     pub remote: RemoteConfig,
+    pub rtsp: RtspConfig,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -172,6 +173,28 @@ impl Default for MediaConfig {
             keyframe_interval: 60,
             max_encoders: 2,
             vp8_max_height: 360,
+        }
+    }
+}
+
+/// `[rtsp]`: the RTSP server for NVRs and home systems (docs/home-systems.md).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtspConfig {
+    /// Off by default: RTSP is for the home network, and plain (not encrypted).
+    pub enabled: bool,
+    /// 8554, as go2rtc and mediamtx use.
+    pub port: u16,
+    /// RTSP sessions at once (each NVR keeps one open around the clock).
+    pub max_clients: u32,
+}
+
+impl Default for RtspConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            port: 8554,
+            max_clients: 4,
         }
     }
 }
@@ -487,6 +510,10 @@ impl Config {
         in_range("media.keyframe_interval", m.keyframe_interval, 1, 10_000)?;
         in_range("media.max_encoders", m.max_encoders, 1, 2)?;
         in_range("media.vp8_max_height", m.vp8_max_height, 16, 4320)?;
+        in_range("rtsp.max_clients", self.rtsp.max_clients, 1, 64)?;
+        if self.rtsp.port == 0 {
+            return Err(("rtsp.port", "must be a port number, 1 to 65535".into()));
+        }
         for (field, value) in [
             ("media.video_source", &m.video_source),
             ("media.audio_source", &m.audio_source),

@@ -55,6 +55,7 @@ pub mod probe;
 pub mod reachability;
 pub mod refusals;
 pub mod rooms;
+pub mod rtsp;
 pub mod signaling;
 pub mod state_file;
 pub mod stun;

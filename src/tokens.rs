@@ -26,6 +26,8 @@ pub enum TokenError {
     BadName(String),
     #[error("a token named `{0}` exists already; revoke it first or choose another name")]
     Exists(String),
+    #[error("`owner` is the owner's name for RTSP; choose another token name")]
+    Reserved,
     #[error("no token is named `{0}`")]
     Unknown(String),
     #[error("{path} line {line}: {reason}")]
@@ -134,6 +136,9 @@ impl ViewerTokens {
         if !valid_name(name) {
             return Err(TokenError::BadName(name.to_owned()));
         }
+        if name == crate::rtsp::digest::OWNER {
+            return Err(TokenError::Reserved);
+        }
         let mut tokens = self.list()?;
         if tokens.iter().any(|t| t.name == name) {
             return Err(TokenError::Exists(name.to_owned()));
@@ -149,7 +154,18 @@ impl ViewerTokens {
             hash: hash(&token),
         });
         self.write(&tokens)?;
+        self.set_rtsp_line(name, Some(&token));
         Ok(token)
+    }
+
+    /// The token's Digest line for the RTSP server (user: the token's name), or its removal.
+    fn set_rtsp_line(&self, name: &str, token: Option<&str>) {
+        let Some(state_dir) = self.path.parent() else {
+            return;
+        };
+        if let Err(e) = crate::rtsp::digest::set(state_dir, name, token) {
+            log::warn!("RTSP: the token `{name}`'s login line: {e}");
+        }
     }
 
     /// Ends the token named `name`: the next request with it is refused.
@@ -160,7 +176,9 @@ impl ViewerTokens {
         if tokens.len() == before {
             return Err(TokenError::Unknown(name.to_owned()));
         }
-        self.write(&tokens)
+        self.write(&tokens)?;
+        self.set_rtsp_line(name, None);
+        Ok(())
     }
 
     /// The name of the live token `candidate` is, if it is one. A file that cannot be read

@@ -35,11 +35,11 @@ cross_target() {
     CROSS_PACKAGES="gcc libc6-dev ca-certificates pkg-config
       gcc-$GNU_TRIPLE libc6-dev-$DEB_ARCH-cross binutils-$GNU_TRIPLE
       libgstreamer1.0-dev:$DEB_ARCH libgstreamer-plugins-base1.0-dev:$DEB_ARCH
-      libgstreamer-plugins-bad1.0-dev:$DEB_ARCH"
+      libgstreamer-plugins-bad1.0-dev:$DEB_ARCH libgstrtspserver-1.0-dev:$DEB_ARCH"
     RUST_PACKAGES="rustc-web cargo-web libstd-rust-web-dev:$DEB_ARCH"
     RUNTIME_PACKAGES="gstreamer1.0-plugins-base:$DEB_ARCH gstreamer1.0-plugins-good:$DEB_ARCH
       gstreamer1.0-plugins-bad:$DEB_ARCH gstreamer1.0-plugins-ugly:$DEB_ARCH
-      gstreamer1.0-nice:$DEB_ARCH"
+      gstreamer1.0-nice:$DEB_ARCH libgstrtspserver-1.0-0:$DEB_ARCH"
 }
 
 cross_env() {

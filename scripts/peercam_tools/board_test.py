@@ -192,6 +192,21 @@ def device_opener(log_in=True):
     return opener
 
 
+def rtsp_streams(url):
+    """ffprobe's streams of an RTSP URL (over TCP), or [] with its error printed."""
+    try:
+        result = subprocess.run(["ffprobe", "-v", "error", "-rtsp_transport", "tcp",
+                                 "-show_streams", "-of", "json", url],
+                                capture_output=True, text=True, timeout=90)
+    except subprocess.TimeoutExpired:
+        print("ffprobe: no answer in 90 s", flush=True)
+        return []
+    if result.returncode != 0:
+        print(f"ffprobe: {result.stderr.strip()}", flush=True)
+        return []
+    return json.loads(result.stdout).get("streams", [])
+
+
 def jpeg_size(data):
     """(width, height) from a JPEG's first start-of-frame marker, or None."""
     if data[:2] != b"\xff\xd8":
@@ -438,6 +453,15 @@ def main():
             detail = str(e)
         check("the board's /snapshot.jpg with the token is a 320x240 JPEG (jpegenc in the image)",
               size == (320, 240), detail)
+
+        # An NVR on the home network: this machine's ffprobe pulls the RTSP stream with the
+        # token (user: its name) over Digest, as Frigate's or Home Assistant's would.
+        streams = rtsp_streams(f"rtsp://board-test:{token}@{BOARD}:8554/camera")
+        video = next((s for s in streams if s.get("codec_type") == "video"), {})
+        check("ffprobe pulls the board's RTSP stream with the token: H.264 320x240, and Opus",
+              video.get("codec_name") == "h264" and (video.get("width"), video.get("height"))
+              == (320, 240) and any(s.get("codec_name") == "opus" for s in streams),
+              json.dumps([(s.get("codec_name"), s.get("width"), s.get("height")) for s in streams]))
 
         code, report, stderr = call_board(board)
         video = report.get("video") or {}

@@ -40,6 +40,7 @@ use crate::media::{self, MediaSettings, Strictness};
 use crate::metrics::Metrics;
 use crate::port_mapping;
 use crate::reachability::Reachability;
+use crate::rtsp::{self, RtspServer};
 use crate::system::{self, Notifier, Watchdog};
 use crate::tokens::ViewerTokens;
 use crate::turn::{IcePlan, SharedIcePlan};
@@ -62,6 +63,7 @@ pub async fn run(
     });
     let settings =
         MediaSettings::resolve(&config.media, &config.ice, &config.remote, reached.clone());
+    let has_audio = settings.audio_source.is_some();
     let metrics = Arc::new(Metrics::default());
 
     let host_name = host::host_name();
@@ -136,6 +138,8 @@ pub async fn run(
         tokio::spawn(web::signal_poll::close_idle(state.clone())),
     ]);
     let served = listeners.serve(&config, web::router(state), Arc::clone(&tls), &metrics)?;
+    // Kept for the daemon's life: it stops listening when dropped.
+    let _rtsp = start_rtsp(&config, has_audio, &certificates.state_dir, &owners)?;
     let ((), outside) = tokio::join!(
         owners::wait_for_warm_up(warmed_up),
         announce::first_reachability(reached)
@@ -160,6 +164,27 @@ pub async fn run(
         notifier: &notifier,
     };
     running.until_stopped(&live, commands).await
+}
+
+/// The RTSP server, with `[rtsp] enabled`: Digest logins from the state directory, or none
+/// with `auth = "none"`.
+fn start_rtsp(
+    config: &Config,
+    has_audio: bool,
+    state_dir: &std::path::Path,
+    owners: &owners::Owners,
+) -> Result<Option<RtspServer>, DaemonError> {
+    if !config.rtsp.enabled {
+        return Ok(None);
+    }
+    let access = match config.auth {
+        AuthMode::Password => rtsp::server::Access::Digest {
+            file: state_dir.join(rtsp::digest::FILE),
+        },
+        AuthMode::None => rtsp::server::Access::Open,
+    };
+    let server = RtspServer::start(&config.rtsp, has_audio, access, owners.feeds.clone())?;
+    Ok(Some(server))
 }
 
 /// Tasks aborted when dropped.

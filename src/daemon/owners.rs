@@ -25,6 +25,8 @@ pub(super) struct Owners {
     pub media_task: tokio::task::JoinHandle<()>,
     pub rooms: RoomsHandle,
     pub media: mpsc::UnboundedSender<MediaCommand>,
+    /// The RTSP server's way to the media owner (`media::feeds`).
+    pub feeds: mpsc::UnboundedSender<media::feeds::FeedCommand>,
     pub status: Arc<RoomStatus>,
     /// The keeper of the router's forwards and how to tell it to stop, with port mapping on.
     port_mapping: Option<(tokio::task::JoinHandle<()>, oneshot::Sender<()>)>,
@@ -59,6 +61,7 @@ impl Owners {
         let (connections_tx, connections_rx) = mpsc::channel(256);
         let (warmed_up_tx, warmed_up) = oneshot::channel();
         let (media_tx, media_rx) = mpsc::unbounded_channel();
+        let (feeds_tx, feeds_rx) = mpsc::unbounded_channel();
         let (room_input_tx, room_input_rx) = mpsc::unbounded_channel();
         let (health_tx, health_rx) = mpsc::unbounded_channel();
         let status = Arc::new(RoomStatus::default());
@@ -87,6 +90,7 @@ impl Owners {
                 room: room_input_tx,
                 health: health_tx,
                 warmed_up: warmed_up_tx,
+                feeds: feeds_rx,
             },
             Arc::clone(shared.metrics),
         ));
@@ -97,6 +101,7 @@ impl Owners {
                 connections: connections_tx,
             },
             media: media_tx,
+            feeds: feeds_tx,
             status,
             port_mapping: mapping.map(|PortMapping { plan, state }| {
                 let (stop_tx, stop) = oneshot::channel();

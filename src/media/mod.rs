@@ -21,6 +21,7 @@ mod devices;
 mod encoder_branch;
 mod encoder_control;
 mod error;
+pub mod feeds;
 mod frame_feed;
 mod goodbye;
 mod health;

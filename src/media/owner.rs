@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::MediaError;
+use super::feeds::{Feed, FeedCommand, FeedHandle};
 use super::health::{self, SourceHealth};
+use super::outlets::Inlet;
 use super::peer::{Notice, Peer, PeerEvent, PeerId, Role};
 use super::plan::{self, VideoCodec};
 use super::settings::MediaSettings;
@@ -48,6 +50,8 @@ pub struct Channels {
     /// Told when the start-up rehearsal is over (however it went): the daemon announces
     /// itself ready then, so the first call after "ready" is as fast as any other.
     pub warmed_up: oneshot::Sender<()>,
+    /// The RTSP server's feeds (see `feeds`).
+    pub feeds: mpsc::UnboundedReceiver<FeedCommand>,
 }
 
 /// One viewer (WHEP).
@@ -128,6 +132,8 @@ struct Owner {
     next_tap: u64,
     /// Where a snapshot's thread says its tap is done with.
     taps_done: mpsc::UnboundedSender<u64>,
+    /// The RTSP server's open feeds.
+    feeds: Vec<Feed>,
 }
 
 /// Runs until the command channel closes.
@@ -142,6 +148,7 @@ pub async fn run(
         room,
         health,
         warmed_up,
+        mut feeds,
     } = channels;
     // The rehearsal first: commands wait in the channel meanwhile, so an early caller waits
     // for it rather than racing it for the camera. The daemon says READY when it ends, or
@@ -172,6 +179,7 @@ pub async fn run(
         taps: HashSet::new(),
         next_tap: 1,
         taps_done,
+        feeds: Vec::new(),
     };
     let mut stats_timer = tokio::time::interval(Duration::from_secs(1));
     stats_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -195,6 +203,7 @@ pub async fn run(
             Some(SourceNotice::Stopped(reason)) = source_notices.recv() => {
                 owner.on_source_stopped(reason);
             }
+            Some(command) = feeds.recv() => owner.on_feed(command),
             Some(tap) = released_taps.recv() => {
                 owner.taps.remove(&tap);
                 owner.stop_source_if_unused();
@@ -635,6 +644,7 @@ impl Owner {
         if self.caller.is_none()
             && self.viewers.is_empty()
             && self.taps.is_empty()
+            && self.feeds.is_empty()
             && let Some(source) = self.source.take()
         {
             tokio::task::block_in_place(|| source.stop());
@@ -650,6 +660,89 @@ impl Owner {
         Metrics::set(&self.metrics.video_encoders, running as u64);
     }
 
+    /// Opens or closes a feed of the RTSP server: it takes H.264, from the running encoder,
+    /// a second one when another codec runs and `media.max_encoders` allows, or the camera's
+    /// first.
+    fn on_feed(&mut self, command: FeedCommand) {
+        match command {
+            FeedCommand::Open {
+                id,
+                video,
+                audio,
+                reply,
+            } => {
+                let opened = self.open_feed(&video, audio.as_ref());
+                match &opened {
+                    Ok(_) => {
+                        log::info!("RTSP: the stream is fed from the shared H.264 encoder");
+                        self.feeds.push(Feed { id, video, audio });
+                    }
+                    Err(e) => log::warn!("RTSP: no stream: {e}"),
+                }
+                self.count_encoders();
+                if reply.send(opened.map_err(|e| e.to_string())).is_err() {
+                    self.close_feed(id);
+                }
+                if self.feeds.is_empty() {
+                    self.stop_source_if_unused();
+                }
+            }
+            FeedCommand::Close { id } => self.close_feed(id),
+        }
+    }
+
+    fn open_feed(
+        &mut self,
+        video: &gstreamer::Pad,
+        audio: Option<&gstreamer::Pad>,
+    ) -> Result<FeedHandle, MediaError> {
+        let h264 = [VideoCodec::H264.to_string()];
+        crate::descriptors::check_reserve()?;
+        self.ensure_source(&h264)?;
+        let settings = &self.settings;
+        let source = self
+            .source
+            .as_mut()
+            .ok_or_else(|| MediaError::StateChange("the camera did not start".into()))?;
+        if source.codec_for(&h264).is_none() {
+            if settings.max_encoders < 2 || !source.can_add_encoder() {
+                return Err(MediaError::NotEncoding(VideoCodec::H264));
+            }
+            let plan = plan::plan_video(settings, &h264, |f| {
+                gstreamer::ElementFactory::find(f).is_some()
+            })?;
+            tokio::task::block_in_place(|| source.add_encoder(settings, &plan))?;
+        }
+        let start = source.subscribe(
+            VideoCodec::H264,
+            Inlet {
+                pad: video,
+                payload_type: plan::VIDEO_PAYLOAD,
+            },
+            audio.map(|pad| Inlet {
+                pad,
+                payload_type: plan::AUDIO_PAYLOAD,
+            }),
+        )?;
+        start.video();
+        start.audio();
+        Ok(FeedHandle {
+            keyframes: source.keyframe_requester(VideoCodec::H264)?,
+        })
+    }
+
+    fn close_feed(&mut self, id: u64) {
+        let Some(index) = self.feeds.iter().position(|f| f.id == id) else {
+            return;
+        };
+        let feed = self.feeds.swap_remove(index);
+        if let Some(source) = &self.source {
+            source.unsubscribe(&feed.video, feed.audio.as_ref());
+        }
+        log::info!("RTSP: the stream's last client left");
+        self.stop_source_if_unused();
+    }
+
     fn stop_everything(&mut self) {
         if let Some(peer) = self.caller.take() {
             tokio::task::block_in_place(|| peer.stop(self.source.as_ref()));
@@ -658,6 +751,11 @@ impl Owner {
             tokio::task::block_in_place(|| viewer.peer.stop(self.source.as_ref()));
         }
         self.taps.clear();
+        for feed in std::mem::take(&mut self.feeds) {
+            if let Some(source) = &self.source {
+                source.unsubscribe(&feed.video, feed.audio.as_ref());
+            }
+        }
         self.stop_source_if_unused();
     }
 

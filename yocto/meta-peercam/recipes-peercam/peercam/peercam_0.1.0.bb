@@ -20,7 +20,7 @@ inherit cargo cargo-update-recipe-crates pkgconfig systemd useradd
 require ${BPN}-crates.inc
 
 # The -sys crates find the target's GStreamer through pkg-config.
-DEPENDS += "gstreamer1.0 gstreamer1.0-plugins-bad gstreamer1.0-plugins-base"
+DEPENDS += "gstreamer1.0 gstreamer1.0-plugins-bad gstreamer1.0-plugins-base gstreamer1.0-rtsp-server"
 
 # The board's daemon leaves out `peercam probe` (the webrtc-rs caller for benchmarks).
 CARGO_BUILD_FLAGS += "--no-default-features"

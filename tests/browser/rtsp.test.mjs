@@ -1,0 +1,152 @@
+// The RTSP server for NVRs ([rtsp] enabled): Debian's ffprobe and ffmpeg and GStreamer's
+// rtspsrc pull rtsp://<device>:<port>/camera with the owner's password (user `owner`) or a
+// viewer token (user: its name) over Digest, and are refused without; the stream is the shared
+// encoder's H.264 and Opus (one encoder while a call is on, counted in /metrics); the camera
+// starts with the first RTSP client and stops after the last; a flood of idle connections
+// is capped and closed.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { connect, createServer } from 'node:net';
+import {
+  callButton, createToken, eventually, launchBrowser, openPage, PASSWORD, revokeToken, startDaemon,
+  waitForFrames, waitUntilIdle,
+} from './harness.mjs';
+
+/** A TCP port free on loopback now. */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    }).on('error', reject);
+  });
+}
+
+/** Runs `command` to its end: its exit code and output, never a rejection. */
+function run(command, args, timeout = 60_000) {
+  return new Promise((resolve) => {
+    execFile(command, args, { timeout }, (error, stdout, stderr) => {
+      resolve({ code: error ? (error.code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+let daemon;
+let browser;
+let port;
+before(async () => {
+  port = await freePort();
+  daemon = await startDaemon(`[rtsp]\nenabled = true\nport = ${port}\n[media]\nwidth = 640\nheight = 360\n`);
+  browser = await launchBrowser();
+});
+after(async () => {
+  if (process.env.PEERCAM_SHOW_LOG) console.log(daemon?.output);
+  await browser?.close();
+  await daemon?.stop();
+});
+
+const url = (user, secret) => `rtsp://${user}:${encodeURIComponent(secret)}@127.0.0.1:${port}/camera`;
+
+/** ffprobe's view of the stream: its streams, or its error. */
+async function probe(location) {
+  const result = await run('ffprobe', ['-v', 'error', '-rtsp_transport', 'tcp', '-show_streams',
+    '-of', 'json', location]);
+  return { ...result, streams: result.code === 0 ? JSON.parse(result.stdout).streams : [] };
+}
+
+test('without credentials, or with wrong ones, RTSP is refused (401)', async () => {
+  const anonymous = await probe(`rtsp://127.0.0.1:${port}/camera`);
+  assert.notEqual(anonymous.code, 0);
+  assert.match(anonymous.stderr, /401 Unauthorized/);
+  const wrong = await probe(url('owner', 'not-the-password'));
+  assert.match(wrong.stderr, /401 Unauthorized/);
+  assert.equal((await daemon.metrics()).peercam_video_encoders, 0, 'the camera stayed off');
+});
+
+test('ffprobe with the owner\'s password sees H.264 at the camera\'s size and Opus', async () => {
+  const { code, stderr, streams } = await probe(url('owner', PASSWORD));
+  assert.equal(code, 0, stderr);
+  const video = streams.find((s) => s.codec_type === 'video');
+  const audio = streams.find((s) => s.codec_type === 'audio');
+  assert.equal(video?.codec_name, 'h264');
+  assert.deepEqual([video.width, video.height], [640, 360]);
+  assert.equal(audio?.codec_name, 'opus');
+});
+
+test('ffmpeg decodes frames with a viewer token; revoked, its NVR is cut off and refused', async () => {
+  const token = createToken(daemon.stateDir, 'frigate');
+  const decoded = await run('ffmpeg', ['-v', 'info', '-rtsp_transport', 'tcp', '-i', url('frigate', token),
+    '-frames:v', '60', '-f', 'null', '-']);
+  assert.equal(decoded.code, 0, decoded.stderr);
+  assert.match(decoded.stderr, /frame=\s*60\b/);
+  assert.match(decoded.stderr, /Video: h264/);
+  // Another user name with the token is not the token's line.
+  assert.match((await probe(url('someone', token))).stderr, /401 Unauthorized/);
+  // Revoked while an NVR records with it: the NVR is cut off, and cannot log in again.
+  let ended = false;
+  const recording = run('ffmpeg', ['-v', 'info', '-rtsp_transport', 'tcp', '-i', url('frigate', token),
+    '-t', '60', '-f', 'null', '-'], 90_000).then((r) => { ended = true; return r; });
+  await eventually(async () => (await daemon.metrics()).peercam_video_encoders === 1, 15_000,
+    'the NVR to be pulling');
+  revokeToken(daemon.stateDir, 'frigate');
+  await eventually(() => ended, 15_000, 'the revoked token\'s NVR to be disconnected');
+  assert.match((await recording).stderr, /frame=\s*\d+/);
+  assert.match(daemon.output, /RTSP: \["frigate"\] may no longer log in/);
+  assert.match((await probe(url('frigate', token))).stderr, /401 Unauthorized/);
+});
+
+test('GStreamer\'s rtspsrc over UDP receives the stream; the camera stops after the last client',
+  async () => {
+    const received = await run('gst-launch-1.0', ['-q', 'rtspsrc', `location=rtsp://127.0.0.1:${port}/camera`,
+      'user-id=owner', `user-pw=${PASSWORD}`, 'protocols=udp', '!', 'rtph264depay', '!', 'h264parse', '!',
+      'video/x-h264,stream-format=byte-stream', '!', 'fakesink', 'num-buffers=60']);
+    assert.equal(received.code, 0, received.stderr);
+    await eventually(async () => (await daemon.metrics()).peercam_video_encoders === 0, 10_000,
+      'the camera to stop after the last RTSP client');
+    assert.match(daemon.output, /RTSP: the stream's last client left/);
+  });
+
+test('while the owner is in a call, an NVR pulls the same encoder\'s stream', async (t) => {
+  const page = await openPage(browser, daemon.url);
+  t.after(async () => {
+    await page.context().close();
+    await waitUntilIdle(daemon);
+  });
+  await callButton(page).click();
+  await waitForFrames(page, 30);
+  const nvr = run('ffmpeg', ['-v', 'info', '-rtsp_transport', 'tcp', '-i', url('owner', PASSWORD),
+    '-t', '6', '-f', 'null', '-']);
+  await eventually(() => /RTSP: the stream is fed from the shared H.264 encoder/.test(daemon.output),
+    15_000, 'the RTSP feed');
+  assert.equal((await daemon.metrics()).peercam_video_encoders, 1, 'one encoder for the call and RTSP');
+  const before = await waitForFrames(page, 0);
+  const decoded = await nvr;
+  assert.equal(decoded.code, 0, decoded.stderr);
+  assert.match(decoded.stderr, /frame=\s*\d{2,}/);
+  // The call kept playing while the NVR pulled (its decoded frames went on).
+  const afterwards = await waitForFrames(page, before.framesDecoded + 60);
+  assert.ok(afterwards.framesDecoded > before.framesDecoded + 60);
+  assert.equal(afterwards.codec, 'video/H264');
+});
+
+test('a flood of idle RTSP connections is capped and closed; the device and NVRs carry on',
+  async () => {
+    const fdsBefore = daemon.openFds();
+    let closed = 0;
+    const sockets = Array.from({ length: 150 }, () => connect(port, '127.0.0.1')
+      .on('error', () => {}).on('close', () => { closed += 1; }));
+    // Over the cap (64) closed at once; the rest after 10 s without setting anything up.
+    await eventually(() => closed >= 150 - 64, 10_000,
+      'the connections over the cap to be closed').catch((e) => {
+      throw new Error(`${e.message}: ${closed} closed, daemon fds ${daemon.openFds()} (before ${fdsBefore})`);
+    });
+    assert.ok(daemon.openFds() < fdsBefore + 64 + 16,
+      `descriptors held: ${daemon.openFds()} (before: ${fdsBefore})`);
+    await eventually(() => closed === 150, 25_000, 'the idle connections to be closed');
+    sockets.forEach((s) => s.destroy());
+    assert.match(daemon.output, /RTSP: 64 connections are open; more are refused/);
+    const { code, stderr, streams } = await probe(url('owner', PASSWORD));
+    assert.equal(code, 0, stderr);
+    assert.equal(streams.find((s) => s.codec_type === 'video')?.codec_name, 'h264');
+  });
