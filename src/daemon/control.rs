@@ -26,7 +26,7 @@ pub enum DaemonError {
     },
     #[error("cannot start the STUN responder: {0}")]
     Stun(std::io::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Rtsp(#[from] crate::rtsp::RtspError),
     /// A part that runs for the daemon's life ended.
     #[error("the {0} stopped")]

@@ -143,9 +143,13 @@ impl RtspServer {
             .mount_points()
             .ok_or(RtspError::Missing("mount points"))?
             .add_factory(PATH, factory);
+        // `attach` says only that it failed; the socket it could not make says why.
         let source = server.attach(None).map_err(|e| RtspError::Listen {
             port: config.port,
-            reason: e.to_string(),
+            reason: server
+                .create_socket(rtsp_server::gio::Cancellable::NONE)
+                .err()
+                .map_or_else(|| e.to_string(), |why| why.to_string()),
         })?;
         log::info!(
             "RTSP on port {}: rtsp://<device>:{}{PATH} (up to {} clients)",
