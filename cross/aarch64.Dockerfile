@@ -6,7 +6,7 @@ ARG DEBIAN_FRONTEND=noninteractive
 RUN dpkg --add-architecture arm64 \
     && apt-get update \
     && apt-get install -y --no-install-recommends \
-       gcc libc6-dev ca-certificates pkg-config gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu libgstreamer1.0-dev:arm64 libgstreamer-plugins-base1.0-dev:arm64 libgstreamer-plugins-bad1.0-dev:arm64 \
+       gcc libc6-dev ca-certificates pkg-config gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu libgstreamer1.0-dev:arm64 libgstreamer-plugins-base1.0-dev:arm64 libgstreamer-plugins-bad1.0-dev:arm64 libgstrtspserver-1.0-dev:arm64 \
     && rm -rf /var/lib/apt/lists/*
 ENV CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 ENV CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc

@@ -6,7 +6,7 @@ ARG DEBIAN_FRONTEND=noninteractive
 RUN dpkg --add-architecture armhf \
     && apt-get update \
     && apt-get install -y --no-install-recommends \
-       gcc libc6-dev ca-certificates pkg-config gcc-arm-linux-gnueabihf libc6-dev-armhf-cross binutils-arm-linux-gnueabihf libgstreamer1.0-dev:armhf libgstreamer-plugins-base1.0-dev:armhf libgstreamer-plugins-bad1.0-dev:armhf \
+       gcc libc6-dev ca-certificates pkg-config gcc-arm-linux-gnueabihf libc6-dev-armhf-cross binutils-arm-linux-gnueabihf libgstreamer1.0-dev:armhf libgstreamer-plugins-base1.0-dev:armhf libgstreamer-plugins-bad1.0-dev:armhf libgstrtspserver-1.0-dev:armhf \
     && rm -rf /var/lib/apt/lists/*
 ENV CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc
 ENV CC_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-gcc
