@@ -86,14 +86,14 @@ impl RtspServer {
         factory.set_shared(true);
         let keyframes: Arc<Mutex<Option<FeedHandle>>> = Arc::default();
         feed_each_media(&factory, feeds, Arc::clone(&keyframes));
+        factory.add_role_from_structure(
+            &gst::Structure::builder(ROLE)
+                .field(rtsp_server::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
+                .field(rtsp_server::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
+                .build(),
+        );
         match access {
             Access::Digest { file } => {
-                factory.add_role_from_structure(
-                    &gst::Structure::builder(ROLE)
-                        .field(rtsp_server::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
-                        .field(rtsp_server::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
-                        .build(),
-                );
                 let mut credentials = Credentials::new(file);
                 server.set_auth(Some(&credentials.load()));
                 let credentials = Arc::new(Mutex::new(credentials));
@@ -115,12 +115,6 @@ impl RtspServer {
                 let open = rtsp_server::RTSPAuth::new();
                 let mut anyone = viewer_token();
                 open.set_default_token(Some(&mut anyone));
-                factory.add_role_from_structure(
-                    &gst::Structure::builder(ROLE)
-                        .field(rtsp_server::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
-                        .field(rtsp_server::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
-                        .build(),
-                );
                 server.set_auth(Some(&open));
             }
         }
@@ -361,16 +355,20 @@ fn feed_each_media(
         let Some(bin) = media.element().downcast::<gst::Bin>().ok() else {
             return;
         };
-        let bridge = |name| {
+        let appsrc = |name| {
             bin.by_name(name)
                 .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-                .map(bridge_to)
         };
-        let Some((video, video_sink)) = bridge("video") else {
+        let Some(video_src) = appsrc("video") else {
             log::warn!("RTSP: the media has no video appsrc");
             return;
         };
-        let (audio, audio_sink) = bridge("audio").unzip();
+        let audio_src = appsrc("audio");
+        let appsrcs: Vec<gst_app::AppSrc> = std::iter::once(video_src.clone())
+            .chain(audio_src.clone())
+            .collect();
+        let (video, video_sink) = bridge_to(video_src);
+        let (audio, audio_sink) = audio_src.map(bridge_to).unzip();
         let (reply, answer) = oneshot::channel();
         let sent = feeds.send(FeedCommand::Open {
             id,
@@ -384,10 +382,6 @@ fn feed_each_media(
         // The media owner answers within milliseconds (seconds when the camera starts): wait
         // off the main loop, which the server runs on.
         let keyframes = Arc::clone(&keyframes);
-        let appsrcs: Vec<gst_app::AppSrc> = ["video", "audio"]
-            .iter()
-            .filter_map(|n| bin.by_name(n).and_then(|e| e.downcast().ok()))
-            .collect();
         std::thread::spawn(move || match answer.blocking_recv() {
             Ok(Ok(handle)) => {
                 if let Ok(mut slot) = keyframes.lock() {

@@ -120,13 +120,13 @@ test('while the owner is in a call, an NVR pulls the same encoder\'s stream', as
   await eventually(() => /RTSP: the stream is fed from the shared H.264 encoder/.test(daemon.output),
     15_000, 'the RTSP feed');
   assert.equal((await daemon.metrics()).peercam_video_encoders, 1, 'one encoder for the call and RTSP');
-  const before = await waitForFrames(page, 0);
+  const atStart = await waitForFrames(page, 0);
   const decoded = await nvr;
   assert.equal(decoded.code, 0, decoded.stderr);
   assert.match(decoded.stderr, /frame=\s*\d{2,}/);
   // The call kept playing while the NVR pulled (its decoded frames went on).
-  const afterwards = await waitForFrames(page, before.framesDecoded + 60);
-  assert.ok(afterwards.framesDecoded > before.framesDecoded + 60);
+  const afterwards = await waitForFrames(page, atStart.framesDecoded + 60);
+  assert.ok(afterwards.framesDecoded > atStart.framesDecoded + 60);
   assert.equal(afterwards.codec, 'video/H264');
 });
 
