@@ -241,13 +241,16 @@ fn close_idle_connections(server: &rtsp_server::RTSPServer, connections: Arc<Mut
     });
 }
 
-/// The media's launch line: each stream from an appsrc the feed fills.
+/// The media's launch line: each stream from an appsrc the feed fills. H.264 is handed to the
+/// payloader as whole pictures, with SPS and PPS once before each IDR picture (a payloader
+/// that adds them itself puts them between the slices of a multi-slice picture, which
+/// recorders take for two pictures).
 fn launch(has_audio: bool) -> String {
     let appsrc = "appsrc is-live=true format=time max-bytes=2000000 block=false \
                   leaky-type=downstream";
     let mut line = format!(
-        "( {appsrc} name=video caps=\"{}\" ! rtph264depay ! \
-         rtph264pay name=pay0 pt=96 config-interval=-1 aggregate-mode=zero-latency",
+        "( {appsrc} name=video caps=\"{}\" ! rtph264depay ! h264parse config-interval=-1 ! \
+         video/x-h264,alignment=au ! rtph264pay name=pay0 pt=96 aggregate-mode=zero-latency",
         crate::media::plan::video_rtp_caps(crate::media::plan::VideoCodec::H264, 96)
     );
     if has_audio {
@@ -407,32 +410,68 @@ fn feed_each_media(
     });
 }
 
-/// Places a packet at `now` on the media's clock (all of a frame's packets at the same time):
-/// the source's timestamps are running times of another pipeline. Only the buffer's metadata
-/// is copied when the peers share it.
-fn restamp(buffer: &mut gst::BufferRef, now: Option<gst::ClockTime>) {
-    buffer.set_pts(now);
-    buffer.set_dts(gst::ClockTime::NONE);
+/// Moves the source's timestamps (running times of the owner's pipeline) onto the media's
+/// clock by one offset, so a frame's packets keep one timestamp and frames keep the encoder's
+/// spacing. The offset is taken again when the source's time jumps (a camera restart).
+#[derive(Debug, Default)]
+struct Timeline {
+    offset: Option<i128>,
+}
+
+/// How far a mapped time may stray from the media's clock before the offset is taken again.
+const TIMELINE_SLACK_NS: i128 = 500_000_000;
+
+impl Timeline {
+    fn map(
+        &mut self,
+        source: Option<gst::ClockTime>,
+        now: Option<gst::ClockTime>,
+    ) -> Option<gst::ClockTime> {
+        let (Some(source), Some(now)) = (source, now) else {
+            return now;
+        };
+        let (source, now) = (i128::from(source.nseconds()), i128::from(now.nseconds()));
+        let offset = match self.offset {
+            Some(offset) if (source + offset - now).abs() <= TIMELINE_SLACK_NS => offset,
+            _ => now - source,
+        };
+        self.offset = Some(offset);
+        u64::try_from(source + offset)
+            .ok()
+            .map(gst::ClockTime::from_nseconds)
+    }
+
+    fn restamp(&mut self, buffer: &mut gst::BufferRef, now: Option<gst::ClockTime>) {
+        let pts = self.map(buffer.pts(), now);
+        buffer.set_pts(pts);
+        buffer.set_dts(gst::ClockTime::NONE);
+    }
 }
 
 /// A source pad with no element behind it whose packets go into `appsrc` (the shared source
 /// pushes into it as into a peer's), and the sink pad it is linked to, which the caller keeps.
 fn bridge_to(appsrc: gst_app::AppSrc) -> (gst::Pad, gst::Pad) {
     let list_target = appsrc.clone();
+    let timeline = Arc::new(Mutex::new(Timeline::default()));
+    let list_timeline = Arc::clone(&timeline);
     // Events are taken and dropped (the appsrc has its own caps and time): a refused caps
     // event would fail every push after it.
     let sink = gst::Pad::builder(gst::PadDirection::Sink)
         .event_function(|_, _, _| true)
         .chain_function(move |_, _, mut buffer| {
-            restamp(buffer.make_mut(), appsrc.current_running_time());
+            if let Ok(mut timeline) = timeline.lock() {
+                timeline.restamp(buffer.make_mut(), appsrc.current_running_time());
+            }
             appsrc.push_buffer(buffer)
         })
         .chain_list_function(move |_, _, mut list| {
             let now = list_target.current_running_time();
-            list.make_mut().foreach_mut(|mut buffer, _| {
-                restamp(buffer.make_mut(), now);
-                std::ops::ControlFlow::Continue(Some(buffer))
-            });
+            if let Ok(mut timeline) = list_timeline.lock() {
+                list.make_mut().foreach_mut(|mut buffer, _| {
+                    timeline.restamp(buffer.make_mut(), now);
+                    std::ops::ControlFlow::Continue(Some(buffer))
+                });
+            }
             list_target.push_buffer_list(list)
         })
         .build();
@@ -441,4 +480,39 @@ fn bridge_to(appsrc: gst_app::AppSrc) -> (gst::Pad, gst::Pad) {
     let _ = sink.set_active(true);
     let _ = src.set_active(true);
     (src, sink)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Option<gst::ClockTime> {
+        Some(gst::ClockTime::from_mseconds(n))
+    }
+
+    #[test]
+    fn a_frames_packets_keep_one_time_and_frames_keep_their_spacing() {
+        let mut timeline = Timeline::default();
+        assert_eq!(timeline.map(ms(5_000), ms(100)), ms(100));
+        // The frame's second packet arrives later and still gets the frame's time.
+        assert_eq!(timeline.map(ms(5_000), ms(104)), ms(100));
+        // The next frame, delivered late, keeps the encoder's 33 ms spacing.
+        assert_eq!(timeline.map(ms(5_033), ms(160)), ms(133));
+    }
+
+    #[test]
+    fn a_jump_in_the_source_takes_the_offset_again() {
+        let mut timeline = Timeline::default();
+        timeline.map(ms(5_000), ms(100));
+        // The camera restarted: its running time starts again near zero.
+        assert_eq!(timeline.map(ms(40), ms(2_000)), ms(2_000));
+        assert_eq!(timeline.map(ms(73), ms(2_040)), ms(2_033));
+    }
+
+    #[test]
+    fn packets_without_a_time_are_placed_now() {
+        let mut timeline = Timeline::default();
+        assert_eq!(timeline.map(None, ms(7)), ms(7));
+        assert_eq!(timeline.map(ms(1), None), None);
+    }
 }
