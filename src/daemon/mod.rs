@@ -65,6 +65,10 @@ pub async fn run(
         MediaSettings::resolve(&config.media, &config.ice, &config.remote, reached.clone());
     let has_audio = settings.audio_source.is_some();
     let metrics = Arc::new(Metrics::default());
+    let talk = rtsp::server::Talk {
+        speaker: Arc::clone(&settings.speaker),
+        metrics: Arc::clone(&metrics),
+    };
 
     let host_name = host::host_name();
     let addresses = host::addresses();
@@ -139,7 +143,7 @@ pub async fn run(
     ]);
     let served = listeners.serve(&config, web::router(state), Arc::clone(&tls), &metrics)?;
     // Kept for the daemon's life: it stops listening when dropped.
-    let _rtsp = start_rtsp(&config, has_audio, &certificates.state_dir, &owners)?;
+    let _rtsp = start_rtsp(&config, has_audio, &certificates.state_dir, &owners, talk)?;
     let ((), outside) = tokio::join!(
         owners::wait_for_warm_up(warmed_up),
         announce::first_reachability(reached)
@@ -173,6 +177,7 @@ fn start_rtsp(
     has_audio: bool,
     state_dir: &std::path::Path,
     owners: &owners::Owners,
+    talk: rtsp::server::Talk,
 ) -> Result<Option<RtspServer>, DaemonError> {
     if !config.rtsp.enabled {
         return Ok(None);
@@ -183,7 +188,7 @@ fn start_rtsp(
         },
         AuthMode::None => rtsp::server::Access::Open,
     };
-    let server = RtspServer::start(&config.rtsp, has_audio, access, owners.feeds.clone())?;
+    let server = RtspServer::start(&config.rtsp, has_audio, access, owners.feeds.clone(), talk)?;
     Ok(Some(server))
 }
 

@@ -14,7 +14,7 @@
 //! reports out of webrtcbin's statistics), `encoder_control` (bitrate changes and keyframe
 //! requests for a running encoder), `retransmission` (a budget for answering NACKs),
 //! `srtp_encoder` (the `srtpenc` webrtcbin uses), `talkback` (the caller's voice to the
-//! speaker), `send_latency` (encoder-to-socket time of video frames, for `/metrics`).
+//! speaker), `speaker` (one talker at a time on it: the caller, or an NVR's ONVIF backchannel), `send_latency` (encoder-to-socket time of video frames, for `/metrics`).
 
 pub mod bitrate;
 mod devices;
@@ -40,6 +40,7 @@ pub mod send_latency;
 mod settings;
 mod shared_source;
 pub mod snapshot;
+pub mod speaker;
 pub mod srtp_encoder;
 mod start_up;
 mod talkback;
@@ -53,4 +54,5 @@ pub use health::MediaHealth;
 pub use launch_check::{Strictness, validate_launch_lines};
 pub use owner::{Channels, run};
 pub use settings::MediaSettings;
+pub use speaker::Speaker;
 pub use start_up::{init, init_gstreamer, warm_up};

@@ -32,6 +32,7 @@ use super::retransmission::RetransmissionBudget;
 use super::sdp_tidy::{self, SdpKind};
 use super::settings::MediaSettings;
 use super::shared_source::SharedSource;
+use super::speaker::Speaker;
 use super::viewer_offer::{for_webrtcbin, with_candidates};
 use super::webrtc_setup::{
     add_branch, add_ice_addresses, add_receive_only_audio, bypass_unused_fec_encoders,
@@ -173,7 +174,7 @@ impl Peer {
             no_path_hint: no_path_hint(ice),
         };
         peer.watch_video(source, matches!(role, Role::Caller { .. }))?;
-        peer.connect_callbacks(settings.audio_sink.clone(), metrics);
+        peer.connect_callbacks(Arc::clone(&settings.speaker), metrics);
         peer.pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| MediaError::StateChange(e.to_string()))?;
@@ -293,7 +294,7 @@ impl Peer {
         Some(sdp_tidy::tidy(&forwarded, SdpKind::CompleteAnswer))
     }
 
-    fn connect_callbacks(&self, audio_sink: String, metrics: Arc<Metrics>) {
+    fn connect_callbacks(&self, speaker: Arc<Speaker>, metrics: Arc<Metrics>) {
         let id = self.id;
         let notify = move |notices: &Notices, notice: Notice| {
             let _ = notices.send((id, notice));
@@ -337,8 +338,8 @@ impl Peer {
                 return;
             };
             // Only the caller talks back; anything a viewer sends is discarded.
-            let sink = is_caller.then_some(audio_sink.as_str());
-            if let Err(e) = talkback::attach(&pipeline, pad, sink, &metrics) {
+            let speaker = is_caller.then_some(speaker.as_ref());
+            if let Err(e) = talkback::attach(&pipeline, pad, speaker, &metrics) {
                 notify(&tx, Notice::Error(e.to_string()));
             }
         });

@@ -4,9 +4,11 @@
 
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use super::speaker::Speaker;
 use super::{bitrate, devices};
 use crate::config::{AUTO, IceConfig, MediaConfig, RemoteConfig};
 use crate::reachability::Reachability;
@@ -17,7 +19,8 @@ pub struct MediaSettings {
     pub video_source: String,
     /// The microphone; `None` when the device has none (video-only calls).
     pub audio_source: Option<String>,
-    pub audio_sink: String,
+    /// Where the caller's (or an NVR's) voice plays.
+    pub speaker: Arc<Speaker>,
     /// A configured encoder launch line; `None` means probe for one.
     pub video_encoder: Option<String>,
     pub width: u32,
@@ -66,7 +69,7 @@ impl MediaSettings {
         Self {
             video_source: video_source.description,
             audio_source: audio_source.map(|choice| choice.description),
-            audio_sink: audio_sink.description,
+            speaker: Arc::new(Speaker::new(audio_sink.description)),
             video_encoder: (media.video_encoder != AUTO).then(|| media.video_encoder.clone()),
             width: media.width,
             height: media.height,
@@ -91,7 +94,7 @@ impl MediaSettings {
         Self {
             video_source: devices::TEST_VIDEO_SOURCE.into(),
             audio_source: Some(devices::TEST_AUDIO_SOURCE.into()),
-            audio_sink: "fakesink".into(),
+            speaker: Arc::new(Speaker::new("fakesink")),
             video_encoder: None,
             width: 1280,
             height: 720,

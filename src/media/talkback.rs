@@ -16,14 +16,15 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 
 use super::error::MediaError;
+use super::speaker::{Speaker, play_as_it_arrives};
 use crate::metrics::Metrics;
 
-/// Links a new webrtcbin source pad to the talkback sink `sink` (or, without one, or for what is
-/// not Opus audio, to a discarding sink).
+/// Links a new webrtcbin source pad to the speaker (or, without one, or for what is not Opus
+/// audio, to a discarding sink). The speaker hears the caller from now on (see `speaker`).
 pub fn attach(
     pipeline: &gst::Pipeline,
     pad: &gst::Pad,
-    sink: Option<&str>,
+    speaker: Option<&Speaker>,
     metrics: &Arc<Metrics>,
 ) -> Result<(), MediaError> {
     let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
@@ -32,10 +33,12 @@ pub fn attach(
             && s.get::<&str>("encoding-name")
                 .is_ok_and(|n| n.eq_ignore_ascii_case("OPUS"))
     });
-    let description = if let (true, Some(sink)) = (is_opus, sink) {
+    let speaker = speaker.filter(|_| is_opus);
+    let description = if let Some(speaker) = speaker {
         format!(
             "rtpopusdepay ! opusdec plc=true ! audioconvert ! audioresample ! \
-             queue name=talkback max-size-time=200000000 leaky=downstream ! {sink}"
+             queue name=talkback max-size-time=200000000 leaky=downstream ! {}",
+            speaker.sink()
         )
     } else {
         log::info!("discarding an incoming stream that is not Opus audio: {caps}");
@@ -46,26 +49,15 @@ pub fn attach(
             what: "talkback branch",
             reason: e.to_string(),
         })?;
-    if sink.is_some() {
-        play_as_it_arrives(&bin);
-    }
-    if let Some(meter) = bin
-        .by_name("talkback")
-        .and_then(|queue| queue.static_pad("src"))
-    {
-        let metrics = Arc::clone(metrics);
-        meter.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            if let Some(buffer) = info.buffer() {
-                Metrics::add(&metrics.talkback_bytes, buffer.size() as u64);
-            }
-            gst::PadProbeReturn::Ok
-        });
-    }
     let link_error = |reason: String| MediaError::Build {
         what: "talkback branch",
         reason,
     };
     pipeline.add(&bin).map_err(|e| link_error(e.to_string()))?;
+    if let Some(speaker) = speaker {
+        play_as_it_arrives(&bin, metrics);
+        speaker.caller_talks(&bin);
+    }
     bin.sync_state_with_parent()
         .map_err(|e| link_error(e.to_string()))?;
     let sink_pad = bin
@@ -74,16 +66,7 @@ pub fn attach(
     pad.link(&sink_pad).map_err(|e| link_error(e.to_string()))?;
     log::info!(
         "talkback: caller's audio linked to `{}`",
-        sink.unwrap_or("nothing")
+        speaker.map_or("nothing", Speaker::sink)
     );
     Ok(())
-}
-
-/// Turns off clock sync on every sink of the talkback branch that has it (`sync`).
-fn play_as_it_arrives(bin: &gst::Bin) {
-    for sink in bin.iterate_sinks().into_iter().flatten() {
-        if sink.find_property("sync").is_some() {
-            sink.set_property("sync", false);
-        }
-    }
 }

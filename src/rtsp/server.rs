@@ -25,7 +25,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::digest;
 use crate::config::RtspConfig;
+use crate::media::Speaker;
 use crate::media::feeds::{FeedCommand, FeedHandle};
+use crate::metrics::Metrics;
 
 /// The path NVR configurations are written against.
 pub const PATH: &str = "/camera";
@@ -40,9 +42,23 @@ pub enum RtspError {
     Missing(&'static str),
 }
 
+/// Where an NVR's talk goes: the device's speaker, counted in the metrics.
+#[derive(Clone)]
+pub struct Talk {
+    pub speaker: Arc<Speaker>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The ONVIF audio backchannel: G.711 mu-law at 8 kHz (what ONVIF's Profile T and NVRs'
+/// talk buttons send), each RTP packet to the speaker as it comes.
+const BACKCHANNEL: &str = "( capsfilter name=depay_backchannel \
+    caps=\"application/x-rtp,media=audio,payload=0,clock-rate=8000,encoding-name=PCMU\" ! \
+    appsink name=backchannel async=false sync=false max-buffers=50 drop=true )";
+const BACKCHANNEL_BITS_PER_SECOND: u32 = 64_000;
+
 /// The running server; it stops listening when dropped.
 pub struct RtspServer {
-    server: rtsp_server::RTSPServer,
+    server: rtsp_server::RTSPOnvifServer,
     source: Option<glib::SourceId>,
 }
 
@@ -70,8 +86,9 @@ impl RtspServer {
         has_audio: bool,
         access: Access,
         feeds: mpsc::UnboundedSender<FeedCommand>,
+        talk: Talk,
     ) -> Result<Self, RtspError> {
-        let server = rtsp_server::RTSPServer::new();
+        let server = rtsp_server::RTSPOnvifServer::new();
         server.set_service(&config.port.to_string());
         server.set_address("0.0.0.0");
         // GStreamer's default of 5 keeps connections waiting behind a burst (each retried by
@@ -81,11 +98,16 @@ impl RtspServer {
             .session_pool()
             .ok_or(RtspError::Missing("session pool"))?;
         pool.set_max_sessions(config.max_clients);
-        let factory = rtsp_server::RTSPMediaFactory::new();
+        let factory = rtsp_server::RTSPOnvifMediaFactory::new();
         factory.set_launch(&launch(has_audio));
+        // Shared by every client that does not talk back (GStreamer gives each talking client
+        // a media of its own, fed from the same encoder).
         factory.set_shared(true);
+        factory.set_media_gtype(rtsp_server::RTSPOnvifMedia::static_type());
+        factory.set_backchannel_launch(Some(BACKCHANNEL));
+        factory.set_backchannel_bandwidth(BACKCHANNEL_BITS_PER_SECOND);
         let keyframes: Arc<Mutex<Option<FeedHandle>>> = Arc::default();
-        feed_each_media(&factory, feeds, Arc::clone(&keyframes));
+        feed_each_media(factory.upcast_ref(), feeds, Arc::clone(&keyframes), talk);
         factory.add_role_from_structure(
             &gst::Structure::builder(ROLE)
                 .field(rtsp_server::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
@@ -109,7 +131,7 @@ impl RtspServer {
                         client.set_auth(Some(&auth));
                     }
                 });
-                revoke_within_a_second(&server, credentials);
+                revoke_within_a_second(server.upcast_ref(), credentials);
             }
             Access::Open => {
                 let open = rtsp_server::RTSPAuth::new();
@@ -119,7 +141,7 @@ impl RtspServer {
             }
         }
         let connections = Arc::new(Mutex::new(Connections::default()));
-        close_idle_connections(&server, Arc::clone(&connections));
+        close_idle_connections(server.upcast_ref(), Arc::clone(&connections));
         server.connect_client_connected(move |_, client| {
             if !Connections::admit(&connections, client) {
                 return;
@@ -351,6 +373,7 @@ fn feed_each_media(
     factory: &rtsp_server::RTSPMediaFactory,
     feeds: mpsc::UnboundedSender<FeedCommand>,
     keyframes: Arc<Mutex<Option<FeedHandle>>>,
+    talk: Talk,
 ) {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     factory.connect_media_configure(move |_, media| {
@@ -367,6 +390,10 @@ fn feed_each_media(
             return;
         };
         let audio_src = appsrc("audio");
+        let talker = bin
+            .by_name("backchannel")
+            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+            .map(|appsink| hear_the_nvr(&appsink, id, talk.clone()));
         let appsrcs: Vec<gst_app::AppSrc> = std::iter::once(video_src.clone())
             .chain(audio_src.clone())
             .collect();
@@ -403,11 +430,38 @@ fn feed_each_media(
         // The bridges' sink pads have no element to hold them: the media's handler does, for
         // the media's life (a pad let go unlinks itself).
         let bridges = (video_sink, audio_sink);
+        let speaker = Arc::clone(&talk.speaker);
         media.connect_unprepared(move |_| {
             let _ = &bridges;
             let _ = feeds.send(FeedCommand::Close { id });
+            if talker.is_some() {
+                speaker.talker_left(id);
+            }
         });
     });
+}
+
+/// Plays what the NVR of media `id` sends on its backchannel on the speaker; a refusal (the
+/// owner or another NVR talks) is logged once per talk.
+fn hear_the_nvr(appsink: &gst_app::AppSink, id: u64, talk: Talk) {
+    let mut refused = false;
+    appsink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |appsink| {
+                let sample = appsink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                match talk.speaker.play(id, &sample, &talk.metrics) {
+                    Ok(()) => refused = false,
+                    Err(reason) if !refused => {
+                        refused = true;
+                        log::info!("RTSP: an NVR's talk is not played: {reason}");
+                    }
+                    Err(_) => {}
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    log::info!("RTSP: an NVR set up the ONVIF audio backchannel");
 }
 
 /// Moves the source's timestamps (running times of the owner's pipeline) onto the media's

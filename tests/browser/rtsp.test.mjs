@@ -3,15 +3,25 @@
 // viewer token (user: its name) over Digest, and are refused without; the stream is the shared
 // encoder's H.264 and Opus (one encoder while a call is on, counted in /metrics); the camera
 // starts with the first RTSP client and stops after the last; a flood of idle connections
-// is capped and closed.
+// is capped and closed. An NVR's talk button (the ONVIF audio backchannel, sent by
+// examples/onvif_talk.rs through GStreamer's rtspsrc) reaches the device's speaker, whose sink
+// writes to a file the test reads; the page's caller talking comes first.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
-  callButton, createToken, eventually, launchBrowser, openPage, PASSWORD, revokeToken, startDaemon,
-  waitForFrames, waitUntilIdle,
+  callButton, createToken, eventually, heardAtTheSink, launchBrowser, loudestSample, openPage,
+  PASSWORD, revokeToken, startDaemon, talkButton, waitForFrames, waitUntilIdle, writeVoiceWav,
 } from './harness.mjs';
+
+const TALKER = fileURLToPath(new URL('../../target/debug/examples/onvif_talk', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'peercam-rtsp-'));
+const played = join(dir, 'played.s16');
 
 /** A TCP port free on loopback now. */
 function freePort() {
@@ -37,13 +47,16 @@ let browser;
 let port;
 before(async () => {
   port = await freePort();
-  daemon = await startDaemon(`[rtsp]\nenabled = true\nport = ${port}\n[media]\nwidth = 640\nheight = 360\n`);
-  browser = await launchBrowser();
+  daemon = await startDaemon(`[rtsp]\nenabled = true\nport = ${port}\n[media]\nwidth = 640\n`
+    + 'height = 360\n'
+    + `audio_sink = "audioconvert ! audio/x-raw,format=S16LE ! filesink location=${played}"\n`);
+  browser = await launchBrowser({ media: true, microphone: writeVoiceWav(join(dir, 'voice.wav')) });
 });
 after(async () => {
   if (process.env.PEERCAM_SHOW_LOG) console.log(daemon?.output);
   await browser?.close();
   await daemon?.stop();
+  rmSync(dir, { recursive: true, force: true });
 });
 
 const url = (user, secret) => `rtsp://${user}:${encodeURIComponent(secret)}@127.0.0.1:${port}/camera`;
@@ -153,3 +166,54 @@ test('a flood of idle RTSP connections is capped and closed; the device and NVRs
     assert.equal(code, 0, stderr);
     assert.equal(streams.find((s) => s.codec_type === 'video')?.codec_name, 'h264');
   });
+
+const talkbackBytes = async () => (await daemon.metrics()).peercam_talkback_bytes_total;
+
+/** An NVR pressing talk for `seconds`: what examples/onvif_talk.rs reports. */
+async function nvrTalks(seconds, user = 'owner', secret = PASSWORD) {
+  const result = await run(TALKER, [url(user, secret), String(seconds)], (seconds + 30) * 1000);
+  assert.equal(result.code, 0, result.stderr + result.stdout);
+  return JSON.parse(result.stdout);
+}
+
+test('an NVR\'s talk button (ONVIF backchannel) reaches the device\'s speaker', async () => {
+  const before = await talkbackBytes();
+  const token = createToken(daemon.stateDir, 'blue-iris');
+  const talk = nvrTalks(4, 'blue-iris', token);
+  // 8 kHz mono S16 at the sink: 16 000 bytes a second.
+  const { loudest } = await heardAtTheSink(
+    async () => (await talkbackBytes()) - before, played, 'the NVR\'s tone');
+  const sent = await talk;
+  assert.equal(sent.backchannel, true);
+  assert.ok(sent.sent >= 150, `${sent.sent} packets sent`);
+  // The tone is sent at 0.3 of full scale.
+  assert.ok(loudest > 5_000, `loudest sample ${loudest}`);
+  assert.match(daemon.output, /speaker: NVR talker \d+ is heard/);
+  await eventually(() => /speaker: NVR talker \d+ left/.test(daemon.output), 10_000,
+    'the NVR\'s talk to end with its session');
+});
+
+test('while the owner talks on the page, an NVR\'s talk is not played', async (t) => {
+  const page = await openPage(browser, daemon.url);
+  t.after(async () => {
+    await page.context().close();
+    await waitUntilIdle(daemon);
+  });
+  await talkButton(page).click();
+  await callButton(page).click();
+  await waitForFrames(page, 10);
+  const start = await talkbackBytes();
+  await eventually(async () => (await talkbackBytes()) > start + 48_000, 10_000,
+    'the owner\'s voice at the speaker');
+  const heard = () => (daemon.output.match(/speaker: NVR talker \d+ is heard/g) ?? []).length;
+  const heardBefore = heard();
+  const sent = await nvrTalks(3);
+  assert.ok(sent.sent >= 100, `${sent.sent} packets sent`);
+  assert.match(daemon.output, /an NVR's talk is not played: the owner is talking on the page/);
+  assert.equal(heard(), heardBefore, 'the NVR is not heard while the owner talks');
+  // The owner is still heard.
+  const during = await talkbackBytes();
+  await eventually(async () => (await talkbackBytes()) > during + 48_000, 10_000,
+    'the owner\'s voice at the speaker after the NVR tried');
+  assert.ok(loudestSample(played) > 2_000);
+});
