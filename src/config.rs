@@ -35,6 +35,7 @@ pub struct Config {
     pub login: LoginConfig,
     pub remote: RemoteConfig,
     pub rtsp: RtspConfig,
+    pub motion: MotionConfig,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -195,6 +196,34 @@ impl Default for RtspConfig {
             enabled: false,
             port: 8554,
             max_clients: 4,
+        }
+    }
+}
+
+/// `[motion]`: motion events from the camera's frames (docs/home-systems.md).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MotionConfig {
+    /// Off by default: watching for motion keeps the camera on around the clock.
+    pub enabled: bool,
+    /// How much a spot's brightness (0-255) must change to count as moved.
+    pub threshold: u32,
+    /// How much of the picture (percent) must move for motion.
+    pub min_area_percent: f64,
+    /// Frames compared a second.
+    pub checks_per_second: u32,
+    /// Motion ends after this long without any.
+    pub quiet_seconds: u32,
+}
+
+impl Default for MotionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            threshold: 25,
+            min_area_percent: 1.0,
+            checks_per_second: 5,
+            quiet_seconds: 5,
         }
     }
 }
@@ -514,6 +543,21 @@ impl Config {
         if self.rtsp.port == 0 {
             return Err(("rtsp.port", "must be a port number, 1 to 65535".into()));
         }
+        in_range("motion.threshold", self.motion.threshold, 1, 254)?;
+        in_range(
+            "motion.checks_per_second",
+            self.motion.checks_per_second,
+            1,
+            15,
+        )?;
+        in_range("motion.quiet_seconds", self.motion.quiet_seconds, 1, 3600)?;
+        let area = self.motion.min_area_percent;
+        if !(area > 0.0 && area <= 100.0) {
+            return Err((
+                "motion.min_area_percent",
+                format!("{area} is out of range: more than 0, at most 100"),
+            ));
+        }
         for (field, value) in [
             ("media.video_source", &m.video_source),
             ("media.audio_source", &m.audio_source),
@@ -755,6 +799,11 @@ mod tests {
         assert_eq!(field, "media.max_encoders");
         assert_eq!(line, Some(3));
         assert!(message.contains("1..=2"), "{message}");
+        let (field, line, _) = field_error("[motion]\nenabled = true\nmin_area_percent = 0.0\n");
+        assert_eq!(field, "motion.min_area_percent");
+        assert_eq!(line, Some(3));
+        let (field, _, _) = field_error("[motion]\nchecks_per_second = 60\n");
+        assert_eq!(field, "motion.checks_per_second");
     }
 
     #[test]

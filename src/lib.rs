@@ -23,6 +23,7 @@
 //! - `host`: the machine's name and addresses.
 //! - `logging`: journald with structured fields under systemd, stderr otherwise.
 //! - `metrics`: counters served at `/metrics`.
+//! - `motion`: motion from the camera's frames (pure: a grid of brightness compared frame to frame).
 //! - `descriptors`: the file-descriptor limit, the connections' share of it, and the reserve
 //!   a new pipeline needs.
 //! - `refusals`: refusals (wrong passwords, unknown tokens, capped connections) logged so that
@@ -49,6 +50,7 @@ pub mod media;
 pub mod media_link;
 pub mod memory;
 pub mod metrics;
+pub mod motion;
 pub mod port_mapping;
 #[cfg(feature = "probe")]
 pub mod probe;

@@ -92,6 +92,10 @@ pub struct Metrics {
     pub video_target_kbps: AtomicU64,
     /// Video encoders running now (a gauge: 0 with the camera off, 2 with a second one).
     pub video_encoders: AtomicU64,
+    /// Whether the camera sees motion now (a gauge; `[motion]`).
+    pub motion: AtomicU64,
+    /// Starts of motion seen.
+    pub motion_events: AtomicU64,
     /// Encoder-to-socket time of recent video frames.
     pub send_latency: SendLatency,
 }
@@ -107,7 +111,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every counter.
     pub fn render(&self, in_call: bool) -> String {
-        let counters: [(&str, &AtomicU64, &str); 16] = [
+        let counters: [(&str, &AtomicU64, &str); 17] = [
             (
                 "peercam_calls_started_total",
                 &self.calls_started,
@@ -189,6 +193,11 @@ impl Metrics {
                 &self.stun_rate_limited,
                 "Valid STUN requests dropped by the per-source rate limit.",
             ),
+            (
+                "peercam_motion_events_total",
+                &self.motion_events,
+                "Starts of motion the camera saw ([motion]).",
+            ),
         ];
         let mut out = String::new();
         for (name, value, help) in counters {
@@ -213,6 +222,12 @@ impl Metrics {
              second one in another codec).\n# TYPE peercam_video_encoders gauge\n\
              peercam_video_encoders {}",
             self.video_encoders.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP peercam_motion Whether the camera sees motion now ([motion]).\n\
+             # TYPE peercam_motion gauge\npeercam_motion {}",
+            self.motion.load(Ordering::Relaxed)
         );
         if in_call {
             let _ = writeln!(

@@ -133,6 +133,7 @@ pub async fn run(
         snapshots: Arc::default(),
         reachability: reached.clone(),
         polls: Arc::default(),
+        motion: config.motion.enabled.then(|| owners.motion.clone()),
     };
     // Tasks that end with the daemon: aborted when `run` returns, so a daemon run in-process
     // leaves none behind.

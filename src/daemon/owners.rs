@@ -6,13 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::control::Stop;
 use crate::config::Config;
 use crate::media::{self, MediaSettings};
 use crate::media_link::MediaCommand;
 use crate::metrics::Metrics;
+use crate::motion::MotionEvent;
 use crate::port_mapping;
 use crate::reachability::Reachability;
 use crate::rooms::{self, RoomLimits, RoomStatus, RoomsHandle};
@@ -27,6 +28,8 @@ pub(super) struct Owners {
     pub media: mpsc::UnboundedSender<MediaCommand>,
     /// The RTSP server's way to the media owner (`media::feeds`).
     pub feeds: mpsc::UnboundedSender<media::feeds::FeedCommand>,
+    /// Motion events as the media owner sees them (`[motion]`), for `/events` and MQTT.
+    pub motion: broadcast::Sender<MotionEvent>,
     pub status: Arc<RoomStatus>,
     /// The keeper of the router's forwards and how to tell it to stop, with port mapping on.
     port_mapping: Option<(tokio::task::JoinHandle<()>, oneshot::Sender<()>)>,
@@ -38,6 +41,9 @@ pub(super) struct PortMapping {
     pub plan: port_mapping::Plan,
     pub state: watch::Sender<Reachability>,
 }
+
+/// Motion events a slow listener may fall behind by before it misses some.
+const MOTION_BACKLOG: usize = 16;
 
 /// At stop, the keeper may take this long to delete the router's forwards.
 const PORT_MAPPING_STOP: Duration = Duration::from_secs(4);
@@ -82,6 +88,14 @@ impl Owners {
                 notifier: Arc::clone(shared.notifier),
             },
         ));
+        let (motion_tx, _) = broadcast::channel(MOTION_BACKLOG);
+        let motion = config.motion.enabled.then(|| {
+            media::motion_watch::MotionWatch::new(
+                &config.motion,
+                motion_tx.clone(),
+                Arc::clone(shared.metrics),
+            )
+        });
         let media_task = tokio::spawn(media::run(
             settings,
             config.watchers.max,
@@ -91,6 +105,7 @@ impl Owners {
                 health: health_tx,
                 warmed_up: warmed_up_tx,
                 feeds: feeds_rx,
+                motion,
             },
             Arc::clone(shared.metrics),
         ));
@@ -102,6 +117,7 @@ impl Owners {
             },
             media: media_tx,
             feeds: feeds_tx,
+            motion: motion_tx,
             status,
             port_mapping: mapping.map(|PortMapping { plan, state }| {
                 let (stop_tx, stop) = oneshot::channel();

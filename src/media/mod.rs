@@ -14,7 +14,8 @@
 //! reports out of webrtcbin's statistics), `encoder_control` (bitrate changes and keyframe
 //! requests for a running encoder), `retransmission` (a budget for answering NACKs),
 //! `srtp_encoder` (the `srtpenc` webrtcbin uses), `talkback` (the caller's voice to the
-//! speaker), `speaker` (one talker at a time on it: the caller, or an NVR's ONVIF backchannel), `send_latency` (encoder-to-socket time of video frames, for `/metrics`).
+//! speaker), `speaker` (one talker at a time on it: the caller, or an NVR's ONVIF backchannel), `motion_watch` (the latest frame to the motion detector, a
+//! few times a second), `send_latency` (encoder-to-socket time of video frames, for `/metrics`).
 
 pub mod bitrate;
 mod devices;
@@ -27,6 +28,7 @@ mod goodbye;
 mod health;
 mod launch_check;
 mod link_stats;
+pub mod motion_watch;
 mod outlets;
 mod owned_pipeline;
 mod owner;

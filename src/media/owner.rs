@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::error::MediaError;
 use super::feeds::{Feed, FeedCommand, FeedHandle};
 use super::health::{self, SourceHealth};
+use super::motion_watch::MotionWatch;
 use super::outlets::Inlet;
 use super::peer::{Notice, Peer, PeerEvent, PeerId, Role};
 use super::plan::{self, VideoCodec};
@@ -40,6 +41,9 @@ use crate::turn::DeviceIce;
 const PEER_GONE: Duration = Duration::from_secs(6);
 
 /// How long a viewer's answer waits for the device's candidates to be gathered.
+/// How long a camera that could not start for the motion detector rests before it is tried
+/// again.
+const MOTION_RETRY: Duration = Duration::from_secs(10);
 const GATHER_LIMIT: Duration = Duration::from_millis(1500);
 
 /// What the media owner is given at start.
@@ -52,6 +56,8 @@ pub struct Channels {
     pub warmed_up: oneshot::Sender<()>,
     /// The RTSP server's feeds (see `feeds`).
     pub feeds: mpsc::UnboundedReceiver<FeedCommand>,
+    /// Where motion events go, with `[motion] enabled` (see `motion_watch`).
+    pub motion: Option<MotionWatch>,
 }
 
 /// One viewer (WHEP).
@@ -134,6 +140,10 @@ struct Owner {
     taps_done: mpsc::UnboundedSender<u64>,
     /// The RTSP server's open feeds.
     feeds: Vec<Feed>,
+    /// Watching for motion keeps the camera on.
+    motion: Option<MotionWatch>,
+    /// When the camera may be tried again for motion after it could not start.
+    motion_retry: Option<Instant>,
 }
 
 /// Runs until the command channel closes.
@@ -149,6 +159,7 @@ pub async fn run(
         health,
         warmed_up,
         mut feeds,
+        motion,
     } = channels;
     // The rehearsal first: commands wait in the channel meanwhile, so an early caller waits
     // for it rather than racing it for the camera. The daemon says READY when it ends, or
@@ -180,6 +191,8 @@ pub async fn run(
         next_tap: 1,
         taps_done,
         feeds: Vec::new(),
+        motion,
+        motion_retry: None,
     };
     let mut stats_timer = tokio::time::interval(Duration::from_secs(1));
     stats_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -191,6 +204,7 @@ pub async fn run(
             _ = stats_timer.tick() => owner.on_stats_tick(),
             () = sleep_until(probe_at) => owner.probe_sources(),
             () = sleep_until(deadline) => owner.on_deadline(),
+            () = sleep_until(owner.next_motion_check()) => owner.check_motion(),
             command = commands.recv() => {
                 let Some(command) = command else { break };
                 if owner.on_command(command).is_break() {
@@ -645,6 +659,7 @@ impl Owner {
             && self.viewers.is_empty()
             && self.taps.is_empty()
             && self.feeds.is_empty()
+            && self.motion.is_none()
             && let Some(source) = self.source.take()
         {
             tokio::task::block_in_place(|| source.stop());
@@ -653,6 +668,39 @@ impl Owner {
             tokio::task::block_in_place(|| source.stop_idle_encoder());
         }
         self.count_encoders();
+    }
+
+    fn next_motion_check(&self) -> Option<Instant> {
+        let watch = self.motion.as_ref()?;
+        Some(self.motion_retry.unwrap_or(watch.next_check()))
+    }
+
+    /// Hands the latest frame to the motion detector, starting the camera first if it is off
+    /// (it was never started, or it failed: tried again every `MOTION_RETRY`).
+    fn check_motion(&mut self) {
+        if self.motion.is_none() {
+            return;
+        }
+        if self.source.is_none() {
+            self.motion_retry = None;
+            if let Err(e) = self.ensure_source(&[]) {
+                log::warn!(
+                    "motion: the camera cannot start ({e}); trying again in {} s",
+                    MOTION_RETRY.as_secs()
+                );
+                self.motion_retry = Some(Instant::now() + MOTION_RETRY);
+                if let Some(watch) = self.motion.as_mut() {
+                    watch.camera_stopped();
+                    watch.check(None);
+                }
+                return;
+            }
+            self.count_encoders();
+        }
+        let frames = self.source.as_ref().and_then(SharedSource::frames);
+        if let Some(watch) = self.motion.as_mut() {
+            watch.check(frames.as_ref());
+        }
     }
 
     fn count_encoders(&self) {
@@ -970,6 +1018,16 @@ impl Owner {
         }
         while self.end_viewer_by(|_| true, &reason) {}
         self.taps.clear();
+        if let Some(watch) = self.motion.as_mut() {
+            // The motion detector does not hold a failed camera: it tries again later.
+            watch.camera_stopped();
+            self.motion_retry = Some(Instant::now() + MOTION_RETRY);
+            if self.feeds.is_empty()
+                && let Some(source) = self.source.take()
+            {
+                tokio::task::block_in_place(|| source.stop());
+            }
+        }
         self.stop_source_if_unused();
     }
 

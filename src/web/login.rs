@@ -241,9 +241,9 @@ fn presented_token<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option
         })
 }
 
-/// Paths a viewer token opens (besides a session): WHEP and the snapshot.
+/// Paths a viewer token opens (besides a session): WHEP, the snapshot and the events.
 fn takes_tokens(path: &str) -> bool {
-    whep::is_whep(path) || path == "/snapshot.jpg"
+    whep::is_whep(path) || path == "/snapshot.jpg" || path == "/events"
 }
 
 /// Who is asking, when they may: a session, a viewer token, or anyone with `auth = "none"`.

@@ -1,5 +1,6 @@
 //! The web side: the call page (files from `web/`, embedded in the binary), the WebSocket
-//! signaling endpoint `/ws`, WHEP viewers at `/whep`, `/snapshot.jpg` and `/metrics`.
+//! signaling endpoint `/ws`, WHEP viewers at `/whep`, `/snapshot.jpg`, `/events` (motion, server-sent
+//! events) and `/metrics`.
 //!
 //! `router` is a plain function of the shared state, so tests can drive it without sockets;
 //! `serve` owns the listeners and TLS, under the connection budget of `limits`; `session` is
@@ -7,6 +8,7 @@
 //! `access` let people in and take access back.
 
 pub mod access;
+mod events;
 mod headers;
 pub mod limits;
 mod login;
@@ -103,6 +105,7 @@ pub fn router(state: AppState) -> Router {
                 .options(whep::options),
         )
         .route("/snapshot.jpg", get(snapshot::jpeg))
+        .route("/events", get(events::stream))
         .fallback(asset)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -237,6 +240,7 @@ mod tests {
             snapshots: Arc::default(),
             reachability: tokio::sync::watch::channel(Default::default()).1,
             polls: Arc::default(),
+            motion: None,
         }
     }
 
