@@ -36,6 +36,7 @@ pub struct Config {
     pub remote: RemoteConfig,
     pub rtsp: RtspConfig,
     pub motion: MotionConfig,
+    pub mqtt: MqttConfig,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -225,6 +226,56 @@ impl Default for MotionConfig {
             checks_per_second: 5,
             quiet_seconds: 5,
         }
+    }
+}
+
+/// `[mqtt]`: motion to an MQTT broker, with Home Assistant's discovery (docs/home-systems.md).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    /// The broker, `host` or `host:port` (1883); empty: no MQTT.
+    pub broker: String,
+    pub username: String,
+    pub password: String,
+    /// The device's topics: `<topic_prefix>/<device>/motion` and `.../availability`.
+    pub topic_prefix: String,
+    /// Home Assistant's discovery prefix; empty: no discovery message.
+    pub discovery_prefix: String,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            broker: String::new(),
+            username: String::new(),
+            password: String::new(),
+            topic_prefix: "peercam".into(),
+            discovery_prefix: "homeassistant".into(),
+        }
+    }
+}
+
+impl MqttConfig {
+    /// The broker's host and port, when one is set.
+    pub fn broker_address(&self) -> Result<Option<(String, u16)>, String> {
+        let broker = self.broker.trim();
+        if broker.is_empty() {
+            return Ok(None);
+        }
+        let (host, port) = match broker.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') || host.ends_with(']') => (
+                host.trim_start_matches('[').trim_end_matches(']'),
+                port.parse::<u16>()
+                    .ok()
+                    .filter(|&p| p != 0)
+                    .ok_or_else(|| format!("`{port}` is not a port number"))?,
+            ),
+            _ => (broker.trim_start_matches('[').trim_end_matches(']'), 1883),
+        };
+        if host.is_empty() || host.contains(['/', ' ']) {
+            return Err(format!("`{broker}` is not host or host:port"));
+        }
+        Ok(Some((host.to_owned(), port)))
     }
 }
 
@@ -544,6 +595,27 @@ impl Config {
             return Err(("rtsp.port", "must be a port number, 1 to 65535".into()));
         }
         in_range("motion.threshold", self.motion.threshold, 1, 254)?;
+        let broker = self.mqtt.broker_address().map_err(|e| ("mqtt.broker", e))?;
+        if broker.is_some() && !self.motion.enabled {
+            return Err((
+                "mqtt.broker",
+                "MQTT carries motion events: it needs [motion] enabled = true".into(),
+            ));
+        }
+        for (field, topic) in [
+            ("mqtt.topic_prefix", &self.mqtt.topic_prefix),
+            ("mqtt.discovery_prefix", &self.mqtt.discovery_prefix),
+        ] {
+            if topic.contains(['#', '+']) || topic.starts_with('/') || topic.ends_with('/') {
+                return Err((
+                    field,
+                    "a topic without `#`, `+` or a leading or trailing `/`".into(),
+                ));
+            }
+        }
+        if self.mqtt.topic_prefix.is_empty() {
+            return Err(("mqtt.topic_prefix", "must not be empty".into()));
+        }
         in_range(
             "motion.checks_per_second",
             self.motion.checks_per_second,
@@ -804,6 +876,28 @@ mod tests {
         assert_eq!(line, Some(3));
         let (field, _, _) = field_error("[motion]\nchecks_per_second = 60\n");
         assert_eq!(field, "motion.checks_per_second");
+        let (field, _, message) = field_error("[mqtt]\nbroker = \"broker:1883\"\n");
+        assert_eq!(field, "mqtt.broker");
+        assert!(message.contains("[motion] enabled"), "{message}");
+        let (field, _, _) = field_error("[motion]\nenabled = true\n[mqtt]\nbroker = \"b:x\"\n");
+        assert_eq!(field, "mqtt.broker");
+    }
+
+    #[test]
+    fn mqtt_brokers_are_host_and_port() {
+        let broker = |text: &str| {
+            MqttConfig {
+                broker: text.into(),
+                ..MqttConfig::default()
+            }
+            .broker_address()
+        };
+        assert_eq!(broker(""), Ok(None));
+        assert_eq!(broker("ha.local"), Ok(Some(("ha.local".into(), 1883))));
+        assert_eq!(broker("10.0.0.2:1884"), Ok(Some(("10.0.0.2".into(), 1884))));
+        assert_eq!(broker("[::1]:1885"), Ok(Some(("::1".into(), 1885))));
+        assert!(broker("ha.local:0").is_err());
+        assert!(broker("mqtt://ha.local").is_err());
     }
 
     #[test]

@@ -24,6 +24,7 @@
 //! - `logging`: journald with structured fields under systemd, stderr otherwise.
 //! - `metrics`: counters served at `/metrics`.
 //! - `motion`: motion from the camera's frames (pure: a grid of brightness compared frame to frame).
+//! - `mqtt`: motion to an MQTT broker, with Home Assistant's discovery.
 //! - `descriptors`: the file-descriptor limit, the connections' share of it, and the reserve
 //!   a new pipeline needs.
 //! - `refusals`: refusals (wrong passwords, unknown tokens, capped connections) logged so that
@@ -51,6 +52,7 @@ pub mod media_link;
 pub mod memory;
 pub mod metrics;
 pub mod motion;
+pub mod mqtt;
 pub mod port_mapping;
 #[cfg(feature = "probe")]
 pub mod probe;

@@ -45,7 +45,7 @@ use crate::system::{self, Notifier, Watchdog};
 use crate::tokens::ViewerTokens;
 use crate::turn::{IcePlan, SharedIcePlan};
 use crate::web::{self, AppState};
-use crate::{refusals, tls};
+use crate::{mqtt, refusals, tls};
 
 /// Runs the daemon on `listeners` until a part stops (an error) or `commands` says stop (or
 /// closes). `state_dir` holds the certificate, the password's hash and the viewer tokens.
@@ -137,11 +137,23 @@ pub async fn run(
     };
     // Tasks that end with the daemon: aborted when `run` returns, so a daemon run in-process
     // leaves none behind.
-    let _background = Background(vec![
+    let mut background = vec![
         tokio::spawn(web::access::watch(state.clone(), web::access::PERIOD)),
         tokio::spawn(refusals::flush_every(Duration::from_secs(1))),
         tokio::spawn(web::signal_poll::close_idle(state.clone())),
-    ]);
+    ];
+    // Checked with the rest of the config: the broker is well formed here.
+    if let Ok(Some(broker)) = config.mqtt.broker_address() {
+        let moving = Arc::clone(&metrics);
+        background.push(tokio::spawn(mqtt::run(
+            config.mqtt.clone(),
+            broker,
+            host_name.clone(),
+            owners.motion.subscribe(),
+            move || moving.motion.load(std::sync::atomic::Ordering::Relaxed) == 1,
+        )));
+    }
+    let _background = Background(background);
     let served = listeners.serve(&config, web::router(state), Arc::clone(&tls), &metrics)?;
     // Kept for the daemon's life: it stops listening when dropped.
     let _rtsp = start_rtsp(&config, has_audio, &certificates.state_dir, &owners, talk)?;

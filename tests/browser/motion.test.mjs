@@ -2,15 +2,18 @@
 // multifilesrc reads it again for every frame), so the picture is still until the test
 // changes it. A viewer token listens on /events (server-sent events); the start of motion
 // comes after the change and only then, its end after `quiet_seconds` of stillness, and the
-// journal and /metrics say the same. Without a token /events is refused; with [motion] off
-// it is 404.
+// journal and /metrics say the same. Debian's mosquitto, started by the test on loopback, is
+// the home's MQTT broker: mosquitto_sub sees Home Assistant's discovery message for a motion
+// binary_sensor, `online`, and OFF, ON, OFF as the picture changes; a broker that restarts is
+// told everything again. Without a token /events is refused; with [motion] off it is 404.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, renameSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer } from 'node:net';
 import { createToken, eventually, request, startDaemon } from './harness.mjs';
 
 const dir = mkdtempSync(join(tmpdir(), 'peercam-motion-'));
@@ -54,24 +57,90 @@ function listen(port, token) {
   return { events, status: () => status, close: () => req.destroy() };
 }
 
+/** A TCP port free on loopback now. */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    }).on('error', reject);
+  });
+}
+
+/** Runs `command` until stopped; resolves once `ready` appears in its output. */
+async function background(command, args, ready) {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (c) => { output += c; });
+  child.stderr.on('data', (c) => { output += c; });
+  await eventually(() => ready.test(output), 10_000, `${command} to start`);
+  return {
+    get output() { return output; },
+    stop: () => new Promise((r) => {
+      if (child.exitCode !== null) { r(); return; }
+      child.once('exit', r);
+      child.kill('SIGTERM');
+    }),
+  };
+}
+
+/** Debian's mosquitto on loopback at `port`. */
+const startBroker = (port) => background('mosquitto', ['-p', String(port), '-v'],
+  /mosquitto version [\d.]+ running/);
+
+/** mosquitto_sub on every topic; `messages(topic)` lists the payloads seen on a topic. */
+async function subscribe(port) {
+  const sub = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(port), '-v', '-t', '#']);
+  let output = '';
+  sub.stdout.on('data', (c) => { output += c; });
+  sub.stderr.on('data', (c) => { output += c; });
+  return {
+    messages: (topic) => output.split('\n').filter((line) => line.startsWith(`${topic} `))
+      .map((line) => line.slice(topic.length + 1)),
+    /** The last Home Assistant discovery message for a binary_sensor (the device is named
+     * after the machine's host name). */
+    discovery: () => {
+      const line = output.split('\n').filter((l) => /^homeassistant\/binary_sensor\/\S+\/motion\/config /.test(l)).at(-1);
+      return line ? JSON.parse(line.slice(line.indexOf(' ') + 1)) : null;
+    },
+    stop: () => sub.kill('SIGTERM'),
+  };
+}
+
 let daemon;
+let broker;
+let brokerPort;
 before(async () => {
   show('black');
+  brokerPort = await freePort();
+  broker = await startBroker(brokerPort);
   daemon = await startDaemon('[media]\nwidth = 320\nheight = 180\n'
     + `video_source = "multifilesrc location=${frame} caps=image/jpeg,framerate=10/1 ! jpegdec"\n`
-    + '[motion]\nenabled = true\nchecks_per_second = 10\nquiet_seconds = 2\n');
+    + '[motion]\nenabled = true\nchecks_per_second = 10\nquiet_seconds = 2\n'
+    + `[mqtt]\nbroker = "127.0.0.1:${brokerPort}"\n`);
 });
 after(async () => {
   if (process.env.PEERCAM_SHOW_LOG) console.log(daemon?.output);
   await daemon?.stop();
+  await broker?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
+
 
 test('motion starts when the picture changes, ends when it is still, and never while still',
   async (t) => {
     const token = createToken(daemon.stateDir, 'home-assistant');
     const listener = listen(daemon.port, token);
-    t.after(() => listener.close());
+    const mqtt = await subscribe(brokerPort);
+    t.after(() => { listener.close(); mqtt.stop(); });
+    // Home Assistant's discovery message, retained, names the state topic.
+    const config = await eventually(() => mqtt.discovery(), 10_000, 'the discovery message');
+    assert.equal(config.device_class, 'motion');
+    assert.equal(config.payload_on, 'ON');
+    await eventually(() => mqtt.messages(config.availability_topic).at(-1) === 'online', 10_000,
+      'online');
+    await eventually(() => mqtt.messages(config.state_topic).at(-1) === 'OFF', 10_000,
+      'OFF while still');
     await eventually(() => listener.events.length >= 1, 10_000, 'the state event');
     assert.equal(listener.status(), 200);
     assert.deepEqual({ ...listener.events[0], at: 0 }, { event: 'state', motion: false, at: 0 });
@@ -96,6 +165,7 @@ test('motion starts when the picture changes, ends when it is still, and never w
     // Still again (a new still picture): nothing more.
     await new Promise((r) => { setTimeout(r, 3_000); });
     assert.deepEqual(listener.events.map((e) => e.event), ['state', 'motion_started', 'motion_ended']);
+    assert.deepEqual(mqtt.messages(config.state_topic), ['OFF', 'ON', 'OFF']);
 
     const metrics = await daemon.metrics();
     assert.equal(metrics.peercam_motion_events_total, 1);
@@ -119,4 +189,20 @@ test('with [motion] off, /events is 404 and the camera stays off', async (t) => 
   assert.equal(response.status, 404);
   assert.match(response.body.toString(), /\[motion\] enabled = false/);
   assert.equal((await off.metrics()).peercam_video_encoders, 0);
+});
+
+test('a broker that restarts is told the sensor, availability and state again', async (t) => {
+  await broker.stop();
+  await eventually(() => /MQTT: the broker 127.0.0.1:\d+ cannot be reached/.test(daemon.output),
+    10_000, 'the device to notice the broker is away');
+  broker = await startBroker(brokerPort);
+  const mqtt = await subscribe(brokerPort);
+  t.after(() => mqtt.stop());
+  // The new broker kept nothing: what it has, the device published after reconnecting.
+  const config = await eventually(() => mqtt.discovery(), 20_000, 'the discovery message again');
+  await eventually(() => mqtt.messages(config.availability_topic).at(-1) === 'online', 10_000,
+    'online again');
+  await eventually(() => mqtt.messages(config.state_topic).at(-1) === 'OFF', 10_000, 'the state again');
+  const away = daemon.output.match(/MQTT: the broker 127.0.0.1:\d+ cannot be reached/g);
+  assert.equal(away.length, 1, 'one line per outage, not one per attempt');
 });
