@@ -37,6 +37,7 @@ pub struct Config {
     pub rtsp: RtspConfig,
     pub motion: MotionConfig,
     pub mqtt: MqttConfig,
+    pub recording: RecordingConfig,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -225,6 +226,49 @@ impl Default for MotionConfig {
             min_area_percent: 1.0,
             checks_per_second: 5,
             quiet_seconds: 5,
+        }
+    }
+}
+
+/// `[recording]`: MP4 segments of the camera on the device's own storage
+/// (docs/home-systems.md).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordingConfig {
+    pub enabled: bool,
+    /// `motion` (needs `[motion] enabled`) or `continuous`.
+    pub mode: RecordingMode,
+    /// Where segments go; empty: `recordings/` in the state directory.
+    pub path: PathBuf,
+    /// Each segment's length (a segment ends at the first keyframe after it).
+    pub segment_seconds: u32,
+    /// With `mode = "motion"`: the seconds before the motion kept with it.
+    pub pre_roll_seconds: u32,
+    /// Segments older than this are deleted.
+    pub max_age_days: u32,
+    /// The oldest segments are deleted to keep this much free on the disk; none is written
+    /// below it.
+    pub min_free_mb: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordingMode {
+    #[default]
+    Motion,
+    Continuous,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            mode: RecordingMode::Motion,
+            path: PathBuf::new(),
+            segment_seconds: 60,
+            pre_roll_seconds: 5,
+            max_age_days: 7,
+            min_free_mb: 400,
         }
     }
 }
@@ -612,6 +656,33 @@ impl Config {
                     "a topic without `#`, `+` or a leading or trailing `/`".into(),
                 ));
             }
+        }
+        in_range(
+            "recording.segment_seconds",
+            self.recording.segment_seconds,
+            2,
+            3600,
+        )?;
+        in_range(
+            "recording.pre_roll_seconds",
+            self.recording.pre_roll_seconds,
+            0,
+            30,
+        )?;
+        in_range(
+            "recording.max_age_days",
+            self.recording.max_age_days,
+            1,
+            3650,
+        )?;
+        if self.recording.enabled
+            && self.recording.mode == RecordingMode::Motion
+            && !self.motion.enabled
+        {
+            return Err((
+                "recording.mode",
+                "`motion` needs [motion] enabled = true (or mode = \"continuous\")".into(),
+            ));
         }
         if self.mqtt.topic_prefix.is_empty() {
             return Err(("mqtt.topic_prefix", "must not be empty".into()));

@@ -25,6 +25,7 @@
 //! - `metrics`: counters served at `/metrics`.
 //! - `motion`: motion from the camera's frames (pure: a grid of brightness compared frame to frame).
 //! - `mqtt`: motion to an MQTT broker, with Home Assistant's discovery.
+//! - `recording`: MP4 segments of the camera on motion or continuously, and their retention.
 //! - `descriptors`: the file-descriptor limit, the connections' share of it, and the reserve
 //!   a new pipeline needs.
 //! - `refusals`: refusals (wrong passwords, unknown tokens, capped connections) logged so that
@@ -57,6 +58,7 @@ pub mod port_mapping;
 #[cfg(feature = "probe")]
 pub mod probe;
 pub mod reachability;
+pub mod recording;
 pub mod refusals;
 pub mod rooms;
 pub mod rtsp;

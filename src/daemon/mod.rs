@@ -34,7 +34,7 @@ pub use control::{Command, DaemonError, Stop};
 pub use listeners::Listeners;
 
 use crate::auth::{Auth, AuthSettings};
-use crate::config::{AuthMode, Config};
+use crate::config::{self, AuthMode, Config};
 use crate::host;
 use crate::media::{self, MediaSettings, Strictness};
 use crate::metrics::Metrics;
@@ -115,6 +115,19 @@ pub async fn run(
         port_mapping,
     );
 
+    // With `[recording] enabled`: its settings, directory and status.
+    let recordings = config.recording.enabled.then(|| {
+        let root = if config.recording.path.as_os_str().is_empty() {
+            certificates.state_dir.join("recordings")
+        } else {
+            config.recording.path.clone()
+        };
+        (
+            config.recording.clone(),
+            root,
+            Arc::new(crate::recording::RecordingStatus::default()),
+        )
+    });
     let state = AppState {
         rooms: owners.rooms.clone(),
         metrics: Arc::clone(&metrics),
@@ -134,6 +147,12 @@ pub async fn run(
         reachability: reached.clone(),
         polls: Arc::default(),
         motion: config.motion.enabled.then(|| owners.motion.clone()),
+        recordings: recordings
+            .as_ref()
+            .map(|(_, root, status)| web::Recordings {
+                root: root.clone(),
+                status: Arc::clone(status),
+            }),
     };
     // Tasks that end with the daemon: aborted when `run` returns, so a daemon run in-process
     // leaves none behind.
@@ -151,6 +170,18 @@ pub async fn run(
             host_name.clone(),
             owners.motion.subscribe(),
             move || moving.motion.load(std::sync::atomic::Ordering::Relaxed) == 1,
+        )));
+    }
+    if let Some((recording, root, status)) = recordings.clone() {
+        let motion =
+            (recording.mode == config::RecordingMode::Motion).then(|| owners.motion.subscribe());
+        background.push(tokio::spawn(crate::recording::run(
+            recording,
+            root,
+            has_audio,
+            owners.feeds.clone(),
+            motion,
+            status,
         )));
     }
     let _background = Background(background);

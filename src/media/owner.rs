@@ -715,6 +715,7 @@ impl Owner {
         match command {
             FeedCommand::Open {
                 id,
+                consumer,
                 video,
                 audio,
                 reply,
@@ -722,10 +723,15 @@ impl Owner {
                 let opened = self.open_feed(&video, audio.as_ref());
                 match &opened {
                     Ok(_) => {
-                        log::info!("RTSP: the stream is fed from the shared H.264 encoder");
-                        self.feeds.push(Feed { id, video, audio });
+                        log::info!("{consumer}: the stream is fed from the shared H.264 encoder");
+                        self.feeds.push(Feed {
+                            id,
+                            consumer,
+                            video,
+                            audio,
+                        });
                     }
-                    Err(e) => log::warn!("RTSP: no stream: {e}"),
+                    Err(e) => log::warn!("{consumer}: no stream: {e}"),
                 }
                 self.count_encoders();
                 if reply.send(opened.map_err(|e| e.to_string())).is_err() {
@@ -787,7 +793,11 @@ impl Owner {
         if let Some(source) = &self.source {
             source.unsubscribe(&feed.video, feed.audio.as_ref());
         }
-        log::info!("RTSP: the stream's last client left");
+        if feed.consumer == "RTSP" {
+            log::info!("RTSP: the stream's last client left");
+        } else {
+            log::info!("{}: the stream is no longer fed", feed.consumer);
+        }
         self.stop_source_if_unused();
     }
 

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::digest;
 use crate::config::RtspConfig;
 use crate::media::Speaker;
-use crate::media::feeds::{FeedCommand, FeedHandle};
+use crate::media::feeds::{self, FeedCommand, FeedHandle};
 use crate::metrics::Metrics;
 
 /// The path NVR configurations are written against.
@@ -402,6 +402,7 @@ fn feed_each_media(
         let (reply, answer) = oneshot::channel();
         let sent = feeds.send(FeedCommand::Open {
             id,
+            consumer: "RTSP",
             video,
             audio,
             reply,
@@ -502,38 +503,15 @@ impl Timeline {
     }
 }
 
-/// A source pad with no element behind it whose packets go into `appsrc` (the shared source
-/// pushes into it as into a peer's), and the sink pad it is linked to, which the caller keeps.
+/// The bridge from the shared source into one of the media's appsrcs, its packets moved onto
+/// the media's clock.
 fn bridge_to(appsrc: gst_app::AppSrc) -> (gst::Pad, gst::Pad) {
-    let list_target = appsrc.clone();
-    let timeline = Arc::new(Mutex::new(Timeline::default()));
-    let list_timeline = Arc::clone(&timeline);
-    // Events are taken and dropped (the appsrc has its own caps and time): a refused caps
-    // event would fail every push after it.
-    let sink = gst::Pad::builder(gst::PadDirection::Sink)
-        .event_function(|_, _, _| true)
-        .chain_function(move |_, _, mut buffer| {
-            if let Ok(mut timeline) = timeline.lock() {
-                timeline.restamp(buffer.make_mut(), appsrc.current_running_time());
-            }
-            appsrc.push_buffer(buffer)
-        })
-        .chain_list_function(move |_, _, mut list| {
-            let now = list_target.current_running_time();
-            if let Ok(mut timeline) = list_timeline.lock() {
-                list.make_mut().foreach_mut(|mut buffer, _| {
-                    timeline.restamp(buffer.make_mut(), now);
-                    std::ops::ControlFlow::Continue(Some(buffer))
-                });
-            }
-            list_target.push_buffer_list(list)
-        })
-        .build();
-    let src = gst::Pad::builder(gst::PadDirection::Src).build();
-    let _ = src.link(&sink);
-    let _ = sink.set_active(true);
-    let _ = src.set_active(true);
-    (src, sink)
+    let timeline = Mutex::new(Timeline::default());
+    feeds::bridge(appsrc, move |buffer, now| {
+        if let Ok(mut timeline) = timeline.lock() {
+            timeline.restamp(buffer, now);
+        }
+    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The web side: the call page (files from `web/`, embedded in the binary), the WebSocket
 //! signaling endpoint `/ws`, WHEP viewers at `/whep`, `/snapshot.jpg`, `/events` (motion, server-sent
-//! events) and `/metrics`.
+//! events), `/recordings` and `/metrics`.
 //!
 //! `router` is a plain function of the shared state, so tests can drive it without sockets;
 //! `serve` owns the listeners and TLS, under the connection budget of `limits`; `session` is
@@ -14,6 +14,7 @@ pub mod limits;
 mod login;
 mod pictures;
 mod poll_connections;
+mod recordings;
 pub mod serve;
 mod session;
 pub mod signal_poll;
@@ -21,6 +22,7 @@ mod snapshot;
 mod state;
 pub mod whep;
 
+pub use recordings::Recordings;
 pub use state::AppState;
 
 use std::sync::atomic::Ordering;
@@ -106,6 +108,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/snapshot.jpg", get(snapshot::jpeg))
         .route("/events", get(events::stream))
+        .route("/recordings", get(recordings::list))
+        .route("/recordings/{day}/{file}", get(recordings::segment))
         .fallback(asset)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -241,6 +245,7 @@ mod tests {
             reachability: tokio::sync::watch::channel(Default::default()).1,
             polls: Arc::default(),
             motion: None,
+            recordings: None,
         }
     }
 

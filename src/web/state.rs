@@ -45,6 +45,8 @@ pub struct AppState {
     pub reachability: tokio::sync::watch::Receiver<crate::reachability::Reachability>,
     /// Signaling connections over plain requests (`signal_poll`).
     pub polls: Arc<super::poll_connections::PollConnections>,
+    /// The recordings for `/recordings`; `None` with `[recording]` off.
+    pub recordings: Option<super::recordings::Recordings>,
     /// Motion events for `/events`; `None` with `[motion]` off.
     pub motion: Option<tokio::sync::broadcast::Sender<crate::motion::MotionEvent>>,
 }
