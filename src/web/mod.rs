@@ -65,9 +65,11 @@ const JS: &str = "text/javascript; charset=utf-8";
 /// a new protocol.
 const HTML: &str = "text/html; charset=utf-8";
 
-const ASSETS: [(&str, &str, &str); 13] = [
+const ASSETS: [(&str, &str, &str); 15] = [
     ("/", HTML, include_str!("../../web/index.html")),
     ("/check", HTML, include_str!("../../web/check.html")),
+    ("/recordings.html", HTML, include_str!("../../web/recordings.html")),
+    web_file!("recordings.js", JS),
     web_file!("check.js", JS),
     web_file!("app.js", JS),
     web_file!("signaling.js", JS),

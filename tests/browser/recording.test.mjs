@@ -13,7 +13,9 @@ import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { eventually, logIn, PASSWORD, request, startDaemon } from './harness.mjs';
+import {
+  eventually, launchBrowser, logIn, openPage, PASSWORD, request, startDaemon,
+} from './harness.mjs';
 
 const dir = mkdtempSync(join(tmpdir(), 'peercam-recording-'));
 const frame = join(dir, 'frame.jpg');
@@ -131,6 +133,27 @@ test('motion is recorded with its pre-roll, as MP4 the owner can list and downlo
       { headers: { cookie, range: `bytes=${segments[0].bytes}-` } });
     assert.equal(past.status, 416);
   });
+
+test('the recordings page lists the day\'s segments and plays one in Chromium', async (t) => {
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+  const page = await openPage(browser, `${daemon.url}recordings.html`);
+  await page.getByRole('heading', { name: 'Recordings' }).waitFor();
+  const list = await listing(daemon.port, cookie);
+  const [segment] = segmentsOf(list);
+  assert.ok(segment, 'the motion test recorded a segment');
+  await page.getByRole('heading', { name: segment.name.split('/')[0] }).waitFor();
+  assert.match(await page.locator('#recorder').textContent(), /The recorder: waiting for motion/);
+  const time = segment.name.split('/')[1].replace('.mp4', '').replaceAll('-', ':');
+  await page.getByRole('button', { name: new RegExp(`^${time} UTC`) }).click();
+  // The segment plays: its pictures have the camera's size and time goes on.
+  await eventually(() => page.evaluate(() => {
+    const video = document.getElementById('player');
+    return video.videoWidth === 320 && video.currentTime > 0.5;
+  }), 15_000, 'the segment to play');
+  const link = page.getByRole('link', { name: 'Download' }).first();
+  assert.equal(await link.getAttribute('href'), `/recordings/${segment.name}`);
+});
 
 test('recordings are the owner\'s: no session, no list; only segment names are served',
   async () => {
