@@ -80,7 +80,7 @@ pub enum Access {
 }
 
 impl RtspServer {
-    /// Listens on `config.port` (all IPv4 addresses) and serves `/camera` from `feeds`.
+    /// Listens on `config.port` (every IPv6 and IPv4 address) and serves `/camera` from `feeds`.
     pub fn start(
         config: &RtspConfig,
         has_audio: bool,
@@ -90,7 +90,8 @@ impl RtspServer {
     ) -> Result<Self, RtspError> {
         let server = rtsp_server::RTSPOnvifServer::new();
         server.set_service(&config.port.to_string());
-        server.set_address("0.0.0.0");
+        // Every address, IPv6 and IPv4 (one dual-stack socket).
+        server.set_address("::");
         // GStreamer's default of 5 keeps connections waiting behind a burst (each retried by
         // the client's TCP seconds later); the cap below closes what is too many.
         server.set_backlog(MAX_CONNECTIONS as i32);
@@ -160,13 +161,20 @@ impl RtspServer {
             .ok_or(RtspError::Missing("mount points"))?
             .add_factory(PATH, factory);
         // `attach` says only that it failed; the socket it could not make says why.
-        let source = server.attach(None).map_err(|e| RtspError::Listen {
-            port: config.port,
-            reason: server
-                .create_socket(rtsp_server::gio::Cancellable::NONE)
-                .err()
-                .map_or_else(|| e.to_string(), |why| why.to_string()),
-        })?;
+        // A kernel without IPv6 has no `::`: IPv4 alone then.
+        let source = server
+            .attach(None)
+            .or_else(|_| {
+                server.set_address("0.0.0.0");
+                server.attach(None)
+            })
+            .map_err(|e| RtspError::Listen {
+                port: config.port,
+                reason: server
+                    .create_socket(rtsp_server::gio::Cancellable::NONE)
+                    .err()
+                    .map_or_else(|| e.to_string(), |why| why.to_string()),
+            })?;
         log::info!(
             "RTSP on port {}: rtsp://<device>:{}{PATH} (up to {} clients)",
             config.port,

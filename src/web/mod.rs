@@ -68,7 +68,11 @@ const HTML: &str = "text/html; charset=utf-8";
 const ASSETS: [(&str, &str, &str); 15] = [
     ("/", HTML, include_str!("../../web/index.html")),
     ("/check", HTML, include_str!("../../web/check.html")),
-    ("/recordings.html", HTML, include_str!("../../web/recordings.html")),
+    (
+        "/recordings.html",
+        HTML,
+        include_str!("../../web/recordings.html"),
+    ),
     web_file!("recordings.js", JS),
     web_file!("check.js", JS),
     web_file!("app.js", JS),

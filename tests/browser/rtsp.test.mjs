@@ -77,7 +77,7 @@ test('without credentials, or with wrong ones, RTSP is refused (401)', async () 
   assert.equal((await daemon.metrics()).peercam_video_encoders, 0, 'the camera stayed off');
 });
 
-test('ffprobe with the owner\'s password sees H.264 at the camera\'s size and Opus', async () => {
+test('ffprobe with the owner\'s password sees H.264 at the camera\'s size and Opus, over IPv4 and IPv6', async () => {
   const { code, stderr, streams } = await probe(url('owner', PASSWORD));
   assert.equal(code, 0, stderr);
   const video = streams.find((s) => s.codec_type === 'video');
@@ -85,6 +85,10 @@ test('ffprobe with the owner\'s password sees H.264 at the camera\'s size and Op
   assert.equal(video?.codec_name, 'h264');
   assert.deepEqual([video.width, video.height], [640, 360]);
   assert.equal(audio?.codec_name, 'opus');
+  // Over IPv6 too (one dual-stack socket).
+  const overIpv6 = await probe(`rtsp://owner:${encodeURIComponent(PASSWORD)}@[::1]:${port}/camera`);
+  assert.equal(overIpv6.code, 0, overIpv6.stderr);
+  assert.equal(overIpv6.streams.find((s) => s.codec_type === 'video')?.codec_name, 'h264');
 });
 
 test('ffmpeg decodes frames with a viewer token; revoked, its NVR is cut off and refused', async () => {
@@ -152,15 +156,20 @@ test('a flood of idle RTSP connections is capped and closed; the device and NVRs
     let closed = 0;
     const sockets = Array.from({ length: 150 }, () => connect(port, '127.0.0.1')
       .on('error', () => {}).on('close', () => { closed += 1; }));
-    // Over the cap (64) closed at once; the rest after 10 s without setting anything up.
-    await eventually(() => closed >= 150 - 64, 10_000,
-      'the connections over the cap to be closed').catch((e) => {
-      throw new Error(`${e.message}: ${closed} closed, daemon fds ${daemon.openFds()} (before ${fdsBefore})`);
-    });
-    assert.ok(daemon.openFds() < fdsBefore + 64 + 16,
-      `descriptors held: ${daemon.openFds()} (before: ${fdsBefore})`);
-    await eventually(() => closed === 150, 25_000, 'the idle connections to be closed');
-    sockets.forEach((s) => s.destroy());
+    try {
+      // Over the cap (64) closed as they are accepted (a loaded machine's TCP retries the
+      // connections its backlog dropped, seconds later); the rest after 10 s without setting
+      // anything up.
+      await eventually(() => closed >= 150 - 64, 20_000,
+        'the connections over the cap to be closed').catch((e) => {
+        throw new Error(`${e.message}: ${closed} closed, daemon fds ${daemon.openFds()} (before ${fdsBefore})`);
+      });
+      assert.ok(daemon.openFds() < fdsBefore + 64 + 16,
+        `descriptors held: ${daemon.openFds()} (before: ${fdsBefore})`);
+      await eventually(() => closed === 150, 25_000, 'the idle connections to be closed');
+    } finally {
+      sockets.forEach((s) => s.destroy());
+    }
     assert.match(daemon.output, /RTSP: 64 connections are open; more are refused/);
     const { code, stderr, streams } = await probe(url('owner', PASSWORD));
     assert.equal(code, 0, stderr);
