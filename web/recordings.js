@@ -39,6 +39,13 @@ function render(listing) {
     const list = document.createElement('ul');
     for (const segment of day.segments) {
       const item = document.createElement('li');
+      if (segment.thumbnail) {
+        const picture = document.createElement('img');
+        picture.src = `/recordings/${segment.thumbnail}`;
+        picture.alt = `The camera at ${timeOf(segment.name)}`;
+        picture.width = 160;
+        item.append(picture, ' ');
+      }
       const button = document.createElement('button');
       button.type = 'button';
       button.textContent = `${timeOf(segment.name)} (${megabytes(segment.bytes)})`;

@@ -149,7 +149,7 @@ pub async fn run(
         motion: config.motion.enabled.then(|| owners.motion.clone()),
         recordings: recordings
             .as_ref()
-            .map(|(_, root, status)| web::Recordings {
+            .map(|(_, root, status)| crate::recording::Recordings {
                 root: root.clone(),
                 status: Arc::clone(status),
             }),
@@ -181,6 +181,7 @@ pub async fn run(
             has_audio,
             owners.feeds.clone(),
             motion,
+            owners.media.clone(),
             status,
         )));
     }

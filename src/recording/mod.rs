@@ -6,3 +6,10 @@ pub mod recorder;
 pub mod store;
 
 pub use recorder::{RecordingStatus, run};
+
+/// Where the recorder writes and what it says, for `/recordings`.
+#[derive(Clone)]
+pub struct Recordings {
+    pub root: std::path::PathBuf,
+    pub status: std::sync::Arc<RecordingStatus>,
+}

@@ -8,7 +8,7 @@
 //! `motion_ended`; with `continuous` it always runs. A writer that fails (a full disk, a
 //! read-only mount, a USB stick pulled out) is stopped and said in the status; the next
 //! motion (or, continuous, a minute later) tries again. Retention runs each minute and at each
-//! closed segment.
+//! closed segment. Each segment gets a JPEG of its first moment (the media owner's snapshot).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -25,6 +25,7 @@ use super::store;
 use crate::config::{RecordingConfig, RecordingMode};
 use crate::media::feeds::{self, FeedCommand};
 use crate::media::plan;
+use crate::media_link::MediaCommand;
 use crate::motion::MotionEvent;
 
 #[derive(Debug, Error)]
@@ -82,6 +83,7 @@ pub async fn run(
     has_audio: bool,
     feeds: mpsc::UnboundedSender<FeedCommand>,
     mut motion: Option<broadcast::Receiver<MotionEvent>>,
+    media: mpsc::UnboundedSender<MediaCommand>,
     status: Arc<RecordingStatus>,
 ) {
     let (notices_tx, mut notices) = mpsc::unbounded_channel();
@@ -125,7 +127,10 @@ pub async fn run(
             },
             Some(notice) = notices.recv() => match notice {
                 WriterNotice::Closed => recorder.keep_within_limits(&status),
-                WriterNotice::Opened(path) => status.set_writing(recorder.name_of(&path)),
+                WriterNotice::Opened(path) => {
+                    status.set_writing(recorder.name_of(&path));
+                    tokio::spawn(thumbnail(media.clone(), path.with_extension("jpg")));
+                }
                 WriterNotice::Failed(reason) => {
                     recorder.stop_writing(&status);
                     status.set(format!("stopped: {reason}; trying again at the next {}",
@@ -133,6 +138,31 @@ pub async fn run(
                 }
             },
         }
+    }
+}
+
+/// The width of a segment's thumbnail.
+const THUMBNAIL_WIDTH: u32 = 320;
+
+/// Writes the camera's picture now (a segment's start) to `path`: the media owner's snapshot,
+/// from the raw frame it keeps (none for a camera that sends H.264 itself).
+async fn thumbnail(media: mpsc::UnboundedSender<MediaCommand>, path: PathBuf) {
+    let (reply, picture) = oneshot::channel();
+    let asked = media.send(MediaCommand::Snapshot {
+        width: Some(THUMBNAIL_WIDTH),
+        reply,
+    });
+    if asked.is_err() {
+        return;
+    }
+    match picture.await {
+        Ok(Ok(jpeg)) => {
+            if let Err(e) = tokio::fs::write(&path, jpeg).await {
+                log::debug!("recording: no thumbnail {}: {e}", path.display());
+            }
+        }
+        Ok(Err(refused)) => log::debug!("recording: no thumbnail: {refused}"),
+        Err(_) => {}
     }
 }
 

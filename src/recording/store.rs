@@ -23,6 +23,13 @@ pub struct Segment {
     pub bytes: u64,
     /// Seconds since 1970 (UTC) of its last write.
     pub modified: u64,
+    /// Its picture at the start (`2026-12-07/21-50-03.jpg`), when there is one.
+    pub thumbnail: Option<String>,
+}
+
+/// The thumbnail's name of a segment (`.jpg` for `.mp4`).
+pub fn thumbnail_of(name: &str) -> Option<String> {
+    name.strip_suffix(".mp4").map(|stem| format!("{stem}.jpg"))
 }
 
 /// The path of a segment that starts at `at`, under `root`: `<day>/<time>.mp4`.
@@ -63,8 +70,15 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// Whether `name` is a segment's thumbnail's name (`dddd-dd-dd/dd-dd-dd.jpg`).
+pub fn is_thumbnail_name(name: &str) -> bool {
+    name.strip_suffix(".jpg")
+        .is_some_and(|stem| is_segment_name(&format!("{stem}.mp4")))
+}
+
 /// Whether `name` is a segment's name as this module makes them (`dddd-dd-dd/dd-dd-dd.mp4`):
-/// the only names `/recordings/...` serves, so no path leaves the directory.
+/// the only names `/recordings/...` serves (with their thumbnails), so no path leaves the
+/// directory.
 pub fn is_segment_name(name: &str) -> bool {
     let Some((day, file)) = name.split_once('/') else {
         return false;
@@ -104,10 +118,12 @@ pub fn list(root: &Path) -> Vec<Segment> {
                 .ok()
                 .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_secs());
+            let thumbnail = thumbnail_of(&name).filter(|jpg| root.join(jpg).is_file());
             segments.push(Segment {
                 name,
                 bytes: meta.len(),
                 modified,
+                thumbnail,
             });
         }
     }
@@ -151,7 +167,7 @@ pub fn to_delete(
     doomed
 }
 
-/// Deletes `name` under `root`, and its day's directory once empty.
+/// Deletes `name` under `root` with its thumbnail, and its day's directory once empty.
 pub fn delete(root: &Path, name: &str) {
     if !is_segment_name(name) {
         return;
@@ -160,6 +176,9 @@ pub fn delete(root: &Path, name: &str) {
     if let Err(e) = std::fs::remove_file(&path) {
         log::warn!("recording: {} cannot be deleted: {e}", path.display());
         return;
+    }
+    if let Some(jpg) = thumbnail_of(name) {
+        let _ = std::fs::remove_file(root.join(jpg));
     }
     if let Some(day) = path.parent() {
         // Fails while the day has other segments, as it should.
@@ -204,6 +223,9 @@ mod tests {
     #[test]
     fn only_segment_names_are_served() {
         assert!(is_segment_name("2026-12-07/21-50-03.mp4"));
+        assert!(is_thumbnail_name("2026-12-07/21-50-03.jpg"));
+        assert!(!is_thumbnail_name("2026-12-07/21-50-03.mp4"));
+        assert!(!is_thumbnail_name("../21-50-03.jpg"));
         for bad in [
             "../etc/passwd",
             "2026-12-07/../../x.mp4",
@@ -221,6 +243,7 @@ mod tests {
             name: name.into(),
             bytes,
             modified,
+            thumbnail: None,
         }
     }
 

@@ -22,7 +22,6 @@ mod snapshot;
 mod state;
 pub mod whep;
 
-pub use recordings::Recordings;
 pub use state::AppState;
 
 use std::sync::atomic::Ordering;

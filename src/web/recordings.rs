@@ -1,12 +1,11 @@
 //! `GET /recordings` (the owner's session only): the recorder's status and its segments by
-//! day, as JSON; `GET /recordings/<day>/<time>.mp4`: one segment, with `Range` requests
+//! day, as JSON; `GET /recordings/<day>/<time>.mp4` (and `.jpg`, its thumbnail): one segment,
+//! with `Range` requests
 //! (`206 Partial Content`) so a player can seek and a download can resume. Only names the
 //! recorder makes are served (`recording::store::is_segment_name`); `404` with `[recording]`
 //! off.
 
 use std::io::SeekFrom;
-use std::path::PathBuf;
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -16,15 +15,7 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::state::AppState;
-use crate::recording::RecordingStatus;
 use crate::recording::store::{self, Segment};
-
-/// Where the recorder writes and what it says (`AppState::recordings`).
-#[derive(Clone)]
-pub struct Recordings {
-    pub root: PathBuf,
-    pub status: Arc<RecordingStatus>,
-}
 
 #[derive(Serialize)]
 struct Listing {
@@ -91,9 +82,13 @@ pub async fn segment(
         return off();
     };
     let name = format!("{day}/{file}");
-    if !store::is_segment_name(&name) {
+    let content_type = if store::is_segment_name(&name) {
+        "video/mp4"
+    } else if store::is_thumbnail_name(&name) {
+        "image/jpeg"
+    } else {
         return (StatusCode::NOT_FOUND, "no such recording\n").into_response();
-    }
+    };
     let Ok(mut opened) = tokio::fs::File::open(recordings.root.join(&name)).await else {
         return (StatusCode::NOT_FOUND, "no such recording\n").into_response();
     };
@@ -122,7 +117,7 @@ pub async fn segment(
     let mut response = Response::new(body);
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
     if status == StatusCode::PARTIAL_CONTENT

@@ -46,7 +46,7 @@ pub struct AppState {
     /// Signaling connections over plain requests (`signal_poll`).
     pub polls: Arc<super::poll_connections::PollConnections>,
     /// The recordings for `/recordings`; `None` with `[recording]` off.
-    pub recordings: Option<super::recordings::Recordings>,
+    pub recordings: Option<crate::recording::Recordings>,
     /// Motion events for `/events`; `None` with `[motion]` off.
     pub motion: Option<tokio::sync::broadcast::Sender<crate::motion::MotionEvent>>,
 }

@@ -14,7 +14,7 @@ import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  eventually, launchBrowser, logIn, openPage, PASSWORD, request, startDaemon,
+  eventually, jpegSize, launchBrowser, logIn, openPage, PASSWORD, request, startDaemon,
 } from './harness.mjs';
 
 const dir = mkdtempSync(join(tmpdir(), 'peercam-recording-'));
@@ -123,6 +123,13 @@ test('motion is recorded with its pre-roll, as MP4 the owner can list and downlo
     // It starts before the change: its first picture is the black one.
     assert.ok(await firstPictureBrightness(file) < 40, 'the first picture is from before the motion');
 
+    // Its thumbnail: the camera's picture at the start, 320 wide.
+    assert.equal(segments[0].thumbnail, segments[0].name.replace('.mp4', '.jpg'));
+    const thumbnail = await request(daemon.port, 'GET', `/recordings/${segments[0].thumbnail}`,
+      { headers: { cookie } });
+    assert.equal(thumbnail.status, 200);
+    assert.equal(thumbnail.headers['content-type'], 'image/jpeg');
+    assert.deepEqual(jpegSize(thumbnail.body), { width: 320, height: 180 });
     // Ranges, for players that seek and downloads that resume.
     const part = await request(daemon.port, 'GET', `/recordings/${segments[0].name}`,
       { headers: { cookie, range: 'bytes=0-99' } });
@@ -151,6 +158,8 @@ test('the recordings page lists the day\'s segments and plays one in Chromium', 
     const video = document.getElementById('player');
     return video.videoWidth === 320 && video.currentTime > 0.5;
   }), 15_000, 'the segment to play');
+  assert.equal(await page.getByRole('img', { name: new RegExp(`The camera at ${time} UTC`) })
+    .getAttribute('src'), `/recordings/${segment.thumbnail}`);
   const link = page.getByRole('link', { name: 'Download' }).first();
   assert.equal(await link.getAttribute('href'), `/recordings/${segment.name}`);
 });
