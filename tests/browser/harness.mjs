@@ -9,6 +9,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import https from 'node:https';
+import net from 'node:net';
 import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -184,6 +185,16 @@ async function fetchMetrics(port, cookie) {
     if (name && !name.startsWith('#')) values[name] = Number(value);
   }
   return values;
+}
+
+/** A TCP port free on loopback now. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    }).on('error', reject);
+  });
 }
 
 /** Polls `probe` until it returns a truthy value or `timeoutMs` passes. */

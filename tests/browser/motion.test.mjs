@@ -13,8 +13,7 @@ import { mkdtempSync, renameSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
-import { createToken, eventually, request, startDaemon } from './harness.mjs';
+import { createToken, eventually, freePort, request, startDaemon } from './harness.mjs';
 
 const dir = mkdtempSync(join(tmpdir(), 'peercam-motion-'));
 const frame = join(dir, 'frame.jpg');
@@ -55,16 +54,6 @@ function listen(port, token) {
   });
   req.on('error', () => {});
   return { events, status: () => status, close: () => req.destroy() };
-}
-
-/** A TCP port free on loopback now. */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    }).on('error', reject);
-  });
 }
 
 /** Runs `command` until stopped; resolves once `ready` appears in its output. */

@@ -10,28 +10,18 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  callButton, createToken, eventually, heardAtTheSink, launchBrowser, loudestSample, openPage,
+  callButton, createToken, eventually, freePort, heardAtTheSink, launchBrowser, loudestSample, openPage,
   PASSWORD, revokeToken, startDaemon, talkButton, waitForFrames, waitUntilIdle, writeVoiceWav,
 } from './harness.mjs';
 
 const TALKER = fileURLToPath(new URL('../../target/debug/examples/onvif_talk', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'peercam-rtsp-'));
 const played = join(dir, 'played.s16');
-
-/** A TCP port free on loopback now. */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    }).on('error', reject);
-  });
-}
 
 /** Runs `command` to its end: its exit code and output, never a rejection. */
 function run(command, args, timeout = 60_000) {
